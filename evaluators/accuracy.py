@@ -1,0 +1,39 @@
+"""Task metric (accuracy, fidelity) of a candidate on one data split."""
+
+from __future__ import annotations
+
+import math
+
+from evaluators._base import Candidate, Evaluator
+from evaluators._task import Split, Task
+from evaluators._training import predict
+
+
+class NonFiniteOutput(RuntimeError):
+    """The candidate produced NaN or infinite outputs."""
+
+
+class AccuracyEvaluator(Evaluator):
+    """The task's metric on a split (validation while searching, test for the report).
+
+    Args:
+        task: The task whose metric and data are used.
+        split: ``"val"`` or ``"test"``; the training split is never used to score.
+        column: Result column name (``"accuracy"`` by default).
+    """
+
+    def __init__(self, task: Task, *, split: str = "val", column: str = "accuracy") -> None:
+        if split not in ("val", "test"):
+            raise ValueError(f"'split' must be 'val' or 'test'. Got {split!r} instead.")
+        self.task = task
+        self.split: Split = getattr(task, split)
+        self.column = column
+
+    def evaluate(self, candidate: Candidate) -> dict[str, float]:
+        outputs = predict(candidate.model, self.split)
+        if not bool(outputs.isfinite().all()):
+            raise NonFiniteOutput("the compressed model's outputs contain NaN or inf")
+        value = self.task.metric(outputs, self.split.targets)
+        if not math.isfinite(value):
+            raise NonFiniteOutput(f"the metric is {value}")
+        return {self.column: value}

@@ -1,0 +1,161 @@
+"""Result tables (one row per trial), the feasible Pareto front, and the size plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from search.objective import OBJECTIVES
+from search.pareto import non_dominated
+
+#: Leading columns of every result table, in order; configuration columns follow.
+LEADING = [
+    "trial",
+    "state",
+    "feasible",
+    "baseline",
+    "accuracy",
+    "size_bytes",
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_cv",
+]
+_ATTR_COLUMNS = [
+    "accuracy",
+    "size_bytes",
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_cv",
+    "compress_s",
+    "evaluate_s",
+]
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, feasibility, figures, every parameter, and ``front``."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, object] = {
+            "trial": t.number,
+            "state": t.state.name,
+            "feasible": t.state == optuna.trial.TrialState.COMPLETE
+            and all(v <= 0 for v in t.constraints.values()),
+            "baseline": t.user_attrs.get("baseline", ""),
+        }
+        for col in _ATTR_COLUMNS:
+            row[col] = t.user_attrs.get(col, math.nan)
+        row.update(t.params)
+        for key, value in t.constraints.items():
+            row[f"constraint.{key}"] = value
+        row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+        row["duration_s"] = t.duration.total_seconds() if t.duration is not None else math.nan
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=[*LEADING, "front"])
+    df["front"] = front_mask(df)
+    params = sorted(c for c in df.columns if c == "student" or c.startswith(("bits.", "prune.")))
+    params.sort(key=lambda c: (c != "student", c.split(".")[0], c))
+    rest = [c for c in df.columns if c not in LEADING and c not in params and c != "front"]
+    return df[[*LEADING, *params, *rest, "front"]]
+
+
+def front_mask(df: pd.DataFrame) -> pd.Series:
+    """Feasible completed trials that no other feasible completed trial dominates."""
+    mask = pd.Series(False, index=df.index)
+    if df.empty:
+        return mask
+    ok = (df["state"] == "COMPLETE") & df["feasible"].astype(bool)
+    cols = [name for name, _ in OBJECTIVES]
+    sub = df.loc[ok, cols].astype(float)
+    sub = sub[np.isfinite(sub.to_numpy()).all(axis=1)]
+    if len(sub):
+        keep = non_dominated(sub.to_numpy(), [d for _, d in OBJECTIVES])
+        mask.loc[sub.index[keep]] = True
+    return mask
+
+
+def front_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """The feasible Pareto front, most accurate first (same columns as the trials table)."""
+    front = trials[trials["front"]]
+    return front.sort_values(["accuracy", "size_bytes"], ascending=[False, True])
+
+
+def write_outputs(study: optuna.Study, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write ``trials.csv``, ``front.csv`` and ``front.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trials = trials_frame(study)
+    front = front_frame(trials)
+    trials.to_csv(out_dir / "trials.csv", index=False)
+    front.to_csv(out_dir / "front.csv", index=False)
+    plot_accuracy_size(trials, out_dir / "front.png", title=study.study_name)
+    return trials, front
+
+
+def plot_accuracy_size(trials: pd.DataFrame, path: Path, *, title: str = "") -> None:
+    """Accuracy against packed size: all trials, infeasible ones faded, front and baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = trials[trials["state"] == "COMPLETE"]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    infeasible = done[~done["feasible"].astype(bool)]
+    feasible = done[done["feasible"].astype(bool)]
+    ax.scatter(
+        infeasible["size_bytes"],
+        100 * infeasible["accuracy"],
+        s=12,
+        c="#cccccc",
+        label="infeasible (over budget)",
+    )
+    ax.scatter(
+        feasible["size_bytes"], 100 * feasible["accuracy"], s=14, c="#7f9fbf", label="feasible"
+    )
+    front = done[done["front"]].sort_values("size_bytes")
+    if len(front):
+        # the 2-D staircase of the (3-D) front: best accuracy reached at each size
+        stair = front.assign(best=front["accuracy"].cummax())
+        ax.step(stair["size_bytes"], 100 * stair["best"], where="post", c="#d62728", lw=1)
+        ax.scatter(
+            front["size_bytes"],
+            100 * front["accuracy"],
+            s=28,
+            c="#d62728",
+            label="Pareto front",
+            zorder=3,
+        )
+    for _, row in done[done["baseline"].astype(str) != ""].iterrows():
+        ax.scatter(
+            row["size_bytes"],
+            100 * row["accuracy"],
+            marker="*",
+            s=140,
+            c="#2ca02c",
+            edgecolors="k",
+            zorder=4,
+        )
+        ax.annotate(
+            str(row["baseline"]),
+            (row["size_bytes"], 100 * row["accuracy"]),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("packed size (bytes, log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    if len(done):
+        top = 100 * done["accuracy"].max()
+        ax.set_ylim(max(0.0, top - 15), min(100.5, top + 1.5))
+    ax.set_title(f"{title}: accuracy against size" if title else "accuracy against size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,252 @@
+"""Study files: TOML in, a validated, frozen `StudySpec` out.
+
+Every key is checked against a declarative schema (section, key, type) before any
+dataclass sees it, so a mistake gives one line that names the key and what is allowed.
+TOML is data only: nothing in a study file is executed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluators.budgets import Budget
+from evaluators.latency import LatencySettings
+from spaces._space import SpaceSettings
+from spaces.compress import FinetuneSettings
+from spaces.distillation import DistillationSettings
+
+SPEC_VERSION = 1
+SAMPLERS = ("tpe", "nsga2", "random")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StudyFileError(ValueError):
+    """A study file (or a command-line override) is wrong; the message says how to fix it."""
+
+
+# type tags of the schema: what a key takes, and how the message names it
+_INT, _FLOAT, _STR, _BOOL = "an int", "a number", "a string", "true or false"
+_INTS, _STRS, _SIZE, _DURATION = "a list of ints", "a list of strings", "a size", "a duration"
+
+_SCHEMA: dict[str, dict[str, str]] = {
+    "study": {
+        "name": _STR,
+        "seed": _INT,
+        "n_trials": _INT,
+        "timeout": _DURATION,
+        "sampler": _STR,
+        "storage": _STR,
+        "version": _INT,
+    },
+    "task": {"name": _STR},
+    "space": {
+        "bits": _INTS,
+        "prune_max": _FLOAT,
+        "prune_step": _FLOAT,
+        "students": _STRS,
+        "layers": "a table of layer names",
+    },
+    "distillation": {"temperature": _FLOAT, "alpha": _FLOAT, "epochs": _INT, "lr": _FLOAT},
+    "finetune": {"epochs": _INT, "lr": _FLOAT},
+    "latency": {
+        "batch_size": _INT,
+        "threads": _INT,
+        "warmup": _INT,
+        "repeats": _INT,
+        "runtime": _STR,
+    },
+    "budget": {"max_size": _SIZE, "max_latency_ms": _FLOAT, "max_accuracy_drop": _FLOAT},
+}
+_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT}
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(value: Any, key: str = "budget.max_size") -> int:
+    """Bytes from an int or a string such as ``"20KB"`` (1000 bytes) or ``"1.5MiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
+        if m and m.group(2).upper() in _UNITS and float(m.group(1)) > 0:
+            return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    raise StudyFileError(
+        f'\'{key}\' must be a positive number of bytes or a string like "20KB", "1.5MiB" '
+        f"(units B, KB, MB, GB, KiB, MiB). Got {value!r} instead."
+    )
+
+
+def parse_duration(value: Any, key: str = "study.timeout") -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"10m"``, ``"8h"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", value)
+        if m and float(m.group(1)) > 0:
+            return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
+    raise StudyFileError(
+        f'\'{key}\' must be a positive number of seconds or a string like "90s", "10m", '
+        f'"8h". Got {value!r} instead.'
+    )
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The ``[study]`` section."""
+
+    name: str
+    seed: int = 0
+    n_trials: int = 60
+    timeout_s: float | None = None
+    sampler: str = "tpe"
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise StudyFileError(
+                f"'study.name' must start with a letter or digit and hold only letters, digits, "
+                f"'_', '-' and '.'. Got {self.name!r} instead."
+            )
+        if self.n_trials < 1:
+            raise StudyFileError(f"'study.n_trials' must be >= 1. Got {self.n_trials} instead.")
+        if self.sampler not in SAMPLERS:
+            raise StudyFileError(
+                f"'study.sampler' must be one of {list(SAMPLERS)}. Got {self.sampler!r} instead."
+            )
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole study file, validated. Build it with :func:`load_spec` or :func:`parse_spec`."""
+
+    study: StudySettings
+    task: str
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    distillation: DistillationSettings = field(default_factory=DistillationSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    budget: Budget = field(default_factory=Budget)
+    version: int = SPEC_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for the study's storage and the report's environment section)."""
+        data = asdict(self)
+        data["space"]["layer_bits"] = dict(self.space.layer_bits)
+        data["space"]["layer_prune_max"] = dict(self.space.layer_prune_max)
+        return data
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file.
+
+    Raises:
+        StudyFileError: the file is missing, not TOML, or has a wrong key or value.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyFileError(f"Study file {str(p)!r} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyFileError(f"Study file {str(p)!r} cannot be read: {exc}.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"Study file {str(p)!r} is not valid TOML: {exc}.") from None
+    return parse_spec(data, default_name=p.stem)
+
+
+def _type_ok(tag: str, value: Any) -> bool:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if tag == _INT:
+        return is_int(value)
+    if tag == _FLOAT:
+        return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if tag == _STR:
+        return isinstance(value, str)
+    if tag == _BOOL:
+        return isinstance(value, bool)
+    if tag == _INTS:
+        return isinstance(value, list) and all(is_int(v) for v in value)
+    if tag == _STRS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if tag in (_SIZE, _DURATION):
+        return True  # parsed (and reported) by their own functions
+    return isinstance(value, dict)
+
+
+def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise StudyFileError(f"'{where}' must be a table ([{where}]). Got {table!r} instead.")
+    for key, value in table.items():
+        if key not in schema:
+            raise StudyFileError(
+                f"Unknown key '{where}.{key}'; allowed keys in [{where}]: {sorted(schema)}."
+            )
+        if not _type_ok(schema[key], value):
+            raise StudyFileError(
+                f"'{where}.{key}' must be {schema[key]}. Got {value!r} "
+                f"({type(value).__name__}) instead."
+            )
+    return dict(table)
+
+
+def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> StudySpec:
+    """Validate a study file's parsed TOML."""
+    for section in data:
+        if section not in _SCHEMA:
+            raise StudyFileError(
+                f"Unknown section [{section}]; allowed sections: {sorted(_SCHEMA)}."
+            )
+    t = {name: _check_table(name, data.get(name, {}), keys) for name, keys in _SCHEMA.items()}
+    if "name" not in t["task"]:
+        raise StudyFileError("Missing key 'task.name': name a built-in task, e.g. \"digits-cnn\".")
+    version = t["study"].pop("version", SPEC_VERSION)
+    if version != SPEC_VERSION:
+        raise StudyFileError(
+            f"'study.version' {version} is not supported; this release reads version "
+            f"{SPEC_VERSION}."
+        )
+    layers = t["space"].pop("layers", {})
+    layer_bits: dict[str, tuple[int, ...]] = {}
+    layer_prune: dict[str, float] = {}
+    for layer, table in layers.items():
+        checked = _check_table(f"space.layers.{layer}", table, _LAYER_SCHEMA)
+        if "bits" in checked:
+            layer_bits[layer] = tuple(checked["bits"])
+        if "prune_max" in checked:
+            layer_prune[layer] = checked["prune_max"]
+    study = dict(t["study"])
+    if "timeout" in study:
+        study["timeout_s"] = parse_duration(study.pop("timeout"))
+    budget = dict(t["budget"])
+    if "max_size" in budget:
+        budget["max_size_bytes"] = parse_size(budget.pop("max_size"))
+    students = t["space"].pop("students", None)
+    try:
+        return StudySpec(
+            study=StudySettings(**{"name": default_name, **study}),
+            task=t["task"]["name"],
+            space=SpaceSettings(
+                **t["space"],
+                students=tuple(students) if students is not None else None,
+                layer_bits=layer_bits,
+                layer_prune_max=layer_prune,
+            ),
+            distillation=DistillationSettings(**t["distillation"]),
+            finetune=FinetuneSettings(**t["finetune"]),
+            latency=LatencySettings(**t["latency"]),
+            budget=Budget(**budget),
+        )
+    except StudyFileError:
+        raise
+    except ValueError as exc:
+        raise StudyFileError(str(exc)) from None

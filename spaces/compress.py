@@ -1,0 +1,134 @@
+"""Apply a `CompressionConfig` to a copy of a model: the one order of operations.
+
+1. start from the chosen student (or the teacher), copied: the original is never touched;
+2. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
+3. weight quantization, per layer (see :mod:`spaces.quantization`);
+4. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
+   pass sees the quantized weights, gradients pass straight through the rounding) with the
+   pruning masks kept, so pruned weights stay zero and the result lies on its grid;
+5. the weights are replaced by exactly what gets packed, and the artifact is written.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from evaluators._training import fit
+from spaces._config import FLOAT_BITS, CompressionConfig
+from spaces._layers import compressible_layers, weight_of
+from spaces.distillation import StudentPool, kd_loss
+from spaces.packing import pack
+from spaces.pruning import magnitude_mask
+from spaces.quantization import QuantizedWeight, fake_quantize, quantize_weight
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Recovery fine-tuning after compression (0 epochs turns it off)."""
+
+    epochs: int = 2
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"'finetune.epochs' must be >= 0. Got {self.epochs} instead.")
+        if not self.lr > 0:
+            raise ValueError(f"'finetune.lr' must be > 0. Got {self.lr} instead.")
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """A compressed model (weights exactly as packed) and its packed artifact."""
+
+    model: nn.Module
+    config: CompressionConfig
+    artifact: bytes
+    codes: dict[str, QuantizedWeight]
+    masks: dict[str, torch.Tensor]
+
+
+class _Constrained(nn.Module):
+    """Weight parametrization: keep the pruning mask, show the quantized value."""
+
+    def __init__(self, mask: torch.Tensor | None, bits: int) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.bits = bits
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        mask = self.mask
+        if isinstance(mask, torch.Tensor):
+            w = w * mask
+        return fake_quantize(w, self.bits)
+
+
+def compress(
+    pool: StudentPool,
+    config: CompressionConfig,
+    *,
+    finetune: FinetuneSettings,
+    seed: int,
+) -> Compressed:
+    """Build the candidate described by ``config`` from a copy of the chosen model."""
+    model = copy.deepcopy(pool.get(config.student))
+    layers = compressible_layers(model)
+    config = config.restricted_to(list(layers))
+    masks = {
+        name: magnitude_mask(weight_of(layer), config.prune_of(name))
+        for name, layer in layers.items()
+        if config.prune_of(name) > 0
+    }
+
+    if finetune.epochs > 0 and not config.is_identity():
+        for name, layer in layers.items():
+            parametrize.register_parametrization(
+                layer, "weight", _Constrained(masks.get(name), config.bits_of(name))
+            )
+        torch.manual_seed(seed)
+        task, s = pool.task, pool.settings
+        fit(
+            model,
+            task.train,
+            kd_loss(task, pool.teacher_train_outputs(), s.temperature, s.alpha),
+            epochs=finetune.epochs,
+            lr=finetune.lr,
+            batch_size=task.batch_size,
+            seed=seed,
+        )
+        for layer in layers.values():
+            # keep the trained float weights; the exact stored values are set just below
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+
+    codes = _finalize(layers, masks, config)
+    artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
+    return Compressed(
+        model=model.eval(), config=config, artifact=artifact, codes=codes, masks=masks
+    )
+
+
+@torch.no_grad()
+def _finalize(
+    layers: dict[str, nn.Module], masks: dict[str, torch.Tensor], config: CompressionConfig
+) -> dict[str, QuantizedWeight]:
+    """Set every layer's weight to the exact value that is packed; return the integer codes."""
+    codes: dict[str, QuantizedWeight] = {}
+    for name, layer in layers.items():
+        w = weight_of(layer).detach()
+        if name in masks:
+            w = w * masks[name]
+        bits = config.bits_of(name)
+        if bits <= 8:
+            codes[name] = quantize_weight(w, bits)
+            w = codes[name].dequantize()
+        elif bits == 16:
+            w = w.half().float()
+        weight_of(layer).copy_(w)
+        bias = getattr(layer, "bias", None)
+        if bits < FLOAT_BITS and isinstance(bias, torch.Tensor):
+            bias.copy_(bias.half().float())
+    return codes

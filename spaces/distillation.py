@@ -1,0 +1,154 @@
+"""Knowledge distillation: students trained from the teacher's outputs, once per seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evaluators._cache import WeightCache
+from evaluators._task import Task
+from evaluators._training import LossFn, fit, predict
+from spaces._config import TEACHER
+from spaces._layers import compressible_layers
+
+
+@dataclass(frozen=True)
+class DistillationSettings:
+    """How students are trained from the teacher.
+
+    Attributes:
+        temperature: Softens both sides' logits before their KL divergence is taken.
+        alpha: Weight of the distillation term; ``1 - alpha`` goes to the label loss.
+        epochs: Epochs of student training.
+        lr: Adam learning rate.
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int = 40
+    lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(
+                f"'distillation.temperature' must be > 0. Got {self.temperature} instead."
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(
+                f"'distillation.alpha' must be in the range [0, 1]. Got {self.alpha} instead."
+            )
+        if self.epochs < 0:
+            raise ValueError(f"'distillation.epochs' must be >= 0. Got {self.epochs} instead.")
+        if not self.lr > 0:
+            raise ValueError(f"'distillation.lr' must be > 0. Got {self.lr} instead.")
+
+    def fingerprint(self) -> str:
+        """Short hash of the settings: cached students are keyed by it."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha: float) -> LossFn:
+    """The distillation loss for ``task``, looking up the teacher's outputs by row index.
+
+    Classification: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE``.
+    Embedding tasks have no labels to mix in: the loss is the mean squared error to the
+    teacher's output vectors plus ``1 - cosine`` similarity.
+    """
+    if task.kind == "embedding":
+
+        def embed_loss(out: torch.Tensor, _: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            ref = teacher_outputs[idx]
+            cos = F.cosine_similarity(out, ref, dim=-1).mean()
+            return F.mse_loss(out, ref) + (1.0 - cos)
+
+        return embed_loss
+
+    t = temperature
+
+    def loss(out: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        soft = F.kl_div(
+            F.log_softmax(out / t, dim=-1),
+            F.log_softmax(teacher_outputs[idx] / t, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(out, target)
+
+    return loss
+
+
+class StudentPool:
+    """The teacher and its distilled students, each trained once per seed and reused.
+
+    Students are stored in the study's weight cache (keyed by task, student, seed and the
+    distillation settings), so every trial, every process and every later run that picks a
+    student loads the same weights instead of training them again.
+    """
+
+    def __init__(
+        self, task: Task, cache: WeightCache, settings: DistillationSettings, *, seed: int
+    ) -> None:
+        self.task = task
+        self.cache = cache
+        self.settings = settings
+        self.seed = seed
+        self._models: dict[str, nn.Module] = {TEACHER: task.model}
+        self._teacher_train_outputs: torch.Tensor | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [TEACHER, *self.task.students]
+
+    def teacher_train_outputs(self) -> torch.Tensor:
+        """The teacher's outputs on the training split, computed once."""
+        if self._teacher_train_outputs is None:
+            self._teacher_train_outputs = predict(self.task.model, self.task.train)
+        return self._teacher_train_outputs
+
+    def get(self, name: str) -> nn.Module:
+        """The trained model called ``name`` (shared: callers copy it before changing it)."""
+        if name not in self._models:
+            if name not in self.task.students:
+                raise ValueError(
+                    f"Unknown student {name!r} for task {self.task.name!r}; "
+                    f"choose from {self.names}."
+                )
+            build = self.task.students[name]
+            key = f"{self.task.name}-student-{name}-{self.settings.fingerprint()}-seed{self.seed}"
+            model = build()
+            model.load_state_dict(self.cache.get_or_create(key, lambda: self._distill(name)))
+            self._models[name] = model.eval()
+        return self._models[name]
+
+    def _distill(self, name: str) -> dict[str, torch.Tensor]:
+        torch.manual_seed(self.seed)
+        student = self.task.students[name]()
+        check_student_layers(self.task, name, student)
+        s = self.settings
+        fit(
+            student,
+            self.task.train,
+            kd_loss(self.task, self.teacher_train_outputs(), s.temperature, s.alpha),
+            epochs=s.epochs,
+            lr=s.lr,
+            batch_size=self.task.batch_size,
+            seed=self.seed,
+        )
+        return student.state_dict()
+
+
+def check_student_layers(task: Task, name: str, student: nn.Module) -> None:
+    """A student's compressible layers must carry teacher layer names."""
+    teacher_layers = set(compressible_layers(task.model))
+    extra = sorted(set(compressible_layers(student)) - teacher_layers)
+    if extra:
+        raise ValueError(
+            f"Student {name!r} of task {task.name!r} has layers the teacher lacks: {extra}. "
+            "Name a student's layers after the teacher's so per-layer settings apply to both."
+        )

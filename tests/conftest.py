@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluators import Task, WeightCache
+from evaluators.tasks.digits import digits_cnn
+from spaces import DistillationSettings, StudentPool
+
+REPO = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def digits_task(cache_dir: Path) -> Task:
+    """The real digits-cnn task (teacher trained once per test session, ~2 s)."""
+    return digits_cnn(cache=WeightCache(cache_dir), seed=0)
+
+
+@pytest.fixture()
+def pool(digits_task: Task, tmp_path: Path) -> StudentPool:
+    """A student pool with quick distillation, caching into a fresh folder."""
+    settings = DistillationSettings(epochs=3)
+    return StudentPool(digits_task, WeightCache(tmp_path / "students"), settings, seed=0)
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``frontier`` command line for real, in a subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
