@@ -30,8 +30,12 @@ def fit(
     seed: int,
     weight_decay: float = 0.0,
     after_step: Callable[[], None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with Adam and a cosine learning-rate schedule.
+
+    ``after_epoch(epoch)`` runs after each epoch (1-based) with the model in eval mode; it
+    may raise to stop training early (multi-fidelity early stopping uses that).
 
     Raises:
         TrainingDiverged: if a loss is not finite; the caller records the candidate as failed.
@@ -44,7 +48,8 @@ def fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     model.train()
     n = len(split)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        model.train()
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
@@ -58,7 +63,9 @@ def fit(
             sched.step()
             if after_step is not None:
                 after_step()
-    model.eval()
+        model.eval()
+        if after_epoch is not None:
+            after_epoch(epoch)
     return model
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -73,8 +74,14 @@ def compress(
     *,
     finetune: FinetuneSettings,
     seed: int,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> Compressed:
-    """Build the candidate described by ``config`` from a copy of the chosen model."""
+    """Build the candidate described by ``config`` from a copy of the chosen model.
+
+    ``on_epoch(epoch, model)`` runs after each recovery fine-tuning epoch, with the model in
+    eval mode showing its masked, quantized weights; raising from it stops the candidate
+    (the exception propagates to the caller).
+    """
     model = copy.deepcopy(pool.get(config.student))
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
@@ -99,6 +106,7 @@ def compress(
             lr=finetune.lr,
             batch_size=task.batch_size,
             seed=seed,
+            after_epoch=None if on_epoch is None else (lambda epoch: on_epoch(epoch, model)),
         )
         for layer in layers.values():
             # keep the trained float weights; the exact stored values are set just below

@@ -55,3 +55,21 @@ def test_quantized_and_pruned_weights_stay_on_grid_after_finetuning(pool: Studen
     fc1 = layers["fc1"].weight
     assert int((fc1 == 0).sum()) >= round(0.8 * fc1.numel())
     assert bool((fc1[cand.masks["fc1"] == 0] == 0).all())
+
+
+def test_on_epoch_sees_each_finetuning_epoch_and_can_stop_it(pool: StudentPool) -> None:
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def hook(epoch: int, model: torch.nn.Module) -> None:
+        seen.append(epoch)
+        assert not model.training
+        if epoch == 2:
+            raise Stop
+
+    config = CompressionConfig(bits={"fc1": 4})
+    with pytest.raises(Stop):
+        compress(pool, config, finetune=FinetuneSettings(epochs=5), seed=0, on_epoch=hook)
+    assert seen == [1, 2]
