@@ -57,20 +57,27 @@ class Metric:
 
     ``fn(outputs, targets)`` returns a score in [0, 1] where higher is better (accuracy,
     cosine similarity). Accuracy drops and budgets are expressed in points (1 point = 0.01).
+    ``per_row(outputs, targets)``, when given, returns one score per row whose mean is the
+    metric; the test-split bootstrap resamples those instead of calling ``fn`` again.
     """
 
     name: str
     fn: Callable[[torch.Tensor, torch.Tensor], float]
+    per_row: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
         return float(self.fn(outputs, targets))
 
 
+def _correct(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(dim=-1) == targets).float()
+
+
 def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    return float((outputs.argmax(dim=-1) == targets).float().mean())
+    return float(_correct(outputs, targets).mean())
 
 
-ACCURACY = Metric("accuracy", _accuracy)
+ACCURACY = Metric("accuracy", _accuracy, per_row=_correct)
 
 
 StudentFactory = Callable[[], nn.Module]
@@ -94,6 +101,8 @@ class Task:
             student must be a layer name of the teacher (a student is a narrower or shallower
             teacher), so that per-layer settings keep their meaning across students.
         batch_size: Batch size for training and evaluation loops.
+        extra_metrics: More figures reported beside ``metric`` (never searched on), by
+            result-column name, e.g. nearest-neighbour agreement of an embedding model.
     """
 
     name: str
@@ -106,6 +115,7 @@ class Task:
     metric: Metric = ACCURACY
     students: Mapping[str, StudentFactory] = field(default_factory=dict)
     batch_size: int = 64
+    extra_metrics: Mapping[str, Metric] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Split, Task
 from evaluators._training import predict
@@ -19,7 +21,9 @@ class AccuracyEvaluator(Evaluator):
     Args:
         task: The task whose metric and data are used.
         split: ``"val"`` or ``"test"``; the training split is never used to score.
-        column: Result column name (``"accuracy"`` by default).
+        column: Result column name (``"accuracy"`` by default). The task's extra metrics
+            are reported too, prefixed like the column (``test_nn_agreement`` beside
+            ``test_accuracy``).
     """
 
     def __init__(self, task: Task, *, split: str = "val", column: str = "accuracy") -> None:
@@ -31,9 +35,18 @@ class AccuracyEvaluator(Evaluator):
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         outputs = predict(candidate.model, self.split)
+        return self.score(outputs)
+
+    def score(self, outputs: torch.Tensor) -> dict[str, float]:
+        """The figures of already computed ``outputs`` on this split."""
         if not bool(outputs.isfinite().all()):
             raise NonFiniteOutput("the compressed model's outputs contain NaN or inf")
         value = self.task.metric(outputs, self.split.targets)
         if not math.isfinite(value):
             raise NonFiniteOutput(f"the metric is {value}")
-        return {self.column: value}
+        prefix = self.column[: -len("accuracy")] if self.column.endswith("accuracy") else ""
+        extras = {
+            prefix + name: metric(outputs, self.split.targets)
+            for name, metric in self.task.extra_metrics.items()
+        }
+        return {self.column: value, **extras}

@@ -16,14 +16,17 @@ class Budget:
         max_latency_ms: Largest median latency, in milliseconds.
         max_accuracy_drop: Largest drop of the metric below the teacher's, in points
             (1 point = 0.01 of the metric, one percentage point of accuracy).
+        max_bops: Largest bit operations per example (MACs x weight bits x activation
+            bits, see :mod:`evaluators.cost`).
     """
 
     max_size_bytes: int | None = None
     max_latency_ms: float | None = None
     max_accuracy_drop: float | None = None
+    max_bops: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_size_bytes", "max_latency_ms", "max_accuracy_drop"):
+        for name in ("max_size_bytes", "max_latency_ms", "max_accuracy_drop", "max_bops"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -35,7 +38,7 @@ class Budget:
 
     @property
     def active(self) -> bool:
-        limits = (self.max_size_bytes, self.max_latency_ms, self.max_accuracy_drop)
+        limits = (self.max_size_bytes, self.max_latency_ms, self.max_accuracy_drop, self.max_bops)
         return any(v is not None for v in limits)
 
     def constraints(
@@ -51,6 +54,8 @@ class Budget:
             out["size_bytes"] = figures["size_bytes"] - self.max_size_bytes
         if self.max_latency_ms is not None and "latency_ms" in figures:
             out["latency_ms"] = figures["latency_ms"] - self.max_latency_ms
+        if self.max_bops is not None and "bops" in figures:
+            out["bops"] = figures["bops"] - self.max_bops
         if self.max_accuracy_drop is not None and "accuracy" in figures:
             drop = 100.0 * (reference_accuracy - figures["accuracy"])
             out["accuracy_drop"] = drop - self.max_accuracy_drop

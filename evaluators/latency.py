@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,9 @@ from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
 
 RUNTIMES = ("torch",)
+#: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
+#: lookup-table prediction (:mod:`evaluators.predictor`) and only the front is timed.
+LATENCY_MODES = ("measured", "predicted")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class LatencySettings:
         warmup: Untimed forward passes first.
         repeats: Timed forward passes; the median is reported (at least 30).
         runtime: Where the candidate runs; ``"torch"`` is eager PyTorch on the CPU.
+        mode: ``"measured"`` (time every candidate) or ``"predicted"`` (search on the
+            lookup-table prediction, then time the front).
     """
 
     batch_size: int = 64
@@ -31,6 +37,7 @@ class LatencySettings:
     warmup: int = 10
     repeats: int = 50
     runtime: str = "torch"
+    mode: str = "measured"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "threads"):
@@ -47,12 +54,53 @@ class LatencySettings:
             raise ValueError(
                 f"'latency.runtime' must be one of {list(RUNTIMES)}. Got {self.runtime!r} instead."
             )
+        if self.mode not in LATENCY_MODES:
+            raise ValueError(
+                f"'latency.mode' must be one of {list(LATENCY_MODES)}. Got {self.mode!r} instead."
+            )
 
 
 def example_batch(task: Task, batch_size: int) -> tuple[torch.Tensor, ...]:
     """``batch_size`` validation rows (repeated when the split is smaller)."""
     rows = torch.arange(batch_size) % len(task.val)
     return tuple(t[rows] for t in task.val.inputs)
+
+
+def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[..., object]:
+    """The candidate as it runs in ``settings.runtime``: a callable taking the input tensors.
+
+    Every latency figure (measured, predicted, re-measured) goes through this one function,
+    so a new runtime plugs in here.
+    """
+    if settings.runtime == "torch":
+        return model.eval()
+    raise ValueError(f"'latency.runtime' {settings.runtime!r} has no runner.")
+
+
+def time_forward(
+    run: Callable[..., object], batch: tuple[torch.Tensor, ...], settings: LatencySettings
+) -> list[float]:
+    """Milliseconds of ``settings.repeats`` timed calls after ``settings.warmup`` untimed ones."""
+    torch.set_num_threads(settings.threads)
+    times: list[float] = []
+    with torch.inference_mode():
+        for i in range(settings.warmup + settings.repeats):
+            start = time.perf_counter()
+            run(*batch)
+            if i >= settings.warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def summarize(times: list[float]) -> dict[str, float]:
+    """Median, p90 and coefficient of variation of timings (milliseconds)."""
+    times = sorted(times)
+    mean = statistics.fmean(times)
+    return {
+        "latency_ms": statistics.median(times),
+        "latency_p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
+        "latency_cv": statistics.pstdev(times) / mean if mean > 0 else 0.0,
+    }
 
 
 class LatencyEvaluator(Evaluator):
@@ -67,20 +115,5 @@ class LatencyEvaluator(Evaluator):
         self.batch = example_batch(task, settings.batch_size)
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
-        s = self.settings
-        torch.set_num_threads(s.threads)
-        model = candidate.model.eval()
-        times: list[float] = []
-        with torch.inference_mode():
-            for i in range(s.warmup + s.repeats):
-                start = time.perf_counter()
-                model(*self.batch)
-                if i >= s.warmup:
-                    times.append((time.perf_counter() - start) * 1e3)
-        times.sort()
-        mean = statistics.fmean(times)
-        return {
-            "latency_ms": statistics.median(times),
-            "latency_p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-            "latency_cv": statistics.pstdev(times) / mean if mean > 0 else 0.0,
-        }
+        run = deployed(candidate.model, self.settings)
+        return summarize(time_forward(run, self.batch, self.settings))

@@ -88,6 +88,8 @@ def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome
     """Record a measured candidate: figures as attributes, constraints, objective values."""
     for key, value in outcome.figures.items():
         trial.set_user_attr(key, value)
+    if outcome.skipped:
+        trial.set_user_attr("skipped", outcome.skipped)
     for key, value in outcome.constraints.items():
         trial.set_constraint(key, value)
     study.tell(trial, outcome.values)

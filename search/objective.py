@@ -21,6 +21,11 @@ from evaluators import (
     Task,
     WeightCache,
 )
+from evaluators.cost import CostModel
+from evaluators.holdout import TestSplitEvaluator
+from evaluators.latency import LatencySettings
+from evaluators.predictor import PredictedLatencyEvaluator
+from evaluators.tasks import load_task
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
@@ -45,6 +50,11 @@ class TrialOutcome:
 
     figures: dict[str, float]
     constraints: dict[str, float] = field(default_factory=dict)
+    #: Values told to the sampler instead of the figures' (a candidate stopped by the cheap
+    #: checks has no accuracy or latency; its figures say NaN, the sampler gets placeholders).
+    objective_values: tuple[float, ...] | None = None
+    #: Why the candidate was not built (the cheap checks stopped it), else empty.
+    skipped: str = ""
 
     @property
     def feasible(self) -> bool:
@@ -52,6 +62,8 @@ class TrialOutcome:
 
     @property
     def values(self) -> list[float]:
+        if self.objective_values is not None:
+            return list(self.objective_values)
         return [self.figures[name] for name, _ in OBJECTIVES]
 
 
@@ -71,14 +83,23 @@ class StudyContext:
         self.pool = StudentPool(self.task, self.cache, spec.distillation, seed=spec.study.seed)
         self.layers = list(compressible_layers(self.task.model))
         self.space = SearchSpace(self.layers, self.pool.names, spec.space)
+        self.costs = CostModel(self.task.model, dict(self.task.students), self.task.example_input)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),
             AccuracyEvaluator(self.task, split="val"),
-            LatencyEvaluator(self.task, spec.latency),
+            latency_evaluator(self.task, spec.latency),
+            TestSplitEvaluator(self.task),
         ]
         self.reference_accuracy = AccuracyEvaluator(self.task, split="val").evaluate(
             _Plain(self.task.model)
         )["accuracy"]
+
+
+def latency_evaluator(task: Task, settings: LatencySettings) -> Evaluator:
+    """Timing every candidate, or the lookup-table prediction (``latency.mode``)."""
+    if settings.mode == "predicted":
+        return PredictedLatencyEvaluator(task, settings)
+    return LatencyEvaluator(task, settings)
 
 
 @dataclass(frozen=True)
@@ -88,21 +109,61 @@ class _Plain:
 
 
 def build_task(spec: StudySpec, cache: WeightCache) -> Task:
-    """The study's task, from the built-in registry."""
-    factory = BUILTIN_TASKS.get(spec.task)
-    if factory is None:
-        raise StudyFileError(
-            f"Unknown task 'task.name' = {spec.task!r}; built-in tasks: {sorted(BUILTIN_TASKS)}."
+    """The study's task: a built-in (``task.name``) or the user's (``task.factory``), checked."""
+    try:
+        return load_task(
+            name=None if spec.task_factory else spec.task,
+            factory=spec.task_factory,
+            options=spec.task_options,
+            builtins=BUILTIN_TASKS,
+            cache=cache,
+            seed=spec.study.seed,
         )
-    return factory(cache=cache, seed=spec.study.seed)
+    except ValueError as exc:
+        raise StudyFileError(str(exc)) from None
+
+
+def cheap_check(ctx: StudyContext, config: CompressionConfig) -> TrialOutcome:
+    """BOPs and the packed-size lower bound, from the configuration alone (no training).
+
+    The outcome is infeasible when either already breaks a budget; the caller then records
+    it as it is and spends nothing more on the candidate.
+    """
+    figures = ctx.costs.figures(config)
+    checked = {"size_bytes": figures["size_bound_bytes"], "bops": figures["bops"]}
+    constraints = ctx.spec.budget.constraints(checked, ctx.reference_accuracy)
+    if all(v <= 0 for v in constraints.values()):
+        return TrialOutcome(figures=figures, constraints=constraints)
+    over = ", ".join(sorted(k for k, v in constraints.items() if v > 0))
+    nan = float("nan")
+    rejected = {
+        **figures,
+        "accuracy": nan,
+        "size_bytes": nan,
+        "latency_ms": nan,
+        "compress_s": 0.0,
+        "evaluate_s": 0.0,
+    }
+    return TrialOutcome(
+        figures=rejected,
+        constraints=constraints,
+        # the sampler needs finite values; constraints already rank this trial last
+        objective_values=(0.0, figures["size_bound_bytes"], 0.0),
+        skipped=f"over budget before training: {over}",
+    )
 
 
 def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) -> TrialOutcome:
     """Compress a copy of the model as ``config`` says and measure it.
 
-    Raises whatever the candidate raises (diverged training, NaN outputs, ...); drivers
-    record that as a failed trial with its reason and go on.
+    The cheap checks run first: a candidate whose BOPs or packed-size bound already breaks a
+    budget is returned as infeasible without being built. Raises whatever the candidate
+    raises (diverged training, NaN outputs, ...); drivers record that as a failed trial with
+    its reason and go on.
     """
+    cheap = cheap_check(ctx, config)
+    if not cheap.feasible:
+        return cheap
     t0 = time.perf_counter()
     candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
     t1 = time.perf_counter()
@@ -112,6 +173,7 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
     t2 = time.perf_counter()
     figures["compress_s"] = t1 - t0
     figures["evaluate_s"] = t2 - t1
+    figures.update(cheap.figures)
     constraints = ctx.spec.budget.constraints(figures, ctx.reference_accuracy)
     return TrialOutcome(figures=figures, constraints=constraints)
 

@@ -23,6 +23,7 @@ LEADING = [
     "latency_ms",
     "latency_p90_ms",
     "latency_cv",
+    "bops",
 ]
 _ATTR_COLUMNS = [
     "accuracy",
@@ -32,12 +33,22 @@ _ATTR_COLUMNS = [
     "latency_cv",
     "compress_s",
     "evaluate_s",
+    "bops",
+    "macs",
+    "size_bound_bytes",
+    "latency_predicted_ms",
 ]
+#: Test-split figures: measured with every trial, shown for the front only (front.csv), so
+#: that the choice among trials is made on validation figures.
+TEST_COLUMNS = ["test_accuracy", "test_accuracy_low", "test_accuracy_high"]
+#: Study user attribute holding the front's latencies timed after a predicted-latency search.
+MEASURED_LATENCY_ATTR = "latency_measured"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: state, feasibility, figures, every parameter, and ``front``."""
     rows = []
+    measured = study.user_attrs.get(MEASURED_LATENCY_ATTR, {})
     for t in study.get_trials(deepcopy=False):
         row: dict[str, object] = {
             "trial": t.number,
@@ -48,6 +59,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         }
         for col in _ATTR_COLUMNS:
             row[col] = t.user_attrs.get(col, math.nan)
+        for col in [*TEST_COLUMNS, *_extra_metric_columns(t.user_attrs)]:
+            row[col] = t.user_attrs.get(col, math.nan)
+        if "skipped" in t.user_attrs:
+            row["skipped"] = t.user_attrs["skipped"]
+        row.update(measured.get(str(t.number), {}))
         row.update(t.params)
         for key, value in t.constraints.items():
             row[f"constraint.{key}"] = value
@@ -62,6 +78,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     params.sort(key=lambda c: (c != "student", c.split(".")[0], c))
     rest = [c for c in df.columns if c not in LEADING and c not in params and c != "front"]
     return df[[*LEADING, *params, *rest, "front"]]
+
+
+def _extra_metric_columns(attrs: dict[str, object]) -> list[str]:
+    """A task's extra metrics (``nn_agreement``): figures stored for both splits."""
+    extra = [k for k in attrs if f"test_{k}" in attrs and k != "accuracy"]
+    return [c for k in extra for c in (k, f"test_{k}")]
 
 
 def front_mask(df: pd.DataFrame) -> pd.Series:
@@ -90,7 +112,8 @@ def write_outputs(study: optuna.Study, out_dir: Path) -> tuple[pd.DataFrame, pd.
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = trials_frame(study)
     front = front_frame(trials)
-    trials.to_csv(out_dir / "trials.csv", index=False)
+    hidden = [c for c in trials.columns if c.startswith("test_")]
+    trials.drop(columns=hidden).to_csv(out_dir / "trials.csv", index=False)
     front.to_csv(out_dir / "front.csv", index=False)
     plot_accuracy_size(trials, out_dir / "front.png", title=study.study_name)
     return trials, front

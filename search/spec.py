@@ -44,7 +44,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "storage": _STR,
         "version": _INT,
     },
-    "task": {"name": _STR},
+    "task": {"name": _STR, "factory": _STR, "options": "a table of keyword arguments"},
     "space": {
         "bits": _INTS,
         "prune_max": _FLOAT,
@@ -60,8 +60,14 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "warmup": _INT,
         "repeats": _INT,
         "runtime": _STR,
+        "mode": _STR,
     },
-    "budget": {"max_size": _SIZE, "max_latency_ms": _FLOAT, "max_accuracy_drop": _FLOAT},
+    "budget": {
+        "max_size": _SIZE,
+        "max_latency_ms": _FLOAT,
+        "max_accuracy_drop": _FLOAT,
+        "max_bops": _FLOAT,
+    },
 }
 _LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT}
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2}
@@ -133,6 +139,10 @@ class StudySpec:
     latency: LatencySettings = field(default_factory=LatencySettings)
     budget: Budget = field(default_factory=Budget)
     version: int = SPEC_VERSION
+    #: ``[task] factory``: the user's own ``"package.module:function"`` (instead of a name).
+    task_factory: str | None = None
+    #: ``[task.options]``: keyword arguments for the task's factory.
+    task_options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for the study's storage and the report's environment section)."""
@@ -207,8 +217,16 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
                 f"Unknown section [{section}]; allowed sections: {sorted(_SCHEMA)}."
             )
     t = {name: _check_table(name, data.get(name, {}), keys) for name, keys in _SCHEMA.items()}
-    if "name" not in t["task"]:
-        raise StudyFileError("Missing key 'task.name': name a built-in task, e.g. \"digits-cnn\".")
+    task_name, task_factory = t["task"].get("name"), t["task"].get("factory")
+    if task_name is None and task_factory is None:
+        raise StudyFileError(
+            "Missing key 'task.name': name a built-in task, e.g. \"digits-cnn\", or set "
+            "'task.factory' to your own \"package.module:function\"."
+        )
+    if task_name is not None and task_factory is not None:
+        raise StudyFileError(
+            "Set one of 'task.name' (a built-in task) and 'task.factory' (your own), not both."
+        )
     version = t["study"].pop("version", SPEC_VERSION)
     if version != SPEC_VERSION:
         raise StudyFileError(
@@ -234,7 +252,9 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
     try:
         return StudySpec(
             study=StudySettings(**{"name": default_name, **study}),
-            task=t["task"]["name"],
+            task=str(task_name if task_name is not None else task_factory),
+            task_factory=task_factory,
+            task_options=dict(t["task"].get("options", {})),
             space=SpaceSettings(
                 **t["space"],
                 students=tuple(students) if students is not None else None,

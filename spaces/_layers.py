@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Module types whose ``weight`` the search quantizes and prunes.
-COMPRESSIBLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+#: Module types whose ``weight`` the search quantizes and prunes. Embedding tables count: in a
+#: small transformer they hold half the weights (one scale per row, like a channel).
+COMPRESSIBLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
 
 
 def compressible_layers(model: nn.Module) -> dict[str, nn.Module]:

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from evaluators._cache import WeightCache
 from evaluators._task import Task
+from evaluators.tasks._loader import check_task, load_task
 from evaluators.tasks.digits import digits_cnn
+from evaluators.tasks.mnist1d import mnist1d_cnn
+from evaluators.tasks.tabular import breast_cancer_mlp
 
-#: ``factory(cache=..., seed=...) -> Task`` for each built-in task name.
+
+def minilm(**kwargs: Any) -> Task:
+    """``minilm`` (optional extra): imported only when a study asks for it."""
+    from evaluators.tasks.minilm import minilm as build
+
+    return build(**kwargs)
+
+
+#: ``factory(cache=..., seed=..., **options) -> Task`` for each built-in task name.
 BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "digits-cnn": digits_cnn,
+    "mnist1d-cnn": mnist1d_cnn,
+    "breast-cancer-mlp": breast_cancer_mlp,
+    "minilm": minilm,
 }
 
-__all__ = ["BUILTIN_TASKS", "WeightCache"]
+__all__ = ["BUILTIN_TASKS", "WeightCache", "check_task", "load_task"]

@@ -1,0 +1,82 @@
+"""``mnist1d-cnn``: MNIST-1D (Greydanus, 2020), generated offline by the ``mnist1d`` package.
+
+MNIST-1D draws ten 1-D digit templates through random shifts, scaling, shear and correlated
+noise into 40-sample signals: small enough to train in seconds on a CPU, hard enough that a
+linear model and a CNN differ by 30 points. The package's default arguments would download a
+pickle; frontier calls its generator (``make_dataset``) instead, with the package's default
+settings and seed, so the data is the canonical 5,000-example set, made locally.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache, partial
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from evaluators._cache import WeightCache
+from evaluators._task import Task
+from evaluators.tasks._common import cached_classifier, stratified_splits
+
+
+class MNIST1DCNN(nn.Module):
+    """Three strided 1-D convolutions and a linear head; ``width`` scales the channels."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        c = max(1, round(32 * width))
+        self.conv1 = nn.Conv1d(1, c, 5, stride=2, padding=2)  # 40 -> 20
+        self.conv2 = nn.Conv1d(c, c, 3, stride=2, padding=1)  # 20 -> 10
+        self.conv3 = nn.Conv1d(c, c, 3, stride=2, padding=1)  # 10 -> 5
+        self.fc = nn.Linear(c * 5, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        return self.fc(x.flatten(1))
+
+
+@lru_cache(maxsize=1)
+def mnist1d_data() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST-1D signals ``(n, 1, 40)`` and labels, generated (never downloaded)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset seeds Python's and NumPy's global generators; keep the caller's state
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)[:, None, :]
+    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+    return x, y
+
+
+def mnist1d_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
+    """``mnist1d-cnn``: a 1-D CNN teacher on MNIST-1D; students are narrower copies."""
+    x, y = mnist1d_data()
+    train, val, test = stratified_splits(x, y)
+    teacher = cached_classifier(
+        "mnist1d-cnn-teacher-v1",
+        MNIST1DCNN,
+        train,
+        cache,
+        seed=seed,
+        epochs=40,
+        lr=5e-3,
+        weight_decay=1e-4,
+    )
+    students = {f"w{w}": partial(MNIST1DCNN, w) for w in (0.75, 0.5, 0.25)}
+    return Task(
+        name="mnist1d-cnn",
+        model=teacher,
+        train=train,
+        val=val,
+        test=test,
+        example_input=(val.inputs[0][:1],),
+        students=students,
+    )
