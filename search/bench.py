@@ -3,6 +3,8 @@
 Usage::
 
     python -m search.bench study [STUDY.toml] [--repeats 3]
+    python -m search.bench predictor [--candidates 40]
+    python -m search.bench minilm [STUDY.toml]
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -15,11 +17,14 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import random
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -146,6 +151,169 @@ def bench_study(study_file: Path, repeats: int) -> str:
     )
 
 
+def _random_config(space: Any, rng: random.Random) -> Any:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    params: dict[str, Any] = {}
+    for name, dist in space.distributions().items():
+        if isinstance(dist, CategoricalDistribution):
+            params[name] = rng.choice(list(dist.choices))
+        elif isinstance(dist, FloatDistribution):
+            steps = round((dist.high - dist.low) / (dist.step or 1))
+            params[name] = dist.low + rng.randint(0, steps) * (dist.step or 0)
+    return space.config_from_params(params)
+
+
+def bench_predictor(study_files: Sequence[Path], candidates: int) -> str:
+    """Predicted against measured latency for random candidates of each study's task."""
+    from dataclasses import replace
+
+    from evaluators import LatencyEvaluator
+    from evaluators.predictor import LatencyPredictor
+    from search.objective import StudyContext
+    from search.spec import load_spec
+    from spaces import FinetuneSettings, compress
+
+    lines = []
+    rows = []
+    for study_file in study_files:
+        spec = load_spec(study_file)
+        # student weights do not change the operators: a 1-epoch distillation is enough here
+        spec = replace(spec, distillation=replace(spec.distillation, epochs=1))
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = StudyContext(spec, Path(tmp))
+            t0 = time.perf_counter()
+            predictor = LatencyPredictor(ctx.task, spec.latency, root=Path(tmp) / "tables")
+            predictor.predict(ctx.task.model)
+            build_s = time.perf_counter() - t0
+            timer = LatencyEvaluator(ctx.task, spec.latency)
+            rng = random.Random(0)
+            errors = []
+            for i in range(candidates):
+                config = _random_config(ctx.space, rng)
+                cand = compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=i)
+                t1 = time.perf_counter()
+                predicted = predictor.predict(cand.model)
+                predict_s = time.perf_counter() - t1
+                measured = timer.evaluate(cand)
+                err = predicted / measured["latency_ms"] - 1
+                errors.append(err)
+                rows.append(
+                    {
+                        "task": spec.task,
+                        "student": config.student,
+                        "predicted_ms": predicted,
+                        "measured_ms": measured["latency_ms"],
+                        "cv": measured["latency_cv"],
+                        "error": err,
+                        "predict_s": predict_s,
+                    }
+                )
+            within = sum(abs(e) <= 0.10 for e in errors) / len(errors)
+            med_abs = statistics.median(abs(e) for e in errors)
+            print(
+                f"{spec.task}: {within:.0%} of {len(errors)} candidates within +-10% "
+                f"(median |error| {med_abs:.1%}); table built in {build_s:.1f}s",
+                flush=True,
+            )
+            lines.append((spec.task, study_file, within, med_abs, len(errors), build_s))
+    df = pd.DataFrame(rows)
+    by_student = (
+        df.groupby(["task", "student"])
+        .agg(
+            n=("error", "size"),
+            predicted_ms=("predicted_ms", "median"),
+            measured_ms=("measured_ms", "median"),
+            median_error=("error", "median"),
+            within_10=("error", lambda e: (e.abs() <= 0.10).mean()),
+        )
+        .reset_index()
+    )
+    cmd = f"python -m search.bench predictor --candidates {candidates}"
+    out = [
+        "## Latency prediction (lookup table)",
+        "",
+        f"Command: `{cmd}` (fresh table; random candidates of each study's space, built "
+        "without fine-tuning; students distilled for one epoch, weights do not change the "
+        "operators; each measured as the study measures: median of `repeats` forward passes).",
+        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}. Runtime torch, "
+        "threads and batch size from each study file.",
+        "",
+        "| task | study | candidates within +-10% of measured | median abs error | "
+        "table build (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for task, f, within, med_abs, n, build_s in lines:
+        out.append(
+            f"| {task} | `{f.as_posix()}` | {within:.0%} of {n} | {med_abs:.1%} | {build_s:.1f} |"
+        )
+    out += [
+        "",
+        "By student (medians):",
+        "",
+        "| task | student | n | predicted ms | measured ms | median error | within +-10% |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in by_student.itertuples():
+        out.append(
+            f"| {r.task} | {r.student} | {r.n} | {r.predicted_ms:.4f} | {r.measured_ms:.4f} | "
+            f"{r.median_error:+.1%} | {r.within_10:.0%} |"
+        )
+    return "\n".join(out)
+
+
+def bench_minilm(study_file: Path) -> str:
+    """The MiniLM study: the smallest front point keeping mean cosine >= 0.99."""
+    from search.driver import open_study, run_study
+    from search.objective import StudyContext
+    from search.results import write_outputs
+    from search.spec import load_spec
+
+    spec = load_spec(study_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        t0 = time.perf_counter()
+        ctx = StudyContext(spec, out)
+        setup_s = time.perf_counter() - t0
+        study = open_study(spec, f"sqlite:///{out / 'study.db'}")
+        summary = run_study(ctx, study, n_trials=spec.study.n_trials)
+        trials, front = write_outputs(study, out)
+    teacher = trials[trials["baseline"] == "teacher"].iloc[0]
+    ok = front[front["accuracy"] >= 0.99].sort_values("size_bytes")
+    cmd = f"python -m search.bench minilm {study_file.as_posix()}"
+    head = [
+        "## MiniLM (all-MiniLM-L6-v2 sentence encoder)",
+        "",
+        f"Command: `{cmd}` (fresh results folder; {summary.ran} trials in "
+        f"{summary.wall_s:.0f}s, plus {setup_s:.0f}s loading the model and its reference "
+        "embeddings).",
+        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}.",
+        "",
+        f"Float model: {int(teacher['size_bytes']):,} bytes, latency "
+        f"{teacher['latency_ms']:.1f} ms (median; batch {spec.latency.batch_size}, "
+        f"{spec.latency.threads} thread(s)).",
+        "",
+        "Front points keeping mean cosine similarity >= 0.99 (validation), smallest first:",
+        "",
+        "| trial | student | cosine (val) | nn agreement (val) | cosine (test, 95% CI) | size "
+        "(bytes) | of fp32 size | latency ms (median / p90) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    body = []
+    for r in ok.itertuples():
+        body.append(
+            f"| {r.trial} | {r.student} | {r.accuracy:.4f} | {r.nn_agreement:.3f} | "
+            f"{r.test_accuracy:.4f} [{r.test_accuracy_low:.4f}, {r.test_accuracy_high:.4f}] | "
+            f"{int(r.size_bytes):,} | {r.size_bytes / teacher['size_bytes']:.1%} | "
+            f"{r.latency_ms:.1f} / {r.latency_p90_ms:.1f} |"
+        )
+    if ok.empty:
+        body.append("| none | | | | | | | |")
+    for line in body:
+        print(line)
+    return "\n".join(head + body)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.bench", description=__doc__)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -153,12 +321,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("study_file", nargs="?", type=Path, default=Path("studies/digits_cnn.toml"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    p = sub.add_parser("predictor", help="latency predictor: share within +-10% of measured")
+    p.add_argument(
+        "study_files",
+        nargs="*",
+        type=Path,
+        default=[Path("studies/digits_cnn.toml"), Path("studies/mnist1d_cnn.toml")],
+    )
+    p.add_argument("--candidates", type=int, default=40)
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    p = sub.add_parser("minilm", help="MiniLM: fidelity >= 0.99 at what size and latency")
+    p.add_argument("study_file", nargs="?", type=Path, default=Path("studies/minilm.toml"))
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.bench == "study":
         body = bench_study(args.study_file, args.repeats)
-        print(body)
-        if not args.no_write:
-            update_section("study", body)
+        name = "study"
+    elif args.bench == "predictor":
+        body = bench_predictor(args.study_files, args.candidates)
+        name = "predictor"
+    else:
+        body = bench_minilm(args.study_file)
+        name = "minilm"
+    print(body)
+    if not args.no_write:
+        update_section(name, body)
     return 0
 
 
