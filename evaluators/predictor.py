@@ -310,7 +310,7 @@ class LatencyTable:
         """The op's latency; measured now (and kept) when the table lacks it."""
         if op.key not in self.entries:
             torch.set_num_threads(self.settings.threads)
-            self.entries[op.key] = time_call(op.func, op.args, op.kwargs, budget_s=0.05)
+            self.entries[op.key] = time_call(op.func, op.args, op.kwargs, budget_s=0.15)
             self.measured += 1
         return self.entries[op.key]
 

@@ -151,6 +151,13 @@ def bench_study(study_file: Path, repeats: int) -> str:
     )
 
 
+def _load() -> str:
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def _random_config(space: Any, rng: random.Random) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
@@ -237,7 +244,8 @@ def bench_predictor(study_files: Sequence[Path], candidates: int) -> str:
         "without fine-tuning; students distilled for one epoch, weights do not change the "
         "operators; each measured as the study measures: median of `repeats` forward passes).",
         f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}. Runtime torch, "
-        "threads and batch size from each study file.",
+        "threads and batch size from each study file. Load average during the run "
+        f"{_load()} (on a shared machine, measured latency itself drifts by more than 10%).",
         "",
         "| task | study | candidates within +-10% of measured | median abs error | "
         "table build (s) |",
@@ -287,7 +295,7 @@ def bench_minilm(study_file: Path) -> str:
         f"Command: `{cmd}` (fresh results folder; {summary.ran} trials in "
         f"{summary.wall_s:.0f}s, plus {setup_s:.0f}s loading the model and its reference "
         "embeddings).",
-        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}.",
+        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}. Load average {_load()}.",
         "",
         f"Float model: {int(teacher['size_bytes']):,} bytes, latency "
         f"{teacher['latency_ms']:.1f} ms (median; batch {spec.latency.batch_size}, "
