@@ -16,6 +16,7 @@ COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 _GREY = "#b0b0b0"
 _FEASIBLE = "#7f9fbf"
 _LABELS = {"size_bytes": "packed size (bytes, log scale)", "latency_ms": "median latency (ms)"}
+_POSITIONS = ("top center", "bottom center", "middle right")
 _BUDGET_KEYS = {"size_bytes": "max_size_bytes", "latency_ms": "max_latency_ms"}
 
 
@@ -166,7 +167,7 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
             mode="markers+text",
             name="baselines",
             text=base["baseline"].astype(str),
-            textposition="top center",
+            textposition=[_POSITIONS[i % len(_POSITIONS)] for i in range(len(base))],
             marker={
                 "symbol": "star",
                 "size": 14,
@@ -184,23 +185,68 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
     return fig
 
 
-def _budget_lines(fig: go.Figure, report: StudyReport, x: str) -> None:
-    limit = report.budget(_BUDGET_KEYS[x])
-    if limit is not None:
-        fig.add_vline(
-            x=math.log10(limit) if x == "size_bytes" else limit,
-            line={"dash": "dash", "color": "#444"},
-            annotation_text=f"budget {limit:,.0f} B" if x == "size_bytes" else f"budget {limit} ms",
-            annotation_position="top",
-        )
-        fig.add_vrect(
-            x0=math.log10(limit) if x == "size_bytes" else limit,
-            x1=1e9 if x != "size_bytes" else 12,
+def _x_range(values: pd.Series, *, log: bool, include: float | None) -> tuple[float, float]:
+    """The x-axis range in data units, wide enough for the points and the budget line."""
+    vals = [float(v) for v in values.dropna() if v > 0] + ([include] if include else [])
+    if not vals:
+        return (1.0, 10.0)
+    lo, hi = min(vals), max(vals)
+    if log:
+        return lo / 1.3, hi * 1.3
+    pad = 0.06 * (hi - lo) or 0.06 * hi
+    return lo - pad, hi + pad
+
+
+def _set_x_range(fig: go.Figure, lo: float, hi: float, *, log: bool) -> None:
+    # axis ranges of log axes are given in log10 units; shapes and points in data units
+    fig.update_xaxes(range=[math.log10(lo), math.log10(hi)] if log else [lo, hi])
+
+
+def _vertical_budget(
+    fig: go.Figure, limit: float, hi: float, *, log: bool, label: str, shade: bool
+) -> None:
+    fig.add_shape(
+        type="line",
+        x0=limit,
+        x1=limit,
+        y0=0,
+        y1=1,
+        yref="paper",
+        line={"dash": "dash", "color": "#444"},
+    )
+    if shade and hi > limit:
+        fig.add_shape(
+            type="rect",
+            x0=limit,
+            x1=hi,
+            y0=0,
+            y1=1,
+            yref="paper",
             fillcolor="#d62728",
             opacity=0.06,
             line_width=0,
             layer="below",
         )
+    fig.add_annotation(
+        x=math.log10(limit) if log else limit,  # annotations on log axes take log10 units
+        y=1,
+        yref="paper",
+        text=label,
+        showarrow=False,
+        yanchor="bottom",
+        font={"size": 11},
+    )
+
+
+def _budget_lines(fig: go.Figure, report: StudyReport, x: str) -> None:
+    limit = report.budget(_BUDGET_KEYS[x])
+    log = x == "size_bytes"
+    done = report.trials[report.trials["state"] == "COMPLETE"]
+    lo, hi = _x_range(done[x], log=log, include=limit)
+    _set_x_range(fig, lo, hi, log=log)
+    if limit is not None:
+        label = f"budget {limit:,.0f} B" if log else f"budget {limit:g} ms"
+        _vertical_budget(fig, limit, hi, log=log, label=label, shade=True)
     floor = report.accuracy_floor
     if floor is not None:
         drop = report.settings["budget"]["max_accuracy_drop"]
@@ -257,14 +303,13 @@ def objectives_together(report: StudyReport) -> go.Figure:
             hoverinfo="text",
         )
     )
-    for key, axis in (("max_size_bytes", "x"), ("max_latency_ms", "y")):
-        limit = report.budget(key)
-        if limit is None:
-            continue
-        if axis == "x":
-            fig.add_vline(x=math.log10(limit), line={"dash": "dash", "color": "#444"})
-        else:
-            fig.add_hline(y=limit, line={"dash": "dash", "color": "#444"})
+    size_limit = report.budget("max_size_bytes")
+    lo, hi = _x_range(done["size_bytes"], log=True, include=size_limit)
+    if size_limit is not None:
+        _vertical_budget(fig, size_limit, hi, log=True, label="size budget", shade=False)
+    latency_limit = report.budget("max_latency_ms")
+    if latency_limit is not None:
+        fig.add_hline(y=latency_limit, line={"dash": "dash", "color": "#444"})
     fig.update_layout(
         title=f"{report.name}: all three objectives (front points ringed in red)",
         template="plotly_white",
@@ -273,6 +318,7 @@ def objectives_together(report: StudyReport) -> go.Figure:
         legend={"orientation": "h", "y": -0.18},
     )
     fig.update_xaxes(title=_LABELS["size_bytes"], type="log")
+    _set_x_range(fig, lo, hi, log=True)
     fig.update_yaxes(title=_LABELS["latency_ms"])
     return fig
 

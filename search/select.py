@@ -202,10 +202,16 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
         )
         ties = ok[(ok["score"] == row["score"]) & (ok["trial"] != s.chosen)]
         for _, tie in ties.iterrows():
+            if tie["size_bytes"] > row["size_bytes"]:
+                why = "is larger"
+            elif tie["latency_ms"] > row["latency_ms"]:
+                why = "is as small but slower"
+            else:
+                why = "is as small and as fast but a later trial"
             lines.append(
-                f"  Tie: trial {int(tie['trial'])} has the same accuracy but is "
-                f"{'larger' if tie['size_bytes'] > row['size_bytes'] else 'slower or later'} "
-                f"({tie['size_bytes']:,.0f} B, {tie['latency_ms']:.3f} ms); the smaller model wins."
+                f"  Tie: trial {int(tie['trial'])} has the same accuracy but {why} "
+                f"({tie['size_bytes']:,.0f} B, {tie['latency_ms']:.3f} ms); ties go to the "
+                "smaller model."
             )
         rest = ok[ok["score"] < row["score"]]
         if len(rest):
