@@ -209,10 +209,15 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from search.export import export_trial
+    from search.export import export_trial, exportable_trial
     from search.rebuild import RebuildMismatch
 
     stored = _open_one(args)
+    if args.trial is not None:
+        try:
+            exportable_trial(stored, args.trial)  # before any work
+        except ValueError as exc:
+            raise StudyFileError(str(exc)) from None
     report, selection, reason = _choose(args, stored)
     if args.trial is not None:
         trial = args.trial

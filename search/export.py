@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 from torch import nn
 
@@ -186,6 +187,22 @@ def _check_architecture(
     return arch
 
 
+def exportable_trial(stored: StoredStudy, trial_number: int) -> optuna.trial.FrozenTrial:
+    """The complete trial ``trial_number``.
+
+    Raises:
+        ValueError: the trial does not exist or did not complete.
+    """
+    trials = {t.number: t for t in stored.study.get_trials(deepcopy=False)}
+    trial = trials.get(trial_number)
+    if trial is None or trial.state != optuna.trial.TrialState.COMPLETE:
+        state = "does not exist" if trial is None else f"is {trial.state.name}"
+        raise ValueError(
+            f"Trial {trial_number} of study {stored.name!r} {state}; export a complete trial."
+        )
+    return trial
+
+
 def export_trial(
     stored: StoredStudy,
     trial_number: int,
@@ -207,13 +224,7 @@ def export_trial(
         ValueError: the trial does not exist or did not complete.
         RebuildMismatch: the rebuilt artifact is not the measured one.
     """
-    trials = {t.number: t for t in stored.study.get_trials(deepcopy=False)}
-    trial = trials.get(trial_number)
-    if trial is None or trial.state.name != "COMPLETE":
-        state = "does not exist" if trial is None else f"is {trial.state.name}"
-        raise ValueError(
-            f"Trial {trial_number} of study {stored.name!r} {state}; export a complete trial."
-        )
+    trial = exportable_trial(stored, trial_number)
     ctx = stored.context()
     candidate = rebuild(ctx, trial)
     dest.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Two small real studies (digits-cnn) in one SQLite storage, built once per test session."""
+"""Two small real studies (digits-cnn) in one SQLite storage, built once per test session
+(about 10 s): tests that use them are marked slow."""
 
 from __future__ import annotations
 

@@ -42,6 +42,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.mark.slow
 def test_a_new_study_records_its_settings_environment_and_results_folder(
     small_studies: SmallStudies,
 ) -> None:
@@ -54,6 +55,7 @@ def test_a_new_study_records_its_settings_environment_and_results_folder(
     assert study.user_attrs[RESULTS_ATTR] == str(small_studies.root.resolve())
 
 
+@pytest.mark.slow
 def test_hypervolume_curve_is_monotone_and_ends_at_the_front_hypervolume(
     small_studies: SmallStudies,
 ) -> None:
@@ -92,6 +94,7 @@ def test_policy_tables_read_the_stored_configs() -> None:
     assert tables["channels"].loc[7, "fc1"] == 0.25 and math.isnan(tables["channels"].loc[4, "fc1"])
 
 
+@pytest.mark.slow
 def test_test_figures_are_remeasured_once_then_reused(
     small_studies: SmallStudies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,6 +118,7 @@ def test_test_figures_are_remeasured_once_then_reused(
     pd.testing.assert_series_equal(again.front["test_accuracy"], first.front["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_report_command_writes_html_markdown_and_pngs(
     small_studies: SmallStudies, tmp_path: Path
 ) -> None:
@@ -242,3 +246,33 @@ def test_report_draws_in_headless_chromium_without_errors(
     assert len(re.findall(r"plotly\.js v\d", html)) == 1  # inlined once for both studies
     hv = re.findall(r"<td>(0\.\d{4})</td>", html)
     assert len(hv) == 2  # one hypervolume per study in the comparison table
+
+
+@pytest.mark.slow
+def test_studies_open_from_any_storage_and_errors_say_what_to_pass(
+    small_studies: SmallStudies, tmp_path: Path
+) -> None:
+    from optuna.storages.journal import JournalFileBackend
+
+    from search.spec import StudyFileError
+
+    journal = tmp_path / "copy.log"
+    optuna.copy_study(
+        from_study_name="quant",
+        from_storage=small_studies.storage,
+        to_storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))),
+    )
+    by_file = open_stored(str(journal), out=small_studies.root)
+    by_url = open_stored(storage=f"journal://{journal}", study_name="quant", out=small_studies.root)
+    by_toml = open_stored(str(small_studies.quant), out=small_studies.root)
+    assert by_file.spec == by_url.spec == by_toml.spec  # settings recorded in the study
+    a, b = build_report(by_file), build_report(by_toml)
+    assert a.front["trial"].tolist() == b.front["trial"].tolist()
+    assert a.hypervolume == b.hypervolume
+
+    with pytest.raises(StudyFileError, match=r"holds 2 studies \['joint', 'quant'\]; name one"):
+        open_stored(str(small_studies.root / "study.db"))
+    with pytest.raises(StudyFileError, match="No study 'nope'"):
+        open_stored(storage=small_studies.storage, study_name="nope")
+    with pytest.raises(StudyFileError, match="is not a study file"):
+        open_stored("results.csv")
