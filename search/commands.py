@@ -65,9 +65,10 @@ def _add_study_args(p: argparse.ArgumentParser, *, many: bool) -> None:
         help="the study's results folder, when the run used --out",
     )
     p.add_argument(
-        "--validation",
+        "--no-remeasure",
         action="store_true",
-        help="rank on validation accuracy; do not re-measure the front on the test split",
+        help="use only test figures the run stored; never rebuild candidates to measure the "
+        "test split (points without one fall back to validation accuracy, with a note)",
     )
 
 
@@ -133,7 +134,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     reports = []
     for stored in opened:
         print(f"frontier: reading study {stored.name!r} ({stored.storage_url}) ...", flush=True)
-        reports.append(build_report(stored, remeasure=not args.validation))
+        reports.append(build_report(stored, remeasure=not args.no_remeasure))
         print(f"frontier: {reports[-1].test_note}")
     if args.dest is not None:
         dest = args.dest
@@ -167,7 +168,7 @@ def _choose(args: argparse.Namespace, stored: Any) -> tuple[Any, Any, str]:
     from search.report import build_report
     from search.select import explain, select_point
 
-    report = build_report(stored, remeasure=not args.validation)
+    report = build_report(stored, remeasure=not args.no_remeasure)
     if report.front.empty:
         raise StudyFileError(f"Study {stored.name!r} has an empty front: nothing to select.")
     budgets = _budgets(args)

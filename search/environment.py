@@ -11,6 +11,7 @@ import datetime as _dt
 import logging
 import os
 import platform
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -68,11 +69,17 @@ def environment_info(spec: StudySpec) -> dict[str, Any]:
 def record_study_info(
     study: optuna.Study, spec: StudySpec, results_dir: str | Path | None = None
 ) -> None:
-    """Store the study's settings, environment and results folder, once (at creation).
+    """Store the study's settings, environment, results folder and objective names, once.
 
     A study created by an older release gets them the first time it is opened again.
     """
     attrs = study.user_attrs
+    if study.metric_names is None:  # optuna-dashboard labels the objectives with these
+        from search.objective import OBJECTIVES
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([name for name, _ in OBJECTIVES])
     if SPEC_ATTR not in attrs:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     if ENV_ATTR not in attrs:

@@ -241,9 +241,9 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
     front = front_frame(trials).copy()
     teacher_rows = trials[(trials["baseline"] == "teacher") & (trials["state"] == "COMPLETE")]
     teacher = teacher_rows.iloc[0] if len(teacher_rows) else None
-    wanted = [int(n) for n in front["trial"]]
-    if teacher is not None:
-        wanted.append(int(teacher["trial"]))
+    done = trials[trials["state"] == "COMPLETE"]
+    baselines = done[done["baseline"].astype(str) != ""]
+    wanted = [int(n) for n in front["trial"]] + [int(n) for n in baselines["trial"]]
     figures = held_out_figures(stored, wanted, remeasure=remeasure)
     for col in TEST_COLUMNS:
         values = {n: figures.frame.loc[n, col] for n in figures.frame.index}
@@ -324,15 +324,28 @@ def _num(x: object) -> bool:
     return isinstance(x, (int, float, np.number)) and math.isfinite(float(x))
 
 
+def table_rows(report: StudyReport) -> pd.DataFrame:
+    """The front, most accurate first, then the baselines that are not on it (for reference)."""
+    done = report.trials[report.trials["state"] == "COMPLETE"]
+    off = done[(done["baseline"].astype(str) != "") & ~done["front"].astype(bool)].copy()
+    off["summary"] = [_summary(r) for _, r in off.iterrows()]
+    off["knee"] = False
+    return pd.concat([report.front, off], ignore_index=True) if len(off) else report.front
+
+
 def front_table(report: StudyReport) -> pd.DataFrame:
-    """The front as people read it (strings), most accurate first."""
-    f = report.front
+    """:func:`table_rows` as people read them (strings)."""
     teacher_size = float(report.teacher["size_bytes"]) if report.teacher is not None else math.nan
     rows = []
-    for _, r in f.iterrows():
+    for _, r in table_rows(report).iterrows():
         test = fmt_pct(r["test_accuracy"])
         interval = fmt_interval(r["test_accuracy_low"], r["test_accuracy_high"])
-        marks = [m for m in (str(r["baseline"] or ""), "knee" if r["knee"] else "") if m]
+        base = str(r["baseline"] or "")
+        if base and not r["front"]:
+            base += (
+                " (baseline, not on the front" + ("" if r["feasible"] else ", over budget") + ")"
+            )
+        marks = [m for m in (base, "knee" if r["knee"] else "") if m]
         rows.append(
             {
                 "trial": int(r["trial"]),

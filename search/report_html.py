@@ -18,6 +18,7 @@ from search.report import (
     fmt_interval,
     fmt_pct,
     front_table,
+    table_rows,
 )
 
 _CSS = """
@@ -77,7 +78,7 @@ def _table(report: StudyReport) -> str:
     left = {"mark", "student", "compression"}
     head = "".join(f'<th class="{"l" if c in left else ""}">{_e(c)}</th>' for c in table.columns)
     body = []
-    for (_, row), (_, src) in zip(table.iterrows(), report.front.iterrows(), strict=True):
+    for (_, row), (_, src) in zip(table.iterrows(), table_rows(report).iterrows(), strict=True):
         cls = " ".join(
             c for c in ("knee" if src["knee"] else "", "baseline" if src["baseline"] else "") if c
         )
@@ -137,7 +138,7 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
     parts = [
         f'<section id="{sid}"><h2>Study {_e(report.name)}</h2>',
         _cards(report),
-        "<h3>Pareto front (feasible trials; validation accuracy chose it)</h3>",
+        "<h3>Pareto front (feasible trials; validation accuracy chose it) and baselines</h3>",
         f'<p class="note">{_e(report.test_note)} Baselines are green; the knee row is '
         "highlighted.</p>",
         _table(report),

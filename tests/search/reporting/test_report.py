@@ -140,7 +140,11 @@ def test_report_command_writes_html_markdown_and_pngs(
     md = (tmp_path / "report.md").read_text()
     section = md.split("### Pareto front", 1)[1].split("###", 1)[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert [int(r.split("|")[1]) for r in rows] == front["trial"].tolist()
+    trials = pd.read_csv(small_studies.root / "joint" / "trials.csv")
+    off_front = trials[trials["baseline"].notna() & ~trials["front"]]["trial"].tolist()
+    # the front, most accurate first, then the baselines that are not on it, marked
+    assert [int(r.split("|")[1]) for r in rows] == front["trial"].tolist() + off_front
+    assert "teacher (baseline, not on the front, over budget)" in section
     assert "Suggested knee point" in md and "Hypervolume (normalised)" in md
     for name in ("accuracy-size", "accuracy-latency", "hypervolume", "policy"):
         png = tmp_path / f"report-joint-{name}.png"
@@ -276,3 +280,20 @@ def test_studies_open_from_any_storage_and_errors_say_what_to_pass(
         open_stored(storage=small_studies.storage, study_name="nope")
     with pytest.raises(StudyFileError, match="is not a study file"):
         open_stored("results.csv")
+
+
+@pytest.mark.slow
+def test_without_test_figures_the_report_says_validation_accuracy_is_used(
+    small_studies: SmallStudies, tmp_path: Path
+) -> None:
+    from search.select import Budgets, explain, select_point
+
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    optuna.copy_study(from_study_name="quant", from_storage=small_studies.storage, to_storage=url)
+    optuna.load_study(study_name="quant", storage=url).set_user_attr(REMEASURED_ATTR, {})
+    report = build_report(open_stored(storage=url, out=small_studies.root), remeasure=False)
+    assert report.front["test_accuracy"].isna().all()
+    assert "validation accuracy is used for them" in report.test_note
+    sel = select_point(report.front, Budgets(), reference_accuracy=report.teacher["accuracy"])
+    assert set(sel.table["score_split"]) == {"validation"}
+    assert "ranked on their validation accuracy" in explain(sel)
