@@ -5,8 +5,10 @@ trial number``, students from the study's cache) and checked against the study: 
 rebuilt artifact must have the stored ``size_bytes``. The folder holds
 
 - ``model.safetensors``: the packed artifact (its length is the reported size);
-- ``config.json``: the ``CompressionConfig``, the task, the student's architecture (an
-  importable constructor and its arguments) and the measured figures;
+- ``config.json``: the ``CompressionConfig`` (as ``CompressionConfig.to_json`` writes it, so
+  the artifact and this file form a saved candidate);
+- ``export.json``: the study, trial, task and seed, the student's architecture (an importable
+  constructor and its arguments) and the measured figures;
 - ``model.onnx``: the compressed model (float weights equal to the de-quantized stored
   values), input ``input``, output ``output``, dynamic batch size;
 - ``MODEL_CARD.md``: figures, budgets, how it was chosen and how to load it.
@@ -37,6 +39,7 @@ from spaces import TEACHER, Compressed, unpack
 FILES = {
     "artifact": "model.safetensors",
     "config": "config.json",
+    "meta": "export.json",
     "onnx": "model.onnx",
     "card": "MODEL_CARD.md",
 }
@@ -162,11 +165,11 @@ def load_exported(folder: str | Path) -> nn.Module:
         ValueError: the export did not record an importable architecture.
     """
     folder = Path(folder)
-    meta = json.loads((folder / FILES["config"]).read_text())
+    meta = json.loads((folder / FILES["meta"]).read_text())
     arch = meta.get("architecture")
     if not arch:
         raise ValueError(
-            f"{folder / FILES['config']} records no importable architecture; use model.onnx."
+            f"{folder / FILES['meta']} records no importable architecture; use model.onnx."
         )
     model = build_architecture(arch)
     artifact = unpack((folder / FILES["artifact"]).read_bytes())
@@ -264,7 +267,8 @@ def export_trial(
         "input_shape": [list(t.shape) for t in task.example_input],
         "exported_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    (dest / FILES["config"]).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (dest / FILES["config"]).write_text(candidate.config.to_json() + "\n")
+    (dest / FILES["meta"]).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (dest / FILES["card"]).write_text(_card(stored, meta, candidate, reason), encoding="utf-8")
     return ExportResult(dest, trial_number, len(candidate.artifact), torch_test, onnx_test)
 
@@ -366,7 +370,8 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
             "",
             f"- `{FILES['artifact']}`: the packed artifact (bit-packed integer codes, float16 "
             "scales, sparse encodings); its length is the size above.",
-            f"- `{FILES['config']}`: the compression config, architecture and figures.",
+            f"- `{FILES['config']}`: the compression config (student, bits and pruning per layer).",
+            f"- `{FILES['meta']}`: study, trial, seed, architecture and measured figures.",
             f"- `{FILES['onnx']}`: float32 ONNX graph with the de-quantized weights; input "
             f"`input` of shape (batch, {' x '.join(dims)}), output `output`.",
             "",

@@ -7,7 +7,7 @@ which shares the Optuna storage) wrote. A study is named by
 - a storage file: SQLite (``.db``, ``.sqlite``, ``.sqlite3``) or an Optuna journal file
   (``.log``, ``.jsonl``, ``.journal``);
 - ``--storage URL`` (any Optuna storage URL: ``sqlite:///...``, ``postgresql://...``, or
-  ``journal:///path/to/file.log``) and the study's name.
+  ``journal:/path/to/file.log``) and the study's name.
 """
 
 from __future__ import annotations
@@ -30,20 +30,29 @@ _JOURNAL = (".log", ".jsonl", ".journal")
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL; ``journal:///path`` opens a journal file."""
+    """An Optuna storage from a URL.
+
+    ``journal:PATH`` (also ``journal:///abs/path``) opens an Optuna journal file; a bare
+    ``postgresql://`` names the ``psycopg2`` driver (SQLAlchemy 2.1 would read it as psycopg 3).
+    """
     try:
-        if url.startswith("journal://"):
+        if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
 
-            path = url.removeprefix("journal://")
+            path = url.removeprefix("journal:")
+            path = "/" + path.lstrip("/") if path.startswith("//") else path
             if not Path(path).exists():
                 raise StudyFileError(f"Journal file {path!r} does not exist.")
             return optuna.storages.JournalStorage(JournalFileBackend(path))
+        for bare in ("postgresql://", "postgres://"):
+            if url.startswith(bare):
+                url = "postgresql+psycopg2://" + url.removeprefix(bare)
         return optuna.storages.get_storage(url)
     except StudyFileError:
         raise
     except Exception as exc:  # bad URL, missing driver, refused connection
-        raise StudyFileError(f"Cannot open storage {url!r}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StudyFileError(f"Cannot open storage {url!r}: {first}") from None
 
 
 @dataclass
@@ -144,7 +153,7 @@ def open_stored(
     if path is not None and path.suffix in _SQLITE + _JOURNAL and storage is None:
         if not path.exists():
             raise StudyFileError(f"Storage file {str(path)!r} does not exist.")
-        kind = "sqlite:///" if path.suffix in _SQLITE else "journal://"
+        kind = "sqlite:///" if path.suffix in _SQLITE else "journal:"
         url = f"{kind}{path.resolve()}"
         study = _load(url, study_name)
         results_dir = (out or path.resolve().parent).resolve()

@@ -16,7 +16,7 @@ from search.export import FILES, load_exported, onnx_metric, onnx_outputs
 from search.rebuild import RebuildMismatch, rebuild
 from search.report import build_report
 from search.stored import open_stored
-from spaces import unpack
+from spaces import CompressionConfig, unpack
 from tests.conftest import run_cli
 from tests.search.reporting.conftest import SmallStudies
 
@@ -47,9 +47,10 @@ def test_export_writes_a_model_whose_onnx_reproduces_the_reported_test_accuracy(
     # the artifact is the one the study measured, byte count for byte count
     artifact = (dest / FILES["artifact"]).read_bytes()
     assert len(artifact) == int(row["size_bytes"])
-    meta = json.loads((dest / FILES["config"]).read_text())
+    meta = json.loads((dest / FILES["meta"]).read_text())
     assert meta["trial"] == trial and meta["seed"] == trial  # study seed 0 + trial number
-    assert meta["compression"]["student"] == row["student"]
+    config = CompressionConfig.from_json((dest / FILES["config"]).read_text())
+    assert config.to_json() == stored.study.trials[trial].user_attrs["config"]
 
     # the ONNX file, in onnxruntime, on the test split: the report's test accuracy exactly
     task = stored.context().task
@@ -100,7 +101,7 @@ def test_export_without_trial_takes_the_selected_point_or_says_nothing_fits(
     )
     assert res.returncode == 0, res.stderr
     chosen = int(res.stdout.split("Selected trial ", 1)[1].split()[0])
-    assert json.loads((tmp_path / "best" / FILES["config"]).read_text())["trial"] == chosen
+    assert json.loads((tmp_path / "best" / FILES["meta"]).read_text())["trial"] == chosen
     assert "highest test accuracy" in (tmp_path / "best" / FILES["card"]).read_text()
 
 
