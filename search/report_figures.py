@@ -323,6 +323,61 @@ def objectives_together(report: StudyReport) -> go.Figure:
     return fig
 
 
+def parallel_objectives(report: StudyReport) -> go.Figure:
+    """Parallel coordinates of every completed trial: accuracy, size, latency (and BOPs and
+    the student); front trials red, feasible blue, infeasible grey. Drag on an axis to filter.
+
+    Parallel coordinates draw with WebGL; browsers without a GPU fall back to software.
+    """
+    done = report.trials[report.trials["state"] == "COMPLETE"].copy()
+    group = np.where(done["front"].astype(bool), 2, np.where(done["feasible"].astype(bool), 1, 0))
+    size_log = np.log10(done["size_bytes"].astype(float).clip(lower=1))
+    ticks = [
+        t for t in range(int(size_log.min()) if len(done) else 0, 9) if t <= size_log.max() + 1
+    ]
+    dims: list[dict[str, object]] = [
+        {"label": "val accuracy %", "values": 100 * done["accuracy"]},
+        {
+            "label": "size (bytes)",
+            "values": size_log,
+            "tickvals": ticks,
+            "ticktext": [f"{10**t:,.0f}" for t in ticks],
+        },
+        {"label": "latency (ms)", "values": done["latency_ms"]},
+    ]
+    if "bops" in done and done["bops"].notna().any():
+        dims.append({"label": "BOPs", "values": done["bops"].fillna(0)})
+    students = sorted(done["student"].astype(str).unique())
+    if len(students) > 1:
+        dims.append(
+            {
+                "label": "student",
+                "values": [students.index(v) for v in done["student"].astype(str)],
+                "tickvals": list(range(len(students))),
+                "ticktext": students,
+            }
+        )
+    fig = go.Figure(
+        go.Parcoords(
+            line={
+                "color": group,
+                "colorscale": [[0, "#cfcfcf"], [0.5, _FEASIBLE], [1, COLOURS[0]]],
+                "cmin": 0,
+                "cmax": 2,
+            },
+            dimensions=dims,
+        )
+    )
+    fig.update_layout(
+        title=f"{report.name}: objectives in parallel (red: front, blue: feasible, grey: "
+        "over budget; drag on an axis to filter)",
+        template="plotly_white",
+        height=440,
+        margin={"l": 70, "r": 60, "t": 110, "b": 30},
+    )
+    return fig
+
+
 def hypervolume_figure(reports: Sequence[StudyReport]) -> go.Figure:
     """Normalised hypervolume of the feasible front after each trial, one line per study."""
     fig = go.Figure()

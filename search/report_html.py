@@ -149,6 +149,7 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
         _figure(rf.accuracy_vs(report, "latency_ms"), f"{sid}-acc-latency"),
         "</div>",
         _figure(rf.objectives_together(report), f"{sid}-objectives"),
+        _figure(rf.parallel_objectives(report), f"{sid}-parallel"),
     ]
     if single:
         parts.append(_figure(rf.hypervolume_figure([report]), f"{sid}-hv"))

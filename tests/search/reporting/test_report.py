@@ -133,7 +133,7 @@ def test_report_command_writes_html_markdown_and_pngs(
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "report.html").read_text()
     # self-contained: plotly.js inlined exactly once, no external script, no CDN
-    assert html.count("Plotly.newPlot") == 5
+    assert html.count("Plotly.newPlot") == 6
     assert len(re.findall(r"plotly\.js v\d", html)) == 1
     assert "<script src" not in html and "cdn.plot.ly/plotly" not in html
     front = pd.read_csv(small_studies.root / "joint" / "front.csv")
@@ -192,6 +192,8 @@ def _render(page_path: Path) -> dict[str, object]:
                     svgs: d.querySelectorAll('svg.main-svg').length,
                     points: d.querySelectorAll('.scatterlayer .point').length,
                     heatmaps: d.querySelectorAll('.heatmaplayer image').length,
+                    parcoords: d.querySelectorAll('.parcoords').length,
+                    canvases: d.querySelectorAll('canvas').length,
                     traces: (d.data || []).length,
                 }))"""
             )
@@ -234,11 +236,19 @@ def test_report_draws_in_headless_chromium_without_errors(
 
     page = _render(single / "report.html")
     drawn = {d["id"]: d for d in page["drawn"]}  # type: ignore[attr-defined]
-    assert set(drawn) == {"s0-acc-size", "s0-acc-latency", "s0-objectives", "s0-hv", "s0-policy"}
+    assert set(drawn) == {
+        "s0-acc-size",
+        "s0-acc-latency",
+        "s0-objectives",
+        "s0-parallel",
+        "s0-hv",
+        "s0-policy",
+    }
     assert all(d["svgs"] >= 1 and d["traces"] >= 1 for d in drawn.values())
     # every completed trial is a point in the accuracy plots (plus front, test, knee, baselines)
     assert drawn["s0-acc-size"]["points"] >= 10 and drawn["s0-objectives"]["points"] >= 10
     assert drawn["s0-policy"]["heatmaps"] == 2  # bits and pruning
+    assert drawn["s0-parallel"]["parcoords"] == 1 and drawn["s0-parallel"]["canvases"] >= 1
     assert page["errors"] == []
     assert all(u.startswith(("file:", "data:", "blob:")) for u in page["requests"])  # type: ignore[attr-defined]
 
