@@ -6,9 +6,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.spec import StudyFileError, parse_latency, parse_size
+
+if TYPE_CHECKING:
+    from search.report import StudyReport
+    from search.select import Budgets, Selection
+    from search.stored import StoredStudy
 
 EXIT_NOTHING_SELECTED = 1
 
@@ -116,7 +121,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _open_one(args: argparse.Namespace) -> Any:
+def _open_one(args: argparse.Namespace) -> StoredStudy:
     from search.stored import open_many
 
     refs = [args.study] if args.study else []
@@ -153,7 +158,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budgets(args: argparse.Namespace) -> Any:
+def _budgets(args: argparse.Namespace) -> Budgets:
     from search.select import Budgets
 
     return Budgets(
@@ -163,7 +168,7 @@ def _budgets(args: argparse.Namespace) -> Any:
     )
 
 
-def _choose(args: argparse.Namespace, stored: Any) -> tuple[Any, Any, str]:
+def _choose(args: argparse.Namespace, stored: StoredStudy) -> tuple[StudyReport, Selection, str]:
     """Select under the command line's budgets: (report, selection, explanation)."""
     from search.report import build_report
     from search.select import explain, select_point
@@ -187,7 +192,7 @@ def _choose(args: argparse.Namespace, stored: Any) -> tuple[Any, Any, str]:
     return report, selection, explain(selection, teacher_size=teacher_size)
 
 
-def _print_candidates(selection: Any) -> None:
+def _print_candidates(selection: Selection) -> None:
     t = selection.table.sort_values(["meets", "score"], ascending=[False, False])
     rows = []
     for _, r in t.iterrows():

@@ -81,6 +81,7 @@ class Selection:
             (amount over each budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
         budgets: The budgets applied.
         reference_accuracy: The teacher's accuracy that drops are measured from.
+        reference_split: ``"test"`` or ``"validation"``: the split of that accuracy.
         chosen: The selected trial number, or ``None`` when no point meets the budgets.
         closest: The point nearest to meeting the budgets when none does.
         relaxations: Per budget name, the value that would admit a point if only that
@@ -91,6 +92,7 @@ class Selection:
     table: pd.DataFrame
     budgets: Budgets
     reference_accuracy: float
+    reference_split: str
     chosen: int | None
     closest: int | None
     relaxations: dict[str, tuple[float, int] | None]
@@ -99,7 +101,13 @@ class Selection:
         return self.table.loc[self.table["trial"] == trial].iloc[0]
 
 
-def select_point(front: pd.DataFrame, budgets: Budgets, *, reference_accuracy: float) -> Selection:
+def select_point(
+    front: pd.DataFrame,
+    budgets: Budgets,
+    *,
+    reference_accuracy: float,
+    reference_split: str = "test",
+) -> Selection:
     """Choose the best front point under ``budgets``.
 
     Args:
@@ -108,6 +116,7 @@ def select_point(front: pd.DataFrame, budgets: Budgets, *, reference_accuracy: f
             ranked on its validation accuracy).
         budgets: The limits.
         reference_accuracy: The teacher's accuracy on the split ranked on (fraction).
+        reference_split: The split of ``reference_accuracy`` (for the explanation).
     """
     t = front.copy().reset_index(drop=True)
     test = t["test_accuracy"] if "test_accuracy" in t else pd.Series(np.nan, index=t.index)
@@ -149,7 +158,7 @@ def select_point(front: pd.DataFrame, budgets: Budgets, *, reference_accuracy: f
             else:
                 best = cand.sort_values([col, "score"], ascending=[True, False]).iloc[0]
                 relaxations[name] = (float(best[col]), int(best["trial"]))
-    return Selection(t, budgets, reference_accuracy, chosen, closest, relaxations)
+    return Selection(t, budgets, reference_accuracy, reference_split, chosen, closest, relaxations)
 
 
 def _pct(x: float) -> str:
@@ -180,9 +189,10 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
     ref = _pct(s.reference_accuracy)
     splits = set(t["score_split"])
     basis = "test" if splits == {"test"} else "validation" if splits == {"validation"} else "mixed"
-    header = (
-        f"Budgets: {s.budgets.describe()}; drops are measured from the teacher's "
-        f"{'test' if basis == 'test' else basis} accuracy {ref}."
+    header = f"Budgets: {s.budgets.describe()}; " + (
+        f"drops are measured from the teacher's {s.reference_split} accuracy {ref}."
+        if math.isfinite(s.reference_accuracy)
+        else "the study has no teacher baseline to measure drops from."
     )
     lines.append(header)
     if basis != "test":

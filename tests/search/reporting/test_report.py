@@ -304,6 +304,13 @@ def test_without_test_figures_the_report_says_validation_accuracy_is_used(
     report = build_report(open_stored(storage=url, out=small_studies.root), remeasure=False)
     assert report.front["test_accuracy"].isna().all()
     assert "validation accuracy is used for them" in report.test_note
-    sel = select_point(report.front, Budgets(), reference_accuracy=report.teacher["accuracy"])
+    sel = select_point(
+        report.front,
+        Budgets(),
+        reference_accuracy=report.teacher["accuracy"],
+        reference_split="validation",
+    )
     assert set(sel.table["score_split"]) == {"validation"}
-    assert "ranked on their validation accuracy" in explain(sel)
+    text = explain(sel)
+    assert "ranked on their validation accuracy" in text
+    assert "from the teacher's validation accuracy" in text
