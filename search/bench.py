@@ -199,7 +199,7 @@ def bench_report(study_file: Path) -> str:
             "| --- | --- |",
             f"| study run ({spec.study.n_trials} trials, teacher included) (s) | {run_s:.1f} |",
             f"| report, first (re-measures {len(report.front)} front points and the baselines "
-            f"on the test split, writes HTML, Markdown, 4 PNGs) (s) | {timings['first']:.1f} |",
+            f"on the test split, writes HTML, Markdown, 5 PNGs) (s) | {timings['first']:.1f} |",
             f"| report again (test figures reused from the study) (s) | {timings['again']:.1f} |",
             f"| report.html size (MB, plotly.js inlined) | {html_mb:.1f} |",
             f"| export of the knee point (trial {knee}: rebuild, ONNX, onnxruntime check) (s) | "

@@ -398,6 +398,11 @@ def environment_rows(report: StudyReport) -> list[tuple[str, str]]:
             ),
             ("budget", ", ".join(f"{k} = {v}" for k, v in s["budget"].items() if v is not None)),
         ]
+    wall = report.wall_time_s()
+    if math.isfinite(wall):
+        rows.append(
+            ("study wall time", f"{wall:,.0f} s from the first trial's start to the last's end")
+        )
     rows += [
         ("storage", report.stored.storage_url),
         ("results folder", str(report.stored.results_dir)),

@@ -107,6 +107,50 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
     return path
 
 
+def _objectives(report: StudyReport, path: Path) -> Path:
+    """Size against latency, accuracy as colour; front points ringed in red."""
+    plt = _plt()
+    done = report.trials[report.trials["state"] == "COMPLETE"]
+    ok = done["feasible"].astype(bool)
+    feasible = done[ok]
+    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=_DPI)
+    ax.scatter(
+        done.loc[~ok, "size_bytes"],
+        done.loc[~ok, "latency_ms"],
+        s=10,
+        c="#cccccc",
+        label="infeasible",
+    )
+    acc = 100 * feasible["accuracy"]
+    lo = float(np.nanpercentile(acc, 5)) if len(acc) else 0.0
+    points = ax.scatter(
+        feasible["size_bytes"],
+        feasible["latency_ms"],
+        c=acc,
+        cmap="viridis",
+        vmin=lo,
+        s=22,
+        label="feasible (colour: accuracy)",
+        edgecolors=["#d62728" if f else "none" for f in feasible["front"]],
+        linewidths=1.2,
+    )
+    fig.colorbar(points, ax=ax, label="validation accuracy (%)")
+    for key, line in (("max_size_bytes", ax.axvline), ("max_latency_ms", ax.axhline)):
+        limit = report.budget(key)
+        if limit is not None:
+            line(limit, ls="--", c="#444", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("packed size (bytes, log scale)")
+    ax.set_ylabel("median latency (ms)")
+    ax.set_title(f"{report.name}: all three objectives (front ringed in red)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _hypervolume(reports: Sequence[StudyReport], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.4), dpi=_DPI)
@@ -214,6 +258,7 @@ def write_pngs(reports: Sequence[StudyReport], dest: Path) -> tuple[Path, ...]:
     for r in reports:
         out.append(_accuracy_vs(r, "size_bytes", dest / f"report-{r.name}-accuracy-size.png"))
         out.append(_accuracy_vs(r, "latency_ms", dest / f"report-{r.name}-accuracy-latency.png"))
+        out.append(_objectives(r, dest / f"report-{r.name}-objectives.png"))
         out.append(_hypervolume([r], dest / f"report-{r.name}-hypervolume.png"))
         out.append(_policy(r, dest / f"report-{r.name}-policy.png"))
     return tuple(out)

@@ -146,7 +146,7 @@ def test_report_command_writes_html_markdown_and_pngs(
     assert [int(r.split("|")[1]) for r in rows] == front["trial"].tolist() + off_front
     assert "teacher (baseline, not on the front, over budget)" in section
     assert "Suggested knee point" in md and "Hypervolume (normalised)" in md
-    for name in ("accuracy-size", "accuracy-latency", "hypervolume", "policy"):
+    for name in ("accuracy-size", "accuracy-latency", "objectives", "hypervolume", "policy"):
         png = tmp_path / f"report-joint-{name}.png"
         assert (
             png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < png.stat().st_size < 200_000
