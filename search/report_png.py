@@ -256,6 +256,8 @@ def write_pngs(reports: Sequence[StudyReport], dest: Path) -> tuple[Path, ...]:
         out.append(_compare(reports, "latency_ms", dest / "report-compare-accuracy-latency.png"))
         out.append(_hypervolume(reports, dest / "report-compare-hypervolume.png"))
     for r in reports:
+        if not (r.trials["state"] == "COMPLETE").any():
+            continue  # nothing measured yet: the HTML and Markdown say so
         out.append(_accuracy_vs(r, "size_bytes", dest / f"report-{r.name}-accuracy-size.png"))
         out.append(_accuracy_vs(r, "latency_ms", dest / f"report-{r.name}-accuracy-latency.png"))
         out.append(_objectives(r, dest / f"report-{r.name}-objectives.png"))

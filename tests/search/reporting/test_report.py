@@ -314,3 +314,26 @@ def test_without_test_figures_the_report_says_validation_accuracy_is_used(
     text = explain(sel)
     assert "ranked on their validation accuracy" in text
     assert "from the teacher's validation accuracy" in text
+
+
+@pytest.mark.slow
+def test_a_study_without_a_complete_trial_still_reports(
+    small_studies: SmallStudies, tmp_path: Path
+) -> None:
+    from search.driver import open_study
+
+    spec = load_spec(small_studies.joint)
+    study = open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", results_dir=tmp_path)
+    trial = study.ask()
+    trial.set_user_attr("fail_reason", "boom")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    res = run_cli("report", str(tmp_path / "study.db"))
+    assert res.returncode == 0, res.stderr
+    assert "0 front points" in res.stdout
+    assert "The front is empty" in (tmp_path / "report.html").read_text()
+    assert not list(tmp_path.glob("*.png"))
+    res = run_cli("select", str(tmp_path / "study.db"), "--max-size", "1KB")
+    assert res.returncode == 2 and "has an empty front: nothing to select" in res.stderr
+    if Path(CHROMIUM).exists():
+        page = _render(tmp_path / "report.html")
+        assert page["errors"] == [] and len(page["drawn"]) == 6  # type: ignore[arg-type]
