@@ -67,7 +67,7 @@ def _add_study_args(p: argparse.ArgumentParser, *, many: bool) -> None:
         "--out",
         type=Path,
         default=None,
-        help="the study's results folder, when the run used --out",
+        help="the results folder, when the run used --out (for every study named)",
     )
     p.add_argument(
         "--no-remeasure",
@@ -146,7 +146,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif len(reports) == 1:
         dest = opened[0].results_dir
     else:
-        dest = opened[0].results_dir.parent / ("compare-" + "-vs-".join(r.name for r in reports))
+        name = "compare-" + "-vs-".join(r.name for r in reports)
+        shared = len({o.results_dir for o in opened}) == 1
+        # beside the studies' own results folders (studies/results/<name>), or inside the
+        # one folder they share
+        dest = (opened[0].results_dir if shared else opened[0].results_dir.parent) / name
     files = write_report(reports, dest.resolve(), png=not args.no_png)
     for r in reports:
         knee = f"knee: trial {r.knee_trial}" if r.knee_trial is not None else "empty front"

@@ -44,6 +44,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             if not Path(path).exists():
                 raise StudyFileError(f"Journal file {path!r} does not exist.")
             return optuna.storages.JournalStorage(JournalFileBackend(path))
+        if url.startswith("sqlite:///"):
+            # reading must not create an empty database where the user mistyped a path
+            path = url.removeprefix("sqlite:///").split("?", 1)[0]
+            if path and not path.startswith(":memory:") and not Path(path).exists():
+                raise StudyFileError(
+                    f"SQLite file {path!r} does not exist; run the study first, or pass its "
+                    "results folder with --out (or its storage with --storage)."
+                )
         for bare in ("postgresql://", "postgres://"):
             if url.startswith(bare):
                 url = "postgresql+psycopg2://" + url.removeprefix(bare)
@@ -172,9 +180,10 @@ def open_stored(
 def open_many(
     refs: Sequence[str], *, storage: str | None, names: Sequence[str], out: Path | None
 ) -> list[StoredStudy]:
-    """Open every study named on a command line (files, names in ``storage``, ``--study``)."""
-    if len(refs) + len(names) > 1 and out is not None:
-        raise StudyFileError("--out names one study's results folder; use it with one study.")
+    """Open every study named on a command line (files, names in ``storage``, ``--study``).
+
+    ``out`` (the results folder a run was given) applies to every study named.
+    """
     opened = [open_stored(r, storage=storage, out=out) for r in refs]
     if names and storage is None:
         raise StudyFileError("--study NAME needs --storage URL.")

@@ -337,3 +337,14 @@ def test_a_study_without_a_complete_trial_still_reports(
     if Path(CHROMIUM).exists():
         page = _render(tmp_path / "report.html")
         assert page["errors"] == [] and len(page["drawn"]) == 6  # type: ignore[arg-type]
+
+
+def test_reading_never_creates_a_database(tmp_path: Path) -> None:
+    from search.spec import StudyFileError
+
+    missing = tmp_path / "nope" / "study.db"
+    with pytest.raises(StudyFileError, match="does not exist; run the study first"):
+        open_stored(storage=f"sqlite:///{missing}", study_name="x")
+    with pytest.raises(StudyFileError, match="does not exist"):
+        open_stored(str(tmp_path / "study.db"))
+    assert not list(tmp_path.rglob("*.db"))
