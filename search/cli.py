@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from search.commands import add_commands
 from search.spec import StudyFileError, StudySpec, load_spec, parse_duration
 
 EXIT_USAGE = 2
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_run)
+    add_commands(sub)  # report, select, export
     return parser
 
 
@@ -114,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx = StudyContext(spec, results_dir)
     except ValueError as exc:  # a bad layer or student name, discovered against the model
         raise StudyFileError(str(exc)) from None
-    study = open_study(spec, storage)
+    study = open_study(spec, storage, results_dir=results_dir)
     done = count_finished(study)
     if done >= n_trials:
         print(

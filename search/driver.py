@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.environment import record_study_info
 from search.objective import OBJECTIVES, StudyContext, TrialOutcome, evaluate_config
 from search.spec import StudyFileError, StudySpec
 from spaces import CompressionConfig, SearchSpace
@@ -48,8 +49,17 @@ def make_sampler(spec: StudySpec, *, offset: int = 0) -> optuna.samplers.BaseSam
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or load it when it exists (resume), with its sampler."""
+def open_study(
+    spec: StudySpec,
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    results_dir: str | Path | None = None,
+) -> optuna.Study:
+    """Create the study, or load it when it exists (resume), with its sampler.
+
+    A new study records its settings, environment and ``results_dir`` as study user
+    attributes (see :mod:`search.environment`), for reports of the storage alone.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
@@ -66,6 +76,7 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
             f"Study {spec.study.name!r} in {storage!r} was not created by frontier "
             "(its objectives differ); choose another study name or storage."
         )
+    record_study_info(study, spec, results_dir)
     study.sampler = make_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
     return study
 

@@ -11,7 +11,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,23 @@ def parse_duration(value: Any, key: str = "study.timeout") -> float:
     )
 
 
+_MILLISECONDS = {"": 1.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+
+
+def parse_latency(value: Any, key: str = "--max-latency") -> float:
+    """Milliseconds from a number (taken as ms) or a string such as ``"0.5ms"``, ``"500us"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|us|µs|s)?\s*", value)
+        if m and float(m.group(1)) > 0:
+            return float(m.group(1)) * _MILLISECONDS[m.group(2) or ""]
+    raise StudyFileError(
+        f"'{key}' must be a positive latency in milliseconds or a string like \"0.5ms\", "
+        f'"500us", "2s". Got {value!r} instead.'
+    )
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """The ``[study]`` section."""
@@ -146,10 +163,19 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for the study's storage and the report's environment section)."""
-        data = asdict(self)
-        data["space"]["layer_bits"] = dict(self.space.layer_bits)
-        data["space"]["layer_prune_max"] = dict(self.space.layer_prune_max)
-        return data
+        # not dataclasses.asdict: it deep-copies values, and mappingproxy cannot be copied
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: dataclasses and mappings as dicts, tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_spec(path: str | Path) -> StudySpec:

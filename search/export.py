@@ -1,0 +1,414 @@
+"""Export one trial's model: packed artifact, configuration, ONNX file and a model card.
+
+The candidate is rebuilt exactly as the driver built it (same config, seed ``study seed +
+trial number``, students from the study's cache) and checked against the study: the
+rebuilt artifact must have the stored ``size_bytes``. The folder holds
+
+- ``model.safetensors``: the packed artifact (its length is the reported size);
+- ``config.json``: the ``CompressionConfig`` (as ``CompressionConfig.to_json`` writes it, so
+  the artifact and this file form a saved candidate);
+- ``export.json``: the study, trial, task and seed, the student's architecture (an importable
+  constructor and its arguments) and the measured figures;
+- ``model.onnx``: the compressed model (float weights equal to the de-quantized stored
+  values), input ``input``, output ``output``, dynamic batch size;
+- ``MODEL_CARD.md``: figures, budgets, how it was chosen and how to load it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from evaluators import Metric, Split
+from evaluators._imports import import_object
+from search.rebuild import rebuild
+from search.stored import StoredStudy
+from spaces import TEACHER, Compressed, unpack
+
+FILES = {
+    "artifact": "model.safetensors",
+    "config": "config.json",
+    "meta": "export.json",
+    "onnx": "model.onnx",
+    "card": "MODEL_CARD.md",
+}
+_FIGURES = (
+    "accuracy",
+    "size_bytes",
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_cv",
+    "bops",
+    "test_accuracy",
+    "test_accuracy_low",
+    "test_accuracy_high",
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_trial` wrote and measured.
+
+    Attributes:
+        folder: The export folder.
+        trial: The trial exported.
+        size_bytes: Length of ``model.safetensors`` (equal to the study's figure).
+        test_accuracy: The rebuilt model's test accuracy in PyTorch.
+        onnx_test_accuracy: ``model.onnx``'s test accuracy in onnxruntime.
+    """
+
+    folder: Path
+    trial: int
+    size_bytes: int
+    test_accuracy: float
+    onnx_test_accuracy: float
+
+    def path(self, key: str) -> Path:
+        return self.folder / FILES[key]
+
+
+def _export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    """Write a float ONNX file of ``model`` with a dynamic batch dimension.
+
+    The one place that writes ONNX, so a general exporter (int8 QDQ, say) can replace it.
+    """
+    import logging
+    import warnings
+
+    names = ["input"] if len(example) == 1 else [f"input{i}" for i in range(len(example))]
+    batch = torch.export.Dim("batch", min=1)
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices are noise here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model.eval(),
+                example,
+                input_names=names,
+                output_names=["output"],
+                dynamic_shapes=tuple({0: batch} for _ in example),
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        onnx_log.setLevel(level)
+    if program is None:  # pragma: no cover - only for exporters that write directly
+        raise RuntimeError("torch.onnx.export returned no program")
+    program.save(str(path), external_data=False)
+
+
+def onnx_outputs(path: Path, split: Split, *, batch_size: int = 256) -> torch.Tensor:
+    """Outputs of an ONNX file on every row of ``split`` (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    outs = []
+    for inputs, _ in split.batches(batch_size):
+        feed = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
+        outs.append(np.asarray(session.run(None, feed)[0]))
+    return torch.from_numpy(np.concatenate(outs)).float()
+
+
+def onnx_metric(path: Path, split: Split, metric: Metric) -> float:
+    """The task metric of an ONNX file on ``split``."""
+    return metric(onnx_outputs(path, split), split.targets)
+
+
+def _architecture(factory: Any) -> dict[str, Any] | None:
+    """An importable constructor and JSON arguments that rebuild the untrained model."""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    if isinstance(factory, functools.partial):
+        factory, args, kwargs = factory.func, factory.args, dict(factory.keywords)
+    if not callable(factory) or "<" in getattr(factory, "__qualname__", "<"):
+        return None  # a lambda or a local function cannot be imported again
+    try:
+        json.dumps([args, kwargs])
+    except TypeError:
+        return None
+    return {
+        "factory": f"{factory.__module__}:{factory.__qualname__}",
+        "args": list(args),
+        "kwargs": kwargs,
+    }
+
+
+def build_architecture(arch: Mapping[str, Any]) -> nn.Module:
+    """The untrained model an exported ``config.json``'s ``architecture`` describes."""
+    factory = import_object(str(arch["factory"]), key="architecture.factory")
+    model = factory(*arch.get("args", []), **arch.get("kwargs", {}))
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{arch['factory']} did not build a torch.nn.Module.")
+    return model
+
+
+def load_exported(folder: str | Path) -> nn.Module:
+    """The exported model in PyTorch, with exactly the evaluated (de-quantized) weights.
+
+    Raises:
+        ValueError: the export did not record an importable architecture.
+    """
+    folder = Path(folder)
+    meta = json.loads((folder / FILES["meta"]).read_text())
+    arch = meta.get("architecture")
+    if not arch:
+        raise ValueError(
+            f"{folder / FILES['meta']} records no importable architecture; use model.onnx."
+        )
+    model = build_architecture(arch)
+    artifact = unpack((folder / FILES["artifact"]).read_bytes())
+    model.load_state_dict(artifact.state_dict)
+    return model.eval()
+
+
+def _check_architecture(
+    arch: dict[str, Any] | None, candidate: Compressed
+) -> dict[str, Any] | None:
+    if arch is None:
+        return None
+    try:
+        model = build_architecture(arch)
+        model.load_state_dict(unpack(candidate.artifact).state_dict)
+    except Exception:  # the constructor needs more than was recorded: ONNX still loads
+        return None
+    return arch
+
+
+def exportable_trial(stored: StoredStudy, trial_number: int) -> optuna.trial.FrozenTrial:
+    """The complete trial ``trial_number``.
+
+    Raises:
+        ValueError: the trial does not exist or did not complete.
+    """
+    trials = {t.number: t for t in stored.study.get_trials(deepcopy=False)}
+    trial = trials.get(trial_number)
+    if trial is None or trial.state != optuna.trial.TrialState.COMPLETE:
+        state = "does not exist" if trial is None else f"is {trial.state.name}"
+        raise ValueError(
+            f"Trial {trial_number} of study {stored.name!r} {state}; export a complete trial."
+        )
+    return trial
+
+
+def export_trial(
+    stored: StoredStudy,
+    trial_number: int,
+    dest: Path,
+    *,
+    figures: Mapping[str, float] | None = None,
+    reason: str = "",
+) -> ExportResult:
+    """Rebuild trial ``trial_number`` and write the export folder ``dest``.
+
+    Args:
+        stored: The study.
+        trial_number: The trial to export (a complete one).
+        dest: The folder to write (created; existing files of the same names are replaced).
+        figures: Extra figures for the card (test accuracy from the report, say).
+        reason: Why this trial (the selection's explanation), for the card.
+
+    Raises:
+        ValueError: the trial does not exist or did not complete.
+        RebuildMismatch: the rebuilt artifact is not the measured one.
+    """
+    trial = exportable_trial(stored, trial_number)
+    ctx = stored.context()
+    candidate = rebuild(ctx, trial)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / FILES["artifact"]).write_bytes(candidate.artifact)
+    task = ctx.task
+    test = task.test
+    from evaluators import predict
+
+    torch_test = task.metric(predict(candidate.model, test), test.targets)
+    _export_onnx(candidate.model, task.example_input, dest / FILES["onnx"])
+    onnx_test = onnx_metric(dest / FILES["onnx"], test, task.metric)
+    factory = (
+        type(task.model)
+        if candidate.config.student == TEACHER
+        else task.students[candidate.config.student]
+    )
+    arch = _check_architecture(_architecture(factory), candidate)
+    measured = {
+        k: trial.user_attrs[k]
+        for k in _FIGURES
+        if isinstance(trial.user_attrs.get(k), (int, float))
+    }
+    measured.update(
+        {k: float(v) for k, v in (figures or {}).items() if v is not None and not math.isnan(v)}
+    )
+    measured["test_accuracy_torch_rebuilt"] = torch_test
+    measured["test_accuracy_onnxruntime"] = onnx_test
+    meta = {
+        "format": 1,
+        "study": stored.name,
+        "trial": trial_number,
+        "task": ctx.spec.task,
+        "seed": ctx.spec.study.seed + trial_number,
+        "compression": candidate.config.to_dict(),
+        "architecture": arch,
+        "figures": measured,
+        "input_shape": [list(t.shape) for t in task.example_input],
+        "exported_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    (dest / FILES["config"]).write_text(candidate.config.to_json() + "\n")
+    (dest / FILES["meta"]).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (dest / FILES["card"]).write_text(_card(stored, meta, candidate, reason), encoding="utf-8")
+    return ExportResult(dest, trial_number, len(candidate.artifact), torch_test, onnx_test)
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * float(v):.2f}%" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, reason: str) -> str:
+    from search.objective import describe
+
+    f = meta["figures"]
+    spec = stored.spec
+    teacher = [
+        t
+        for t in stored.study.get_trials(deepcopy=False)
+        if t.user_attrs.get("baseline") == "teacher"
+    ]
+    teacher_size = teacher[0].user_attrs.get("size_bytes") if teacher else None
+    smaller = (
+        f" ({teacher_size / f['size_bytes']:.1f}x smaller than the teacher)" if teacher_size else ""
+    )
+    interval = ""
+    if "test_accuracy_low" in f and "test_accuracy_high" in f:
+        interval = (
+            f" [{_pct(f['test_accuracy_low'])}, {_pct(f['test_accuracy_high'])}] (95% bootstrap)"
+        )
+    rows = [
+        ("validation accuracy (search split)", _pct(f.get("accuracy"))),
+        (
+            "test accuracy (held out)",
+            _pct(f.get("test_accuracy", f["test_accuracy_torch_rebuilt"])) + interval,
+        ),
+        ("test accuracy of model.onnx in onnxruntime", _pct(f["test_accuracy_onnxruntime"])),
+        ("packed size (model.safetensors)", f"{int(f['size_bytes']):,} B{smaller}"),
+        (
+            "median latency (PyTorch eager, study machine)",
+            f"{f.get('latency_ms', math.nan):.3f} ms "
+            f"(p90 {f.get('latency_p90_ms', math.nan):.3f} ms)",
+        ),
+    ]
+    if "bops" in f:
+        rows.append(("BOPs", f"{f['bops']:.4g}"))
+    lat = spec.latency if spec is not None else None
+    budget = spec.budget if spec is not None else None
+    cfg = candidate.config
+    layers = "\n".join(
+        f"| {name} | {cfg.bits_of(name) if cfg.bits_of(name) < 32 else 'fp32'} "
+        f"| {cfg.prune_of(name):.2f} |"
+        for name in _layers(candidate)
+    )
+    measured_how = (
+        f"with batch {lat.batch_size}, {lat.threads} thread(s), median of {lat.repeats} runs "
+        f"after {lat.warmup} warm-up runs"
+        if lat is not None
+        else "as the study recorded"
+    )
+    cpu = stored.study.user_attrs.get("environment", {}).get("cpu", "the study machine")
+    dims = [str(d) for d in meta["input_shape"][0][1:]]
+    load_torch = (
+        "```python\nfrom search.export import load_exported  # needs the frontier package\n\n"
+        'model = load_exported("path/to/this/folder")  # torch.nn.Module, evaluated weights\n'
+        "outputs = model(inputs)\n```"
+        if meta["architecture"]
+        else "No importable architecture was recorded for this student; use `model.onnx`."
+    )
+    return "\n".join(
+        [
+            f"# Model card: `{meta['study']}` trial {meta['trial']}",
+            "",
+            f"A compressed model of task `{meta['task']}` found by frontier: "
+            f"{describe(candidate.config)}.",
+            "",
+            "## Measured figures",
+            "",
+            "| figure | value |",
+            "| --- | --- |",
+            *[f"| {k} | {v} |" for k, v in rows],
+            "",
+            f"Latency was measured {measured_how}, on: {cpu}.",
+            "",
+            "## Why this model",
+            "",
+            "```text",
+            reason or f"Trial {meta['trial']} was named on the command line (`--trial`).",
+            "```",
+            "",
+            f"Study budgets: {_budget_text(budget)}.",
+            "",
+            "## Compression",
+            "",
+            f"Student `{candidate.config.student}`; per layer:",
+            "",
+            "| layer | weight bits | pruned share |",
+            "| --- | --- | --- |",
+            layers,
+            "",
+            "## Files",
+            "",
+            f"- `{FILES['artifact']}`: the packed artifact (bit-packed integer codes, float16 "
+            "scales, sparse encodings); its length is the size above.",
+            f"- `{FILES['config']}`: the compression config (student, bits and pruning per layer).",
+            f"- `{FILES['meta']}`: study, trial, seed, architecture and measured figures.",
+            f"- `{FILES['onnx']}`: float32 ONNX graph with the de-quantized weights; input "
+            f"`input` of shape (batch, {' x '.join(dims)}), output `output`.",
+            "",
+            "## How to load it",
+            "",
+            "ONNX Runtime (no PyTorch needed):",
+            "",
+            "```python\nimport numpy as np\nimport onnxruntime as ort\n\n"
+            f'session = ort.InferenceSession("{FILES["onnx"]}")\n'
+            f"x = np.zeros((1, {', '.join(dims)}), dtype=np.float32)\n"
+            'outputs = session.run(None, {"input": x})[0]\n```',
+            "",
+            "PyTorch, from the packed artifact:",
+            "",
+            load_torch,
+            "",
+            f"Rebuild from the study: `frontier export STUDY --trial {meta['trial']}` (seed "
+            f"{meta['seed']}; the rebuilt artifact is checked to have the same size).",
+            "",
+        ]
+    )
+
+
+def _layers(candidate: Compressed) -> list[str]:
+    from spaces import compressible_layers
+
+    return list(compressible_layers(candidate.model))
+
+
+def _budget_text(budget: Any) -> str:
+    if budget is None:
+        return "not recorded"
+    parts = []
+    if budget.max_size_bytes is not None:
+        parts.append(f"size <= {budget.max_size_bytes:,} B")
+    if budget.max_latency_ms is not None:
+        parts.append(f"latency <= {budget.max_latency_ms} ms")
+    if budget.max_accuracy_drop is not None:
+        parts.append(f"accuracy drop <= {budget.max_accuracy_drop} points")
+    return ", ".join(parts) or "none"

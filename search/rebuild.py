@@ -1,0 +1,36 @@
+"""Rebuild a stored trial's candidate exactly as the driver built it."""
+
+from __future__ import annotations
+
+import optuna
+
+from search.driver import config_of
+from search.objective import StudyContext
+from spaces import Compressed, compress
+
+
+class RebuildMismatch(RuntimeError):
+    """The rebuilt candidate differs from the one the trial measured."""
+
+
+def rebuild(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Compressed:
+    """Compress a copy of the model as ``trial`` did, with the driver's seed.
+
+    The driver seeds trial ``n`` with ``study seed + n``; students come from the study's
+    weight cache, so the rebuilt artifact is byte-for-byte the measured one.
+
+    Raises:
+        RebuildMismatch: the rebuilt artifact's size differs from the stored ``size_bytes``
+            (different weights: the cache was retrained or the code changed since the run).
+    """
+    config = config_of(trial, ctx.space)
+    seed = ctx.spec.study.seed + trial.number
+    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
+    stored = trial.user_attrs.get("size_bytes")
+    if stored is not None and len(candidate.artifact) != int(stored):
+        raise RebuildMismatch(
+            f"Trial {trial.number}: the rebuilt artifact has {len(candidate.artifact)} bytes "
+            f"but the study measured {int(stored)}; the weight cache in "
+            f"{ctx.results_dir / 'cache'} or the code changed since the run."
+        )
+    return candidate

@@ -1,0 +1,134 @@
+"""The report's Markdown summary: the same facts as the HTML page, as text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from search.knee import __doc__ as KNEE_DOC
+from search.report import (
+    HV_REFERENCE,
+    StudyReport,
+    environment_rows,
+    fmt_interval,
+    fmt_pct,
+    front_table,
+)
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (cells as strings, pipes escaped)."""
+    if df.empty:
+        return "_(empty)_"
+
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(cell(c) for c in df.columns) + " |",
+        "| " + " | ".join("---" for _ in df.columns) + " |",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _policy_md(report: StudyReport) -> str:
+    if not report.policies:
+        return "_(no per-layer settings recorded)_"
+    first = next(iter(report.policies.values()))
+    layers = list(first.columns)
+    rows = []
+    for trial in first.index:
+        row: dict[str, str] = {"trial": str(trial)}
+        for layer in layers:
+            parts = []
+            for fam, table in report.policies.items():
+                v = table.loc[trial].get(layer, math.nan)
+                if isinstance(v, float) and math.isnan(v):
+                    continue
+                if fam == "bits":
+                    parts.append("fp32" if v >= 32 else "fp16" if v >= 16 else f"{int(v)}b")
+                else:
+                    parts.append(f"{fam} {v:.2f}" if v else "")
+            row[layer] = " ".join(p for p in parts if p)
+        rows.append(row)
+    return md_table(pd.DataFrame(rows))
+
+
+def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
+    c = report.counts()
+    out = [
+        f"## Study `{report.name}`",
+        "",
+        f"{c['trials']} trials ({c['complete']} complete, {c['failed']} failed, "
+        f"{c['pruned']} pruned), {c['feasible']} feasible, {c['front']} on the front. "
+        f"Hypervolume (normalised): **{report.hypervolume:.4f}**.",
+        "",
+    ]
+    out += [f"![{name}]({name})" for name in pngs]
+    out += ["", "### Pareto front", "", report.test_note, "", md_table(front_table(report)), ""]
+    if report.knee_trial is not None:
+        k = report.front[report.front["trial"] == report.knee_trial].iloc[0]
+        test = ""
+        if pd.notna(k["test_accuracy"]):
+            interval = fmt_interval(k["test_accuracy_low"], k["test_accuracy_high"])
+            test = f", test {fmt_pct(k['test_accuracy'])} {interval}"
+        out += [
+            "### Suggested knee point",
+            "",
+            f"Trial **{report.knee_trial}** ({k['summary']}): validation "
+            f"{fmt_pct(k['accuracy'])}{test}, {k['size_bytes']:,.0f} B, "
+            f"{k['latency_ms']:.3f} ms.",
+            "",
+        ]
+    out += ["### Per-layer policies of the front", "", _policy_md(report), ""]
+    out += ["### Environment", ""]
+    out += [f"- **{k}**: {v}" for k, v in environment_rows(report)]
+    out.append("")
+    return out
+
+
+def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str]) -> str:
+    """The whole summary."""
+    names = ", ".join(f"`{r.name}`" for r in reports)
+    out = [
+        f"# frontier report: {names}",
+        "",
+        f"Generated {generated}. Open `report.html` for the interactive plots.",
+        "",
+    ]
+    if len(reports) > 1:
+        rows = [
+            {
+                "study": r.name,
+                "sampler": r.settings.get("study", {}).get("sampler", "-"),
+                "trials": r.counts()["trials"],
+                "feasible": r.counts()["feasible"],
+                "front": r.counts()["front"],
+                "hypervolume": f"{r.hypervolume:.4f}",
+                "best val acc": fmt_pct(r.front["accuracy"].max()) if len(r.front) else "-",
+                "CPU": r.environment.get("cpu", "-"),
+            }
+            for r in reports
+        ]
+        out += ["## Studies compared", "", md_table(pd.DataFrame(rows)), ""]
+        out += [f"![{n}]({n})" for n in pngs if "compare" in n]
+        out.append("")
+    for r in reports:
+        own = [n for n in pngs if n.startswith(f"report-{r.name}-")]
+        out += _study_md(r, own)
+    ref = HV_REFERENCE
+    knee = " ".join((KNEE_DOC or "").split("\n\n", 1)[-1].split())
+    out += [
+        "## Methods",
+        "",
+        "- Front: feasible trials that no other feasible trial beats on validation accuracy, "
+        "size and latency together. Test accuracy: held-out split, 95% bootstrap interval.",
+        f"- Hypervolume: accuracy (reference {ref[0]}), size / teacher size (reference {ref[1]}), "
+        f"latency / teacher latency (reference {ref[2]}); a share of that box, in [0, 1].",
+        f"- Knee: {knee}",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,277 @@
+"""Pick one model from a Pareto front under deployment budgets, and say why.
+
+The best point is the front point that meets every budget with the highest test accuracy;
+ties go to the smaller model (then the faster one, then the earlier trial). When no point
+meets the budgets, the closest one is named with what it misses by, and for each budget the
+value that would admit a point if that budget alone were relaxed.
+
+"Closest" is the point with the smallest total relative excess: bytes and milliseconds over
+their budgets are divided by the budget, accuracy points over the drop budget by
+``max(drop budget, 1 point)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Budget name -> (result column, command-line flag, unit).
+BUDGETS = {
+    "max_size_bytes": ("size_bytes", "--max-size", "B"),
+    "max_latency_ms": ("latency_ms", "--max-latency", "ms"),
+    "max_drop_points": ("drop_points", "--max-drop", "points"),
+}
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits a chosen model must meet; ``None`` means no limit.
+
+    Attributes:
+        max_size_bytes: Largest packed artifact in bytes.
+        max_latency_ms: Largest median latency in milliseconds.
+        max_drop_points: Largest accuracy drop below the teacher's, in points (0.01).
+    """
+
+    max_size_bytes: int | None = None
+    max_latency_ms: float | None = None
+    max_drop_points: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, (_, flag, _) in BUDGETS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            low_ok = value >= 0 if name == "max_drop_points" else value > 0
+            if not ok or not math.isfinite(value) or not low_ok:
+                allowed = ">= 0" if name == "max_drop_points" else "> 0"
+                raise ValueError(f"'{flag}' must be a number {allowed}. Got {value!r} instead.")
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(n, float(getattr(self, n))) for n in BUDGETS if getattr(self, n) is not None]
+
+    def describe(self) -> str:
+        parts = [f"{_label(n)} <= {_fmt(n, v)}" for n, v in self.items()]
+        return ", ".join(parts) if parts else "no budget"
+
+
+def _label(name: str) -> str:
+    return {"max_size_bytes": "size", "max_latency_ms": "latency", "max_drop_points": "drop"}[name]
+
+
+def _fmt(name: str, value: float) -> str:
+    if name == "max_size_bytes":
+        return f"{value:,.0f} B"
+    if name == "max_latency_ms":
+        return f"{value:.3f} ms"
+    return f"{value:.2f} points"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of :func:`select_point`.
+
+    Attributes:
+        table: One row per front point: ``trial``, ``score`` (the accuracy ranked on),
+            ``score_split`` (``"test"`` or ``"validation"``), ``drop_points``, ``excess.*``
+            (amount over each budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
+        budgets: The budgets applied.
+        reference_accuracy: The teacher's accuracy that drops are measured from.
+        reference_split: ``"test"`` or ``"validation"``: the split of that accuracy.
+        chosen: The selected trial number, or ``None`` when no point meets the budgets.
+        closest: The point nearest to meeting the budgets when none does.
+        relaxations: Per budget name, the value that would admit a point if only that
+            budget were relaxed, and that point's trial; ``None`` when relaxing it alone
+            does not help.
+    """
+
+    table: pd.DataFrame
+    budgets: Budgets
+    reference_accuracy: float
+    reference_split: str
+    chosen: int | None
+    closest: int | None
+    relaxations: dict[str, tuple[float, int] | None]
+
+    def row(self, trial: int) -> pd.Series:
+        return self.table.loc[self.table["trial"] == trial].iloc[0]
+
+
+def select_point(
+    front: pd.DataFrame,
+    budgets: Budgets,
+    *,
+    reference_accuracy: float,
+    reference_split: str = "test",
+) -> Selection:
+    """Choose the best front point under ``budgets``.
+
+    Args:
+        front: Front rows with ``trial``, ``accuracy`` (validation), ``size_bytes``,
+            ``latency_ms`` and optionally ``test_accuracy`` (NaN where unknown: that point is
+            ranked on its validation accuracy).
+        budgets: The limits.
+        reference_accuracy: The teacher's accuracy on the split ranked on (fraction).
+        reference_split: The split of ``reference_accuracy`` (for the explanation).
+    """
+    t = front.copy().reset_index(drop=True)
+    test = t["test_accuracy"] if "test_accuracy" in t else pd.Series(np.nan, index=t.index)
+    t["score"] = test.where(test.notna(), t["accuracy"]).astype(float)
+    t["score_split"] = np.where(test.notna(), "test", "validation")
+    t["drop_points"] = 100.0 * (reference_accuracy - t["score"])
+    excess_cols = []
+    relative = pd.Series(0.0, index=t.index)
+    for name, limit in budgets.items():
+        col = BUDGETS[name][0]
+        excess = (t[col].astype(float) - limit).clip(lower=0.0)
+        # a tolerance for float noise, so a drop of exactly the budget meets it
+        excess = excess.where(excess > 1e-9, 0.0)
+        t[f"excess.{col}"] = excess
+        excess_cols.append(f"excess.{col}")
+        scale = max(limit, 1.0) if name == "max_drop_points" else limit
+        relative = relative + excess / scale
+    t["relative_excess"] = relative
+    t["meets"] = (t[excess_cols] <= 0).all(axis=1) if excess_cols else True
+    ok = t[t["meets"]].sort_values(
+        ["score", "size_bytes", "latency_ms", "trial"], ascending=[False, True, True, True]
+    )
+    t["rank"] = pd.Series(range(1, len(ok) + 1), index=ok.index)
+    chosen = int(ok.iloc[0]["trial"]) if len(ok) else None
+    closest = None
+    if chosen is None and len(t):
+        near = t.sort_values(
+            ["relative_excess", "score", "size_bytes"], ascending=[True, False, True]
+        )
+        closest = int(near.iloc[0]["trial"])
+    relaxations: dict[str, tuple[float, int] | None] = {}
+    if chosen is None:
+        for name, _ in budgets.items():
+            col = BUDGETS[name][0]
+            others = [f"excess.{BUDGETS[n][0]}" for n, _ in budgets.items() if n != name]
+            cand = t[(t[others] <= 0).all(axis=1)] if others else t
+            if cand.empty:
+                relaxations[name] = None
+            else:
+                best = cand.sort_values([col, "score"], ascending=[True, False]).iloc[0]
+                relaxations[name] = (float(best[col]), int(best["trial"]))
+    return Selection(t, budgets, reference_accuracy, reference_split, chosen, closest, relaxations)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _point(row: pd.Series, teacher_size: float | None) -> str:
+    score = f"{row['score_split']} accuracy {_pct(row['score'])}"
+    low, high = row.get("test_accuracy_low"), row.get("test_accuracy_high")
+    if row["score_split"] == "test" and low is not None and pd.notna(low) and pd.notna(high):
+        score += f" [{_pct(low)}, {_pct(high)}]"
+    if row["score_split"] == "test":
+        score += f", validation {_pct(row['accuracy'])}"
+    smaller = ""
+    if teacher_size and row["size_bytes"] > 0:
+        smaller = f", {teacher_size / row['size_bytes']:.1f}x smaller than the teacher"
+    return (
+        f"{score}; size {row['size_bytes']:,.0f} B{smaller}; latency "
+        f"{row['latency_ms']:.3f} ms; accuracy drop {row['drop_points']:.2f} points"
+    )
+
+
+def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
+    """Plain-text explanation of a selection, for the terminal and the model card."""
+    s = selection
+    t = s.table
+    lines: list[str] = []
+    ref = _pct(s.reference_accuracy)
+    splits = set(t["score_split"])
+    basis = "test" if splits == {"test"} else "validation" if splits == {"validation"} else "mixed"
+    header = f"Budgets: {s.budgets.describe()}; " + (
+        f"drops are measured from the teacher's {s.reference_split} accuracy {ref}."
+        if math.isfinite(s.reference_accuracy)
+        else "the study has no teacher baseline to measure drops from."
+    )
+    lines.append(header)
+    if basis != "test":
+        lines.append(
+            "Note: no test-split figure for some front points; they are ranked on their "
+            "validation accuracy (optimistic: the search chose them on that split)."
+        )
+    if s.chosen is not None:
+        row = s.row(s.chosen)
+        ok = t[t["meets"]].sort_values("rank")
+        desc = f" ({row['summary']})" if row.get("summary") else ""
+        lines.append(f"Selected trial {s.chosen}{desc}:")
+        lines.append(f"  {_point(row, teacher_size)}.")
+        lines.append(
+            f"Why: the highest {row['score_split']} accuracy among the {len(ok)} of {len(t)} "
+            "front points that meet every budget."
+        )
+        ties = ok[(ok["score"] == row["score"]) & (ok["trial"] != s.chosen)]
+        for _, tie in ties.iterrows():
+            if tie["size_bytes"] > row["size_bytes"]:
+                why = "is larger"
+            elif tie["latency_ms"] > row["latency_ms"]:
+                why = "is as small but slower"
+            else:
+                why = "is as small and as fast but a later trial"
+            lines.append(
+                f"  Tie: trial {int(tie['trial'])} has the same accuracy but {why} "
+                f"({tie['size_bytes']:,.0f} B, {tie['latency_ms']:.3f} ms); ties go to the "
+                "smaller model."
+            )
+        rest = ok[ok["score"] < row["score"]]
+        if len(rest):
+            r = rest.iloc[0]
+            lines.append(
+                f"  Runner-up: trial {int(r['trial'])}, {_pct(r['score'])}, "
+                f"{r['size_bytes']:,.0f} B, {r['latency_ms']:.3f} ms."
+            )
+        out = len(t) - len(ok)
+        if out:
+            lines.append(f"  {out} front point(s) miss a budget{_miss_counts(s)}.")
+        return "\n".join(lines)
+    lines.append(f"No front point meets the budgets ({s.budgets.describe()}).")
+    if s.closest is not None:
+        row = s.row(s.closest)
+        lines.append(f"Closest: trial {s.closest}: {_point(row, teacher_size)}.")
+        for name, limit in s.budgets.items():
+            col, flag, _ = BUDGETS[name]
+            excess = float(row[f"excess.{col}"])
+            if excess > 0:
+                lines.append(
+                    f"  misses {flag} {_fmt(name, limit)} by {_amount(col, excess)} "
+                    f"(+{100 * excess / max(limit, 1e-12):.1f}%)"
+                )
+            else:
+                lines.append(f"  meets {flag} {_fmt(name, limit)}")
+    lines.append("Relaxing one budget alone:")
+    for name, found in s.relaxations.items():
+        flag = BUDGETS[name][1]
+        if found is None:
+            lines.append(f"  {flag}: no value helps while the other budgets hold.")
+        else:
+            value, trial = found
+            lines.append(f"  {flag} {_fmt(name, value)} would admit trial {trial}.")
+    return "\n".join(lines)
+
+
+def _amount(col: str, value: float) -> str:
+    if col == "size_bytes":
+        return f"{value:,.0f} B"
+    if col == "latency_ms":
+        return f"{value:.3f} ms"
+    return f"{value:.2f} points"
+
+
+def _miss_counts(s: Selection) -> str:
+    parts = []
+    for name, _ in s.budgets.items():
+        col = BUDGETS[name][0]
+        n = int((s.table[f"excess.{col}"] > 0).sum())
+        if n:
+            parts.append(f"{n} over {_label(name)}")
+    return f" ({', '.join(parts)})" if parts else ""

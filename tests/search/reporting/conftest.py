@@ -1,0 +1,79 @@
+"""Two small real studies (digits-cnn) in one SQLite storage, built once per test session
+(about 10 s): tests that use them are marked slow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from search.driver import open_study, run_study
+from search.objective import StudyContext
+from search.results import write_outputs
+from search.spec import load_spec
+
+STUDY = """
+[study]
+name = "{name}"
+seed = 0
+n_trials = {n}
+sampler = "{sampler}"
+
+[task]
+name = "digits-cnn"
+
+[space]
+students = {students}
+prune_max = {prune_max}
+
+[distillation]
+epochs = 2
+
+[finetune]
+epochs = 1
+
+[latency]
+repeats = 30
+warmup = 2
+
+[budget]
+max_accuracy_drop = 5.0
+max_size = "60KB"
+"""
+
+
+@dataclass(frozen=True)
+class SmallStudies:
+    """``joint`` (TPE over students, bits, pruning) and ``quant`` (random, bits only)."""
+
+    root: Path  # the shared results folder: study.db and cache/
+    joint: Path  # study files
+    quant: Path
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.root / 'study.db'}"
+
+
+def _write(folder: Path, name: str, **values: object) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, **values))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_studies(tmp_path_factory: pytest.TempPathFactory) -> SmallStudies:
+    folder = tmp_path_factory.mktemp("studies")
+    root = folder / "results"
+    joint = _write(
+        folder, "joint", n=10, sampler="tpe", students='["teacher", "w0.5"]', prune_max=0.8
+    )
+    quant = _write(folder, "quant", n=8, sampler="random", students='["teacher"]', prune_max=0.0)
+    for path in (joint, quant):
+        spec = load_spec(path)
+        ctx = StudyContext(spec, root)
+        study = open_study(spec, f"sqlite:///{root / 'study.db'}", results_dir=root)
+        run_study(ctx, study, n_trials=spec.study.n_trials)
+        write_outputs(study, root / spec.study.name)
+    return SmallStudies(root, joint, quant)
