@@ -15,55 +15,25 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import optuna
 import pandas as pd
-import torch
 
-from evaluators import Metric, predict
+from evaluators.holdout import TestSplitEvaluator
 from search.objective import StudyContext
 from search.rebuild import rebuild
+from search.results import TEST_COLUMNS
 from search.stored import StoredStudy
 
 log = logging.getLogger("frontier")
 
-TEST_COLUMNS = ("test_accuracy", "test_accuracy_low", "test_accuracy_high")
+
 REMEASURED_ATTR = "test_remeasured"
-BOOTSTRAP_RESAMPLES = 1000
-
-
-def bootstrap_interval(
-    outputs: torch.Tensor,
-    targets: torch.Tensor,
-    metric: Metric,
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric`` over the rows (seeded, repeatable)."""
-    rng = np.random.default_rng(seed)
-    n = len(targets)
-    values = np.empty(resamples)
-    for i in range(resamples):
-        idx = torch.from_numpy(rng.integers(0, n, size=n))
-        values[i] = metric(outputs[idx], targets[idx])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def remeasure_test(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> dict[str, float]:
     """Rebuild ``trial``'s candidate and measure it on the test split (95% bootstrap)."""
-    candidate = rebuild(ctx, trial)
-    split = ctx.task.test
-    outputs = predict(candidate.model, split)
-    low, high = bootstrap_interval(outputs, split.targets, ctx.task.metric)
-    return {
-        "test_accuracy": ctx.task.metric(outputs, split.targets),
-        "test_accuracy_low": low,
-        "test_accuracy_high": high,
-    }
+    figures = TestSplitEvaluator(ctx.task).evaluate(rebuild(ctx, trial))
+    return {c: figures[c] for c in TEST_COLUMNS}
 
 
 @dataclass(frozen=True)

@@ -98,14 +98,16 @@ def test_policy_tables_read_the_stored_configs() -> None:
 def test_test_figures_are_remeasured_once_then_reused(
     small_studies: SmallStudies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stored = open_stored(str(small_studies.joint), out=small_studies.root)
+    joint = build_report(open_stored(str(small_studies.joint), out=small_studies.root))
+    assert "stored by the run" in joint.test_note and "re-measured" not in joint.test_note
+    stored = open_stored(str(small_studies.quant), out=small_studies.root)
     first = build_report(stored)
     tested = first.front["test_accuracy"]
     assert tested.notna().all() and ((tested >= 0) & (tested <= 1)).all()
     assert (first.front["test_accuracy_low"] <= tested).all()
     assert (tested <= first.front["test_accuracy_high"]).all()
     assert "re-measured" in first.test_note
-    cache = optuna.load_study(study_name="joint", storage=small_studies.storage).user_attrs[
+    cache = optuna.load_study(study_name="quant", storage=small_studies.storage).user_attrs[
         REMEASURED_ATTR
     ]
     assert {str(n) for n in first.front["trial"]} <= set(cache)
@@ -114,7 +116,7 @@ def test_test_figures_are_remeasured_once_then_reused(
         raise AssertionError("re-measured again")
 
     monkeypatch.setattr("search.testsplit.remeasure_test", boom)
-    again = build_report(open_stored(str(small_studies.joint), out=small_studies.root))
+    again = build_report(open_stored(str(small_studies.quant), out=small_studies.root))
     pd.testing.assert_series_equal(again.front["test_accuracy"], first.front["test_accuracy"])
 
 
