@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
-
-RUNTIMES = ("torch",)
+from evaluators.runtimes import RUNTIMES, summarize, time_forward
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,10 @@ class LatencySettings:
         threads: torch intra-op threads while measuring (and for the whole study).
         warmup: Untimed forward passes first.
         repeats: Timed forward passes; the median is reported (at least 30).
-        runtime: Where the candidate runs; ``"torch"`` is eager PyTorch on the CPU.
+        runtime: Where the candidate runs, in its deployable form: ``"torch"`` (eager,
+            float32), ``"torch-int8"`` (torch's int8 kernels for 8-bit layers) or
+            ``"onnxruntime"`` (ONNX Runtime, int8 QDQ for 8-bit layers); see
+            :mod:`evaluators.runtimes`.
     """
 
     batch_size: int = 64
@@ -45,7 +45,8 @@ class LatencySettings:
             )
         if self.runtime not in RUNTIMES:
             raise ValueError(
-                f"'latency.runtime' must be one of {list(RUNTIMES)}. Got {self.runtime!r} instead."
+                f"'latency.runtime' must be one of {sorted(RUNTIMES)}. "
+                f"Got {self.runtime!r} instead."
             )
 
 
@@ -68,19 +69,13 @@ class LatencyEvaluator(Evaluator):
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         s = self.settings
+        times = time_forward(
+            s.runtime,
+            candidate.model.eval(),
+            self.batch,
+            threads=s.threads,
+            warmup=s.warmup,
+            repeats=s.repeats,
+        )
         torch.set_num_threads(s.threads)
-        model = candidate.model.eval()
-        times: list[float] = []
-        with torch.inference_mode():
-            for i in range(s.warmup + s.repeats):
-                start = time.perf_counter()
-                model(*self.batch)
-                if i >= s.warmup:
-                    times.append((time.perf_counter() - start) * 1e3)
-        times.sort()
-        mean = statistics.fmean(times)
-        return {
-            "latency_ms": statistics.median(times),
-            "latency_p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-            "latency_cv": statistics.pstdev(times) / mean if mean > 0 else 0.0,
-        }
+        return summarize(times)

@@ -30,6 +30,8 @@ from spaces import (
     compress,
     compressible_layers,
 )
+from spaces.structured import channel_roots
+from spaces.students import add_custom_students
 
 #: Objective names and directions, in the order Optuna stores the values.
 OBJECTIVES: tuple[tuple[str, str], ...] = (
@@ -70,7 +72,12 @@ class StudyContext:
         self.task = build_task(spec, self.cache)
         self.pool = StudentPool(self.task, self.cache, spec.distillation, seed=spec.study.seed)
         self.layers = list(compressible_layers(self.task.model))
-        self.space = SearchSpace(self.layers, self.pool.names, spec.space)
+        roots = (
+            channel_roots(self.task.model, self.task.example_input)
+            if spec.space.channels_max > 0 or spec.space.layer_channels_max
+            else []
+        )
+        self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),
             AccuracyEvaluator(self.task, split="val"),
@@ -88,13 +95,17 @@ class _Plain:
 
 
 def build_task(spec: StudySpec, cache: WeightCache) -> Task:
-    """The study's task, from the built-in registry."""
+    """The study's task, from the built-in registry, with the study's own students added."""
     factory = BUILTIN_TASKS.get(spec.task)
     if factory is None:
         raise StudyFileError(
             f"Unknown task 'task.name' = {spec.task!r}; built-in tasks: {sorted(BUILTIN_TASKS)}."
         )
-    return factory(cache=cache, seed=spec.study.seed)
+    task = factory(cache=cache, seed=spec.study.seed)
+    try:
+        return add_custom_students(task, spec.space.custom_students)
+    except ValueError as exc:
+        raise StudyFileError(str(exc)) from None
 
 
 def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) -> TrialOutcome:
@@ -104,7 +115,13 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
     record that as a failed trial with its reason and go on.
     """
     t0 = time.perf_counter()
-    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
+    candidate = compress(
+        ctx.pool,
+        config,
+        finetune=ctx.spec.finetune,
+        seed=seed,
+        importance=ctx.spec.space.channel_importance,
+    )
     t1 = time.perf_counter()
     figures: dict[str, float] = {}
     for evaluator in ctx.evaluators:
@@ -124,4 +141,9 @@ def describe(config: CompressionConfig) -> str:
     parts.append("bits " + "/".join(str(b) for b in bits))
     if prunes:
         parts.append(f"prune {min(prunes):.2f}-{max(prunes):.2f}")
+    channels = [r for r in config.channels.values() if r > 0]
+    if channels:
+        parts.append(f"channels -{min(channels):.2f}-{max(channels):.2f}")
+    if config.act_bits == 8 and any(b <= 8 for b in config.bits.values()):
+        parts.append("int8 activations")
     return ", ".join(parts)
