@@ -3,6 +3,7 @@
 Usage::
 
     python -m search.bench study [STUDY.toml] [--repeats 3]
+    python -m search.bench compression
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -153,7 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("study_file", nargs="?", type=Path, default=Path("studies/digits_cnn.toml"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    c = sub.add_parser(
+        "compression", help="digits-mlp size and digits-cnn latency targets, on the test split"
+    )
+    c.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.bench == "compression":
+        from search.bench_compression import bench_compression
+
+        body = bench_compression()
+        print(body)
+        if not args.no_write:
+            update_section("compression", body)
     if args.bench == "study":
         body = bench_study(args.study_file, args.repeats)
         print(body)

@@ -11,7 +11,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +142,17 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for the study's storage and the report's environment section)."""
-        data = asdict(self)
-        data["space"]["layer_bits"] = dict(self.space.layer_bits)
-        data["space"]["layer_prune_max"] = dict(self.space.layer_prune_max)
-        data["space"]["layer_channels_max"] = dict(self.space.layer_channels_max)
-        data["space"]["custom_students"] = dict(self.space.custom_students)
+        # not dataclasses.asdict: it deep-copies the settings' read-only mappings and fails
+        data: dict[str, Any] = _plain(self)
         return data
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -100,6 +100,14 @@ def int8_layers(model: nn.Module) -> dict[str, nn.Module]:
 def to_torch_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose 8-bit layers run on torch's int8 kernels (x86 / fbgemm)."""
     out = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():
+        # torch 2.13 marks quantized tensors deprecated; its int8 kernels still ship and run
+        warnings.simplefilter("ignore", UserWarning)
+        _swap_int8_layers(out)
+    return out
+
+
+def _swap_int8_layers(out: nn.Module) -> None:
     for name, layer in int8_layers(out).items():
         code = weight_codes(layer)
         if code is None:  # pragma: no cover - int8_layers checked it
@@ -108,7 +116,6 @@ def to_torch_int8(model: nn.Module) -> nn.Module:
         parent_name, _, leaf = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         setattr(parent, leaf, Int8Layer(_quantized_module(layer, code, (s_out, z_out)), s_in, z_in))
-    return out
 
 
 def _names(example_input: tuple[torch.Tensor, ...]) -> list[str]:
