@@ -96,10 +96,10 @@ def test_onnx_export_matches_torch_and_its_test_accuracy(
     out = _ort(path.read_bytes(), x)
     with torch.no_grad():
         ref = cand.model(x)
-    if act_bits == 32:
-        tolerance = 1e-4
-    else:  # integer kernels round a value on a bucket edge the other way now and then
-        tolerance = 2 * activation_params(cand.model.fc2)[2] + 1e-5
+    # with 8-bit activations the integer kernels round a value on a bucket edge the other
+    # way now and then: allow two steps of the output grid
+    quantum = activation_params(cand.model.fc2)[2] if act_bits == 8 else 0.0
+    tolerance = 2 * quantum + 1e-4
     assert float((out - ref).abs().max()) <= tolerance
     torch_acc = AccuracyEvaluator(task, split="test").evaluate(cand)["accuracy"]
     assert float((out.argmax(1) == y).float().mean()) == pytest.approx(torch_acc, abs=1e-9)

@@ -130,5 +130,5 @@ def test_removed_count_rounds_and_always_keeps_a_channel() -> None:
 
 
 def test_unknown_importance_is_rejected() -> None:
-    with pytest.raises(ValueError, match="'space.channel_importance' must be one of"):
+    with pytest.raises(ValueError, match=r"'space\.channel_importance' must be one of"):
         prune_channels(_model(), {"stem": 0.5}, X, importance="taylor")
