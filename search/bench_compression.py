@@ -62,16 +62,11 @@ def _run(study_file: Path, out: Path) -> _Run:
 
 
 def _rebuild(ctx: Any, row: pd.Series) -> Any:
-    from spaces import CompressionConfig, compress
+    from search.objective import rebuild_candidate
+    from spaces import CompressionConfig
 
     config = CompressionConfig.from_json(row["config"])
-    return compress(
-        ctx.pool,
-        config,
-        finetune=ctx.spec.finetune,
-        seed=ctx.spec.study.seed + int(row["trial"]),
-        importance=ctx.spec.space.channel_importance,
-    )
+    return rebuild_candidate(ctx, config, trial=int(row["trial"]))
 
 
 def _with_test_accuracy(run: _Run) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from evaluators import (
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
+    Compressed,
     CompressionConfig,
     SearchSpace,
     StudentPool,
@@ -131,6 +132,21 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
     figures["evaluate_s"] = t2 - t1
     constraints = ctx.spec.budget.constraints(figures, ctx.reference_accuracy)
     return TrialOutcome(figures=figures, constraints=constraints)
+
+
+def rebuild_candidate(ctx: StudyContext, config: CompressionConfig, *, trial: int) -> Compressed:
+    """The candidate trial number ``trial`` evaluated, built again (same seed, same weights).
+
+    For re-measuring a front point (test split) and for exporting it with
+    :func:`spaces.artifacts.save_candidate` / :func:`spaces.artifacts.export_onnx`.
+    """
+    return compress(
+        ctx.pool,
+        config,
+        finetune=ctx.spec.finetune,
+        seed=ctx.spec.study.seed + trial,
+        importance=ctx.spec.space.channel_importance,
+    )
 
 
 def describe(config: CompressionConfig) -> str:
