@@ -158,11 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compression", help="digits-mlp size and digits-cnn latency targets, on the test split"
     )
     c.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    c.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
     args = parser.parse_args(argv)
     if args.bench == "compression":
         from search.bench_compression import bench_compression
 
-        body = bench_compression()
+        body = bench_compression(args.out)
         print(body)
         if not args.no_write:
             update_section("compression", body)

@@ -109,8 +109,11 @@ def _interleaved(
     return {name: statistics.median(v) for name, v in rounds.items()}
 
 
-def bench_compression() -> str:
-    """Run both studies; return the Markdown section for BENCHMARKS.md."""
+def bench_compression(out: Path | None = None) -> str:
+    """Run both studies; return the Markdown section for BENCHMARKS.md.
+
+    The studies run in ``out`` (kept, for a look at every trial) or in a temporary folder.
+    """
     from search.bench import machine
 
     lines = [
@@ -122,9 +125,10 @@ def bench_compression() -> str:
         "",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        mlp = _run(MLP_STUDY, Path(tmp) / "mlp")
+        root = out or Path(tmp)
+        mlp = _run(MLP_STUDY, root / "mlp")
         lines += _mlp_section(mlp)
-        cnn = _run(CNN_STUDY, Path(tmp) / "cnn")
+        cnn = _run(CNN_STUDY, root / "cnn")
         lines += _cnn_section(cnn)
     return "\n".join(lines)
 

@@ -291,3 +291,19 @@ class SearchSpace:
                 for name, b in uniform.items()
             },
         }
+
+    def student_baselines(self) -> dict[str, CompressionConfig]:
+        """Each searched student, distilled and otherwise uncompressed (``"student:<name>"``).
+
+        They show what distillation alone gives, and they seed the search with the fast,
+        accurate architectures that the compression dimensions then refine.
+        """
+        s = self.settings
+        first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
+        return {
+            f"student:{name}": CompressionConfig(
+                student=name, act_bits=first, granularity=s.granularity[0]
+            )
+            for name in self.students
+            if name != TEACHER
+        }

@@ -99,3 +99,10 @@ def test_space_with_channels_activations_and_granularity() -> None:
     fixed = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(32,)))
     assert "act_bits" not in fixed.distributions()
     assert not fixed.contains(CompressionConfig(act_bits=8))
+
+
+def test_each_searched_student_is_a_baseline_of_its_own() -> None:
+    space = SearchSpace(["a"], ["teacher", "s1", "s2"], SpaceSettings(students=("teacher", "s2")))
+    base = space.student_baselines()
+    assert base == {"student:s2": CompressionConfig(student="s2")}
+    assert all(space.contains(c) for c in base.values())
