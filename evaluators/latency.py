@@ -8,7 +8,7 @@ import torch
 
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
-from evaluators.runtimes import RUNTIMES, summarize, time_forward
+from evaluators.runtimes import RUNTIMES, summarize, time_model
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class LatencyEvaluator(Evaluator):
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
         s = self.settings
-        times = time_forward(
+        times = time_model(
             s.runtime,
             candidate.model.eval(),
             self.batch,

@@ -13,8 +13,9 @@ zero-argument callable running one forward pass on a fixed batch:
   integer weights and 8-bit activations in QDQ form (ONNX Runtime's CPU provider fuses them
   into QLinearConv / QGemm integer kernels), every other layer with float weights.
 
-The registry is the one entry point for timing anything (whole candidates here, single layers
-for a latency lookup table): :func:`time_forward`.
+:func:`runner` gives a model's deployable form as a callable taking the input tensors;
+:func:`time_model` times it. Both work for whole candidates and for single layers (a latency
+lookup table).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-Forward = Callable[[], Any]
-#: ``prepare(model, inputs, threads) -> forward``: build the deployable form once.
-Prepare = Callable[[nn.Module, tuple[torch.Tensor, ...], int], Forward]
+Run = Callable[..., Any]
+#: ``prepare(model, threads, example_input) -> run``: build the deployable form once; ``run``
+#: takes the model's input tensors (any batch size) and returns its outputs.
+Prepare = Callable[[nn.Module, int, tuple[torch.Tensor, ...] | None], Run]
 
 
 @dataclass(frozen=True)
@@ -42,40 +44,52 @@ class Runtime:
     prepare: Prepare
 
 
-def _torch(model: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Forward:
+def _torch(model: nn.Module, threads: int, example_input: object = None) -> Run:
     torch.set_num_threads(threads)
     model = model.eval()
 
-    def forward() -> Any:
+    def run(*inputs: torch.Tensor) -> Any:
         with torch.inference_mode():
             return model(*inputs)
 
-    return forward
+    return run
 
 
-def _torch_int8(model: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Forward:
+def _torch_int8(model: nn.Module, threads: int, example_input: object = None) -> Run:
     from spaces.deploy import to_torch_int8
 
-    return _torch(to_torch_int8(model), inputs, threads)
+    return _torch(to_torch_int8(model), threads)
 
 
-def _onnxruntime(model: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Forward:
+def _onnxruntime(
+    model: nn.Module, threads: int, example_input: tuple[torch.Tensor, ...] | None = None
+) -> Run:
     import onnxruntime as ort
 
     from spaces.deploy import to_onnx
 
-    data = to_onnx(model, inputs, int8=True, kernels_only=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs, strict=True)}
+    sessions: list[Any] = []
 
-    def forward() -> Any:
-        return session.run(None, feed)
+    def build(inputs: tuple[torch.Tensor, ...]) -> Any:
+        # exported once, with the batch dimension dynamic
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        data = to_onnx(model, inputs, int8=True, kernels_only=True)
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
-    return forward
+    if example_input is not None:
+        sessions.append(build(tuple(example_input)))
+
+    def run(*inputs: torch.Tensor) -> Any:
+        if not sessions:
+            sessions.append(build(inputs))
+        session = sessions[0]
+        names = [i.name for i in session.get_inputs()]
+        return session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+
+    return run
 
 
 RUNTIMES: dict[str, Runtime] = {
@@ -97,14 +111,22 @@ def get_runtime(name: str) -> Runtime:
     return RUNTIMES[name]
 
 
-def prepare(
-    runtime: str, model: nn.Module, inputs: tuple[torch.Tensor, ...], *, threads: int
-) -> Forward:
-    """Build ``model``'s deployable form for ``runtime``; the result runs one forward pass."""
-    return get_runtime(runtime).prepare(model, tuple(inputs), threads)
+def runner(
+    runtime: str,
+    model: nn.Module,
+    *,
+    threads: int,
+    example_input: tuple[torch.Tensor, ...] | None = None,
+) -> Run:
+    """``model`` in ``runtime``'s deployable form: a callable taking the input tensors.
+
+    ``example_input`` lets a runtime that compiles the model (ONNX Runtime) do so now rather
+    than on the first call.
+    """
+    return get_runtime(runtime).prepare(model, threads, example_input)
 
 
-def time_forward(
+def time_model(
     runtime: str,
     model: nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -118,13 +140,14 @@ def time_forward(
     Works for a whole model or a single layer (an ``nn.Linear`` / ``nn.Conv2d``, optionally
     given 8-bit activations with :func:`spaces.activations.attach` and integer weights with
     :func:`spaces.quantization.mark_quantized`), so a per-layer lookup table times layers
-    exactly as candidates are timed.
+    exactly as candidates are timed. The deployable form is built before the clock starts.
     """
-    forward = prepare(runtime, model, inputs, threads=threads)
+    inputs = tuple(inputs)
+    run = runner(runtime, model, threads=threads, example_input=inputs)
     times: list[float] = []
     for i in range(warmup + repeats):
         start = time.perf_counter()
-        forward()
+        run(*inputs)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
     times.sort()
