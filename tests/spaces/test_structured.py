@@ -132,3 +132,36 @@ def test_removed_count_rounds_and_always_keeps_a_channel() -> None:
 def test_unknown_importance_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"'space\.channel_importance' must be one of"):
         prune_channels(_model(), {"stem": 0.5}, X, importance="taylor")
+
+
+class TinyTransformerBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.norm1 = nn.LayerNorm(16)
+        self.ff1 = nn.Linear(16, 32)
+        self.ff2 = nn.Linear(32, 16)
+        self.norm2 = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        h = self.norm1(h + a)
+        h = self.norm2(h + self.ff2(torch.relu(self.ff1(h))))
+        return self.head(h.mean(dim=1))
+
+
+def test_ffn_width_of_a_transformer_block_shrinks_and_attention_stays_whole() -> None:
+    torch.manual_seed(0)
+    model = TinyTransformerBlock().eval()
+    x = (torch.randn(2, 5, 8),)
+    groups = prunable_groups(model, x)
+    # the FFN width is free; the residual stream feeding attention is not offered (its heads
+    # and the additions fix it), rather than pruned into a broken model
+    assert groups == {"ff1": ["ff1"]}
+    assert prune_channels(model, {"ff1": 0.5, "embed": 0.5}, x) == {"ff1": 16}
+    assert model.ff1.out_features == model.ff2.in_features == 16
+    assert model.attn.embed_dim == 16
+    assert model(*x).shape == (2, 3)
