@@ -84,6 +84,8 @@ def _with_test_accuracy(run: _Run) -> pd.DataFrame:
                 **row.to_dict(),
                 "test_accuracy": test.evaluate(cand)["test_accuracy"],
                 "rebuilt_matches": abs(again - float(row["accuracy"])) < 1e-9,
+                # the settings the model has (those of layers a student lacks are dropped)
+                "config": cand.config.to_json(),
                 "candidate": cand,
             }
         )
