@@ -14,7 +14,8 @@ encodings is smallest:
 
 Biases of layers at 16 bits or fewer are stored as float16 (the evaluated model uses the same
 rounded values); everything else in the state dict (biases of float layers, BatchNorm
-statistics, ...) is stored as is. The safetensors metadata holds one compact JSON record per
+statistics, the ``act_qparams`` activation ranges of 8-bit-activation layers, ...) is stored as
+is. A structurally pruned layer is simply stored at its smaller shape. The safetensors metadata holds one compact JSON record per
 weight (shape, bits, encoding, counts) and the student's name: everything needed to decode,
 nothing more. The header counts toward the size.
 """
