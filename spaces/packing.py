@@ -15,9 +15,9 @@ encodings is smallest:
 Biases of layers at 16 bits or fewer are stored as float16 (the evaluated model uses the same
 rounded values); everything else in the state dict (biases of float layers, BatchNorm
 statistics, the ``act_qparams`` activation ranges of 8-bit-activation layers, ...) is stored as
-is. A structurally pruned layer is simply stored at its smaller shape. The safetensors metadata holds one compact JSON record per
-weight (shape, bits, encoding, counts) and the student's name: everything needed to decode,
-nothing more. The header counts toward the size.
+is. A structurally pruned layer is simply stored at its smaller shape. The safetensors
+metadata holds one compact JSON record per weight (shape, bits, encoding, counts) and the
+student's name: everything needed to decode, nothing more. The header counts toward the size.
 """
 
 from __future__ import annotations
