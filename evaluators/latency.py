@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +9,8 @@ import torch
 
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
+from evaluators.runtimes import RUNTIMES, runner, summarize, time_run
 
-RUNTIMES = ("torch",)
 #: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
 #: lookup-table prediction (:mod:`evaluators.predictor`) and only the front is timed.
 LATENCY_MODES = ("measured", "predicted")
@@ -27,7 +25,10 @@ class LatencySettings:
         threads: torch intra-op threads while measuring (and for the whole study).
         warmup: Untimed forward passes first.
         repeats: Timed forward passes; the median is reported (at least 30).
-        runtime: Where the candidate runs; ``"torch"`` is eager PyTorch on the CPU.
+        runtime: Where the candidate runs, in its deployable form: ``"torch"`` (eager,
+            float32), ``"torch-int8"`` (torch's int8 kernels for 8-bit layers) or
+            ``"onnxruntime"`` (ONNX Runtime, int8 QDQ for 8-bit layers); see
+            :mod:`evaluators.runtimes`.
         mode: ``"measured"`` (time every candidate) or ``"predicted"`` (search on the
             lookup-table prediction, then time the front).
     """
@@ -52,7 +53,8 @@ class LatencySettings:
             )
         if self.runtime not in RUNTIMES:
             raise ValueError(
-                f"'latency.runtime' must be one of {list(RUNTIMES)}. Got {self.runtime!r} instead."
+                f"'latency.runtime' must be one of {sorted(RUNTIMES)}. "
+                f"Got {self.runtime!r} instead."
             )
         if self.mode not in LATENCY_MODES:
             raise ValueError(
@@ -69,12 +71,10 @@ def example_batch(task: Task, batch_size: int) -> tuple[torch.Tensor, ...]:
 def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[..., object]:
     """The candidate as it runs in ``settings.runtime``: a callable taking the input tensors.
 
-    Every latency figure (measured, predicted, re-measured) goes through this one function,
-    so a new runtime plugs in here.
+    Every latency figure (measured, predicted, re-measured) goes through this one function;
+    the runtimes themselves live in :mod:`evaluators.runtimes`.
     """
-    if settings.runtime == "torch":
-        return model.eval()
-    raise ValueError(f"'latency.runtime' {settings.runtime!r} has no runner.")
+    return runner(settings.runtime, model, threads=settings.threads)
 
 
 def time_forward(
@@ -82,25 +82,8 @@ def time_forward(
 ) -> list[float]:
     """Milliseconds of ``settings.repeats`` timed calls after ``settings.warmup`` untimed ones."""
     torch.set_num_threads(settings.threads)
-    times: list[float] = []
     with torch.inference_mode():
-        for i in range(settings.warmup + settings.repeats):
-            start = time.perf_counter()
-            run(*batch)
-            if i >= settings.warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def summarize(times: list[float]) -> dict[str, float]:
-    """Median, p90 and coefficient of variation of timings (milliseconds)."""
-    times = sorted(times)
-    mean = statistics.fmean(times)
-    return {
-        "latency_ms": statistics.median(times),
-        "latency_p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-        "latency_cv": statistics.pstdev(times) / mean if mean > 0 else 0.0,
-    }
+        return time_run(run, batch, warmup=settings.warmup, repeats=settings.repeats)
 
 
 class LatencyEvaluator(Evaluator):

@@ -5,6 +5,7 @@ Usage::
     python -m search.bench study [STUDY.toml] [--repeats 3]
     python -m search.bench predictor [--candidates 40]
     python -m search.bench minilm [STUDY.toml]
+    python -m search.bench compression
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -408,8 +409,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("minilm", help="MiniLM: fidelity >= 0.99 at what size and latency")
     p.add_argument("study_file", nargs="?", type=Path, default=Path("studies/minilm.toml"))
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    c = sub.add_parser(
+        "compression", help="digits-mlp size and digits-cnn latency targets, on the test split"
+    )
+    c.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    c.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
     args = parser.parse_args(argv)
-    if args.bench == "study":
+    if args.bench == "compression":
+        from search.bench_compression import bench_compression
+
+        body = bench_compression(args.out)
+        name = "compression"
+    elif args.bench == "study":
         body = bench_study(args.study_file, args.repeats)
         name = "study"
     elif args.bench == "report":

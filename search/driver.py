@@ -82,11 +82,12 @@ def open_study(
 
 
 def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
-    """Queue the teacher and the uniform 8-/4-bit configurations first, once per study."""
+    """Queue the teacher, the uniform 8-/4-bit configurations and the uncompressed distilled
+    students first, once per study."""
     if any("baseline" in t.user_attrs for t in study.get_trials(deepcopy=False)):
         return []
     queued = []
-    for name, config in space.baselines().items():
+    for name, config in {**space.baselines(), **space.student_baselines()}.items():
         if space.contains(config):
             study.enqueue_trial(space.params_from_config(config), user_attrs={"baseline": name})
             queued.append(name)

@@ -29,12 +29,15 @@ from evaluators.tasks import load_task
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
+    Compressed,
     CompressionConfig,
     SearchSpace,
     StudentPool,
     compress,
     compressible_layers,
 )
+from spaces.structured import channel_roots
+from spaces.students import add_custom_students
 
 #: Objective names and directions, in the order Optuna stores the values.
 OBJECTIVES: tuple[tuple[str, str], ...] = (
@@ -82,7 +85,12 @@ class StudyContext:
         self.task = build_task(spec, self.cache)
         self.pool = StudentPool(self.task, self.cache, spec.distillation, seed=spec.study.seed)
         self.layers = list(compressible_layers(self.task.model))
-        self.space = SearchSpace(self.layers, self.pool.names, spec.space)
+        roots = (
+            channel_roots(self.task.model, self.task.example_input)
+            if spec.space.channels_max > 0 or spec.space.layer_channels_max
+            else []
+        )
+        self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots)
         self.costs = CostModel(self.task.model, dict(self.task.students), self.task.example_input)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),
@@ -109,9 +117,10 @@ class _Plain:
 
 
 def build_task(spec: StudySpec, cache: WeightCache) -> Task:
-    """The study's task: a built-in (``task.name``) or the user's (``task.factory``), checked."""
+    """The study's task (built-in ``task.name`` or the user's ``task.factory``), checked, with
+    the study's own students (``space.custom_students``) added."""
     try:
-        return load_task(
+        task = load_task(
             name=None if spec.task_factory else spec.task,
             factory=spec.task_factory,
             options=spec.task_options,
@@ -119,6 +128,7 @@ def build_task(spec: StudySpec, cache: WeightCache) -> Task:
             cache=cache,
             seed=spec.study.seed,
         )
+        return add_custom_students(task, spec.space.custom_students)
     except ValueError as exc:
         raise StudyFileError(str(exc)) from None
 
@@ -165,7 +175,13 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
     if not cheap.feasible:
         return cheap
     t0 = time.perf_counter()
-    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
+    candidate = compress(
+        ctx.pool,
+        config,
+        finetune=ctx.spec.finetune,
+        seed=seed,
+        importance=ctx.spec.space.channel_importance,
+    )
     t1 = time.perf_counter()
     figures: dict[str, float] = {}
     for evaluator in ctx.evaluators:
@@ -178,6 +194,21 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
     return TrialOutcome(figures=figures, constraints=constraints)
 
 
+def rebuild_candidate(ctx: StudyContext, config: CompressionConfig, *, trial: int) -> Compressed:
+    """The candidate trial number ``trial`` evaluated, built again (same seed, same weights).
+
+    For re-measuring a front point (test split) and for exporting it with
+    :func:`spaces.artifacts.save_candidate` / :func:`spaces.artifacts.export_onnx`.
+    """
+    return compress(
+        ctx.pool,
+        config,
+        finetune=ctx.spec.finetune,
+        seed=ctx.spec.study.seed + trial,
+        importance=ctx.spec.space.channel_importance,
+    )
+
+
 def describe(config: CompressionConfig) -> str:
     """A one-line summary of a configuration, for tables."""
     bits = sorted(set(config.bits.values())) or [32]
@@ -186,4 +217,9 @@ def describe(config: CompressionConfig) -> str:
     parts.append("bits " + "/".join(str(b) for b in bits))
     if prunes:
         parts.append(f"prune {min(prunes):.2f}-{max(prunes):.2f}")
+    channels = [r for r in config.channels.values() if r > 0]
+    if channels:
+        parts.append(f"channels -{min(channels):.2f}-{max(channels):.2f}")
+    if config.act_bits == 8 and any(b <= 8 for b in config.bits.values()):
+        parts.append("int8 activations")
     return ", ".join(parts)

@@ -74,7 +74,12 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     if df.empty:
         df = pd.DataFrame(columns=[*LEADING, "front"])
     df["front"] = front_mask(df)
-    params = sorted(c for c in df.columns if c == "student" or c.startswith(("bits.", "prune.")))
+    params = sorted(
+        c
+        for c in df.columns
+        if c in ("student", "act_bits", "granularity")
+        or c.startswith(("bits.", "prune.", "channels."))
+    )
     params.sort(key=lambda c: (c != "student", c.split(".")[0], c))
     rest = [c for c in df.columns if c not in LEADING and c not in params and c != "front"]
     return df[[*LEADING, *params, *rest, "front"]]

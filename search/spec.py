@@ -51,6 +51,12 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "prune_step": _FLOAT,
         "students": _STRS,
         "layers": "a table of layer names",
+        "channels_max": _FLOAT,
+        "channels_step": _FLOAT,
+        "channel_importance": _STR,
+        "act_bits": _INTS,
+        "granularity": _STRS,
+        "custom_students": "a table of student names",
     },
     "distillation": {"temperature": _FLOAT, "alpha": _FLOAT, "epochs": _INT, "lr": _FLOAT},
     "finetune": {"epochs": _INT, "lr": _FLOAT},
@@ -69,7 +75,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "max_bops": _FLOAT,
     },
 }
-_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT}
+_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2}
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -262,12 +268,25 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
     layers = t["space"].pop("layers", {})
     layer_bits: dict[str, tuple[int, ...]] = {}
     layer_prune: dict[str, float] = {}
+    layer_channels: dict[str, float] = {}
     for layer, table in layers.items():
         checked = _check_table(f"space.layers.{layer}", table, _LAYER_SCHEMA)
         if "bits" in checked:
             layer_bits[layer] = tuple(checked["bits"])
         if "prune_max" in checked:
             layer_prune[layer] = checked["prune_max"]
+        if "channels_max" in checked:
+            layer_channels[layer] = checked["channels_max"]
+    custom = t["space"].pop("custom_students", {})
+    for name, target in custom.items():
+        if not isinstance(target, str):
+            raise StudyFileError(
+                f"'space.custom_students.{name}' must be a string like "
+                f'"package.module:function". Got {target!r} instead.'
+            )
+    for key in ("act_bits", "granularity"):
+        if key in t["space"]:
+            t["space"][key] = tuple(t["space"][key])
     study = dict(t["study"])
     if "timeout" in study:
         study["timeout_s"] = parse_duration(study.pop("timeout"))
@@ -286,6 +305,8 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
                 students=tuple(students) if students is not None else None,
                 layer_bits=layer_bits,
                 layer_prune_max=layer_prune,
+                layer_channels_max=layer_channels,
+                custom_students=custom,
             ),
             distillation=DistillationSettings(**t["distillation"]),
             finetune=FinetuneSettings(**t["finetune"]),

@@ -1,8 +1,10 @@
 """`CompressionConfig`: one candidate, as data.
 
 A config names the student architecture and, per layer (keyed by fully-qualified layer name),
-the weight bit width and the unstructured pruning ratio. It is frozen, versioned and
-round-trips through JSON so that a saved study or artifact stays loadable.
+the structured (channel) pruning ratio, the unstructured pruning ratio and the weight bit
+width, plus the activation bit width and the weight-scale granularity of the whole model. It
+is frozen, versioned and round-trips through JSON so that a saved study or artifact stays
+loadable (version-1 configs, which predate channels and activations, still load).
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+#: Versions :meth:`CompressionConfig.from_dict` reads (older ones are upgraded on load).
+READABLE_VERSIONS = (1, 2)
 
 #: Weight bit widths a layer may take. 32 keeps float32 weights; 16 stores them as float16.
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 FLOAT_BITS = 32
 TEACHER = "teacher"
+#: Activation bit widths: 8 quantizes the inputs and outputs of every integer layer, 32 keeps
+#: float activations.
+ALLOWED_ACT_BITS = (8, 32)
+#: Weight scales: one per output channel, or one per layer.
+GRANULARITIES = ("channel", "tensor")
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -36,12 +45,22 @@ class CompressionConfig:
             the default and is left out of the stored form).
         prune: Fraction of each layer's weights set to zero by magnitude; not listed means 0
             (also left out).
+        channels: Fraction of the output channels (convolutions) or neurons (linear layers)
+            removed from each coupled group, keyed by the group's first layer (see
+            :mod:`spaces.structured`); not listed means 0.
+        act_bits: 8 quantizes the activations around every layer whose weights have 8 bits or
+            fewer (ranges calibrated on training data); 32 keeps them float.
+        granularity: ``"channel"`` (one weight scale per output channel) or ``"tensor"`` (one
+            per layer).
         version: Format version, for loading configs saved by older releases.
     """
 
     student: str = TEACHER
     bits: Mapping[str, int] = field(default_factory=dict)
     prune: Mapping[str, float] = field(default_factory=dict)
+    channels: Mapping[str, float] = field(default_factory=dict)
+    act_bits: int = FLOAT_BITS
+    granularity: str = "channel"
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -58,22 +77,36 @@ class CompressionConfig:
                     f"The bit width of layer {layer!r} must be one of {list(ALLOWED_BITS)}. "
                     f"Got {b!r} instead."
                 )
-        for layer, r in dict(self.prune).items():
-            if (
-                isinstance(r, bool)
-                or not isinstance(r, (int, float))
-                or not math.isfinite(r)
-                or not 0.0 <= r < 1.0
-            ):
-                raise ValueError(
-                    f"The pruning ratio of layer {layer!r} must be a float in the range [0, 1). "
-                    f"Got {r!r} instead."
-                )
+        for what, ratios in (("pruning", self.prune), ("channel pruning", self.channels)):
+            for layer, r in dict(ratios).items():
+                if (
+                    isinstance(r, bool)
+                    or not isinstance(r, (int, float))
+                    or not math.isfinite(r)
+                    or not 0.0 <= r < 1.0
+                ):
+                    raise ValueError(
+                        f"The {what} ratio of layer {layer!r} must be a float in the range "
+                        f"[0, 1). Got {r!r} instead."
+                    )
+        if isinstance(self.act_bits, bool) or self.act_bits not in ALLOWED_ACT_BITS:
+            raise ValueError(
+                f"'act_bits' must be one of {list(ALLOWED_ACT_BITS)}. Got {self.act_bits!r} "
+                "instead."
+            )
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(
+                f"'granularity' must be one of {list(GRANULARITIES)}. Got {self.granularity!r} "
+                "instead."
+            )
         # canonical form: defaults are left out, so equal candidates compare equal
         bits = {k: int(v) for k, v in self.bits.items() if v != FLOAT_BITS}
         prune = {k: float(v) for k, v in self.prune.items() if v != 0}
+        channels = {k: float(v) for k, v in self.channels.items() if v != 0}
         object.__setattr__(self, "bits", _frozen(bits))
         object.__setattr__(self, "prune", _frozen(prune))
+        object.__setattr__(self, "channels", _frozen(channels))
+        object.__setattr__(self, "act_bits", int(self.act_bits))
 
     def bits_of(self, layer: str) -> int:
         """The weight bit width of ``layer`` (32 when not listed)."""
@@ -83,9 +116,20 @@ class CompressionConfig:
         """The pruning ratio of ``layer`` (0 when not listed)."""
         return float(self.prune.get(layer, 0.0))
 
+    def channels_of(self, layer: str) -> float:
+        """The channel-pruning ratio of the group led by ``layer`` (0 when not listed)."""
+        return float(self.channels.get(layer, 0.0))
+
+    def act_bits_of(self, layer: str) -> int:
+        """Activation bits around ``layer``: 8 only where its weights are integers."""
+        return self.act_bits if self.bits_of(layer) <= 8 else FLOAT_BITS
+
     def is_identity(self) -> bool:
-        """True when the config leaves the teacher exactly as it is."""
-        return self.student == TEACHER and not self.bits and not self.prune
+        """True when the config leaves the teacher exactly as it is.
+
+        Activation bits only apply to integer layers, so without any they change nothing.
+        """
+        return self.student == TEACHER and not self.bits and not self.prune and not self.channels
 
     def restricted_to(self, layers: set[str] | list[str]) -> CompressionConfig:
         """The same config keeping only settings of ``layers`` (those a student has)."""
@@ -94,6 +138,9 @@ class CompressionConfig:
             student=self.student,
             bits={k: v for k, v in self.bits.items() if k in keep},
             prune={k: v for k, v in self.prune.items() if k in keep},
+            channels={k: v for k, v in self.channels.items() if k in keep},
+            act_bits=self.act_bits,
+            granularity=self.granularity,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,11 +149,23 @@ class CompressionConfig:
             "student": self.student,
             "bits": dict(self.bits),
             "prune": dict(self.prune),
+            "channels": dict(self.channels),
+            "act_bits": self.act_bits,
+            "granularity": self.granularity,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompressionConfig:
+        """Read a stored config; version 1 (no channels, float activations) is upgraded."""
+        version = data.get("version", CONFIG_VERSION)
+        if version not in READABLE_VERSIONS:
+            raise ValueError(
+                f"CompressionConfig version {version!r} is not supported by this release "
+                f"(it reads versions {list(READABLE_VERSIONS)})."
+            )
         allowed = {"version", "student", "bits", "prune"}
+        if version >= 2:
+            allowed |= {"channels", "act_bits", "granularity"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
@@ -116,7 +175,9 @@ class CompressionConfig:
             student=data.get("student", TEACHER),
             bits=dict(data.get("bits", {})),
             prune=dict(data.get("prune", {})),
-            version=int(data.get("version", CONFIG_VERSION)),
+            channels=dict(data.get("channels", {})),
+            act_bits=data.get("act_bits", FLOAT_BITS),
+            granularity=data.get("granularity", "channel"),
         )
 
     def to_json(self) -> str:

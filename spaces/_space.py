@@ -1,9 +1,11 @@
 """The search space: dimensions, and their translation to and from a `CompressionConfig`.
 
-The space is static: every trial has the same parameters (``student``, ``bits.<layer>`` and
-``prune.<layer>`` for every layer of the teacher, the deepest model). Optuna's multivariate
-TPE and NSGA-II fall back to independent random sampling for parameters that appear only in
-some trials, so a parameter that the chosen student does not use is sampled and ignored.
+The space is static: every trial has the same parameters (``student``, ``bits.<layer>``,
+``prune.<layer>`` and ``channels.<group root>`` for every layer of the teacher, the deepest
+model, plus ``act_bits`` and ``granularity`` when the study offers more than one choice).
+Optuna's multivariate TPE and NSGA-II fall back to independent random sampling for parameters
+that appear only in some trials, so a parameter that the chosen student does not use is
+sampled and ignored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from spaces._config import ALLOWED_BITS, FLOAT_BITS, TEACHER, CompressionConfig
+from spaces._config import (
+    ALLOWED_ACT_BITS,
+    ALLOWED_BITS,
+    FLOAT_BITS,
+    GRANULARITIES,
+    TEACHER,
+    CompressionConfig,
+)
+from spaces.structured import IMPORTANCES
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 32)
 
@@ -31,6 +41,15 @@ def _check_bits(where: str, bits: Sequence[int]) -> tuple[int, ...]:
                 f"(32 keeps float). Got {b!r} instead."
             )
     return tuple(sorted(set(bits)))
+
+
+def _check_choices(where: str, values: Sequence[object], allowed: Sequence[object]) -> tuple:
+    if not values or any(isinstance(v, bool) or v not in allowed for v in values):
+        raise ValueError(
+            f"'{where}' must be a non-empty list of values from {list(allowed)}. "
+            f"Got {list(values)!r} instead."
+        )
+    return tuple(dict.fromkeys(values))
 
 
 def _check_prune_max(where: str, value: float) -> float:
@@ -51,6 +70,16 @@ class SpaceSettings:
             teacher and every student of the task.
         layer_bits: Per-layer bit choices replacing ``bits`` for that layer.
         layer_prune_max: Per-layer ``prune_max``.
+        channels_max: Largest fraction of a coupled group's channels removed (structured
+            pruning); 0 leaves structured pruning out of the space.
+        channels_step: Granularity of channel-pruning ratios.
+        channel_importance: Which channels go first: ``"l1"`` or ``"l2"`` magnitude.
+        layer_channels_max: Per-group ``channels_max``, keyed by the group's root layer.
+        act_bits: Activation bit widths to search (8 and/or 32).
+        granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
+        custom_students: Extra student constructors, name -> ``"package.module:function"``
+            (called without arguments, returning an untrained ``nn.Module`` whose layer names
+            are teacher layer names).
     """
 
     bits: tuple[int, ...] = DEFAULT_BITS
@@ -59,6 +88,13 @@ class SpaceSettings:
     students: tuple[str, ...] | None = None
     layer_bits: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     layer_prune_max: Mapping[str, float] = field(default_factory=dict)
+    channels_max: float = 0.0
+    channels_step: float = 0.125
+    channel_importance: str = "l2"
+    layer_channels_max: Mapping[str, float] = field(default_factory=dict)
+    act_bits: tuple[int, ...] = (FLOAT_BITS,)
+    granularity: tuple[str, ...] = ("channel",)
+    custom_students: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bits", _check_bits("space.bits", self.bits))
@@ -75,6 +111,33 @@ class SpaceSettings:
         }
         object.__setattr__(self, "layer_bits", MappingProxyType(lb))
         object.__setattr__(self, "layer_prune_max", MappingProxyType(lp))
+        _check_prune_max("space.channels_max", self.channels_max)
+        if not 0 < self.channels_step <= 0.5:
+            raise ValueError(
+                f"'space.channels_step' must be a float in the range (0, 0.5]. "
+                f"Got {self.channels_step!r} instead."
+            )
+        lc = {
+            k: _check_prune_max(f"space.layers.{k}.channels_max", v)
+            for k, v in self.layer_channels_max.items()
+        }
+        object.__setattr__(self, "layer_channels_max", MappingProxyType(lc))
+        if self.channel_importance not in IMPORTANCES:
+            raise ValueError(
+                f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
+                f"Got {self.channel_importance!r} instead."
+            )
+        act = _check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
+        object.__setattr__(self, "act_bits", act)
+        gran = _check_choices("space.granularity", self.granularity, GRANULARITIES)
+        object.__setattr__(self, "granularity", gran)
+        for name, target in self.custom_students.items():
+            if not isinstance(target, str) or ":" not in target:
+                raise ValueError(
+                    f"'space.custom_students.{name}' must look like "
+                    f'"package.module:function". Got {target!r} instead.'
+                )
+        object.__setattr__(self, "custom_students", MappingProxyType(dict(self.custom_students)))
         if self.students is not None:
             if not self.students:
                 raise ValueError("'space.students' must name at least one model.")
@@ -88,12 +151,20 @@ class SearchSpace:
         layers: Compressible layer names of the teacher, in order.
         students: Names the ``student`` parameter may take (``"teacher"`` for none).
         settings: Choices per dimension.
+        channel_roots: Roots of the teacher's prunable channel groups (see
+            :func:`spaces.structured.prunable_groups`); none means no structured pruning.
     """
 
     def __init__(
-        self, layers: Sequence[str], students: Sequence[str], settings: SpaceSettings
+        self,
+        layers: Sequence[str],
+        students: Sequence[str],
+        settings: SpaceSettings,
+        channel_roots: Sequence[str] = (),
     ) -> None:
-        unknown = sorted((set(settings.layer_bits) | set(settings.layer_prune_max)) - set(layers))
+        named = set(settings.layer_bits) | set(settings.layer_prune_max)
+        named |= set(settings.layer_channels_max)
+        unknown = sorted(named - set(layers))
         if unknown:
             raise ValueError(
                 f"Unknown layer name(s) {unknown} in 'space.layers'; the model's layers are "
@@ -108,6 +179,7 @@ class SearchSpace:
         self.layers = list(layers)
         self.students = chosen
         self.settings = settings
+        self.channel_roots = [r for r in layers if r in set(channel_roots)]
 
     def bits_choices(self, layer: str) -> tuple[int, ...]:
         return self.settings.layer_bits.get(layer, self.settings.bits)
@@ -123,6 +195,16 @@ class SearchSpace:
             high = round(int(high / s.prune_step + 1e-9) * s.prune_step, 10)
             if high > 0:
                 dists[f"prune.{layer}"] = FloatDistribution(0.0, high, step=s.prune_step)
+        for root in self.channel_roots:
+            high = s.layer_channels_max.get(root, s.channels_max)
+            high = round(int(high / s.channels_step + 1e-9) * s.channels_step, 10)
+            if high > 0:
+                dists[f"channels.{root}"] = FloatDistribution(0.0, high, step=s.channels_step)
+        # a single choice is a fixed setting, not a dimension
+        if len(s.act_bits) > 1:
+            dists["act_bits"] = CategoricalDistribution(list(s.act_bits))
+        if len(s.granularity) > 1:
+            dists["granularity"] = CategoricalDistribution(list(s.granularity))
         return dists
 
     def suggest(self, trial: optuna.Trial) -> CompressionConfig:
@@ -137,12 +219,19 @@ class SearchSpace:
 
     def config_from_params(self, params: Mapping[str, Any]) -> CompressionConfig:
         """The configuration a set of parameters describes."""
+        s = self.settings
         return CompressionConfig(
             student=str(params.get("student", TEACHER)),
             bits={layer: int(params.get(f"bits.{layer}", FLOAT_BITS)) for layer in self.layers},
             prune={
                 layer: round(float(params.get(f"prune.{layer}", 0.0)), 10) for layer in self.layers
             },
+            channels={
+                root: round(float(params.get(f"channels.{root}", 0.0)), 10)
+                for root in self.channel_roots
+            },
+            act_bits=int(params.get("act_bits", s.act_bits[0])),
+            granularity=str(params.get("granularity", s.granularity[0])),
         )
 
     def params_from_config(self, config: CompressionConfig) -> dict[str, Any]:
@@ -153,11 +242,22 @@ class SearchSpace:
             params[f"bits.{layer}"] = config.bits_of(layer)
             if f"prune.{layer}" in dists:
                 params[f"prune.{layer}"] = config.prune_of(layer)
+        for root in self.channel_roots:
+            if f"channels.{root}" in dists:
+                params[f"channels.{root}"] = config.channels_of(root)
+        if "act_bits" in dists:
+            params["act_bits"] = config.act_bits
+        if "granularity" in dists:
+            params["granularity"] = config.granularity
         return params
 
     def contains(self, config: CompressionConfig) -> bool:
         """Whether every value of ``config`` is a choice of this space."""
         dists = self.distributions()
+        if config.act_bits not in self.settings.act_bits:
+            return False
+        if config.granularity not in self.settings.granularity:
+            return False
         for name, value in self.params_from_config(config).items():
             dist = dists[name]
             if isinstance(dist, CategoricalDistribution):
@@ -168,13 +268,42 @@ class SearchSpace:
         return True
 
     def baselines(self) -> dict[str, CompressionConfig]:
-        """The uncompressed teacher and uniform 8- and 4-bit teachers, by name."""
-        uniform = {
-            "teacher": FLOAT_BITS,
-            "uniform-int8": 8,
-            "uniform-int4": 4,
-        }
+        """The uncompressed teacher and uniform 8- and 4-bit teachers, by name.
+
+        The integer baselines quantize activations to 8 bits too when the space offers it
+        (a real int8 deployment), with per-channel scales when offered.
+        """
+        s = self.settings
+        act = 8 if 8 in s.act_bits else s.act_bits[0]
+        gran = "channel" if "channel" in s.granularity else s.granularity[0]
+        first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
+        teacher = CompressionConfig(student=TEACHER, act_bits=first, granularity=s.granularity[0])
+        uniform = {"uniform-int8": 8, "uniform-int4": 4}
         return {
-            name: CompressionConfig(student=TEACHER, bits=dict.fromkeys(self.layers, b))
-            for name, b in uniform.items()
+            "teacher": teacher,
+            **{
+                name: CompressionConfig(
+                    student=TEACHER,
+                    bits=dict.fromkeys(self.layers, b),
+                    act_bits=act,
+                    granularity=gran,
+                )
+                for name, b in uniform.items()
+            },
+        }
+
+    def student_baselines(self) -> dict[str, CompressionConfig]:
+        """Each searched student, distilled and otherwise uncompressed (``"student:<name>"``).
+
+        They show what distillation alone gives, and they seed the search with the fast,
+        accurate architectures that the compression dimensions then refine.
+        """
+        s = self.settings
+        first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
+        return {
+            f"student:{name}": CompressionConfig(
+                student=name, act_bits=first, granularity=s.granularity[0]
+            )
+            for name in self.students
+            if name != TEACHER
         }

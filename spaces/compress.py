@@ -1,12 +1,18 @@
 """Apply a `CompressionConfig` to a copy of a model: the one order of operations.
 
 1. start from the chosen student (or the teacher), copied: the original is never touched;
-2. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
-3. weight quantization, per layer (see :mod:`spaces.quantization`);
-4. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
-   pass sees the quantized weights, gradients pass straight through the rounding) with the
-   pruning masks kept, so pruned weights stay zero and the result lies on its grid;
-5. the weights are replaced by exactly what gets packed, and the artifact is written.
+2. structured pruning, per coupled group: whole channels / neurons removed, so the model is
+   physically smaller (see :mod:`spaces.structured`);
+3. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
+4. quantization: weights per layer (see :mod:`spaces.quantization`), and 8-bit activations
+   around integer layers when the config asks, ranges calibrated on training batches (see
+   :mod:`spaces.activations`);
+5. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
+   pass sees the quantized weights and activations, gradients pass straight through the
+   rounding) with the pruning masks kept, so pruned weights stay zero and the result lies on
+   its grid;
+6. the weights are replaced by exactly what gets packed, activation ranges are calibrated
+   again for those final weights, and the artifact is written.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from evaluators._training import fit
+from spaces import activations
 from spaces._config import FLOAT_BITS, CompressionConfig
 from spaces._layers import compressible_layers, weight_of
 from spaces.distillation import StudentPool, kd_loss
 from spaces.packing import pack
 from spaces.pruning import magnitude_mask
-from spaces.quantization import QuantizedWeight, fake_quantize, quantize_weight
+from spaces.quantization import QuantizedWeight, fake_quantize, mark_quantized, quantize_weight
+from spaces.structured import prune_channels
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,17 @@ class Compressed:
 class _Constrained(nn.Module):
     """Weight parametrization: keep the pruning mask, show the quantized value."""
 
-    def __init__(self, mask: torch.Tensor | None, bits: int) -> None:
+    def __init__(self, mask: torch.Tensor | None, bits: int, per_channel: bool) -> None:
         super().__init__()
         self.register_buffer("mask", mask)
         self.bits = bits
+        self.per_channel = per_channel
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         mask = self.mask
         if isinstance(mask, torch.Tensor):
             w = w * mask
-        return fake_quantize(w, self.bits)
+        return fake_quantize(w, self.bits, per_channel=self.per_channel)
 
 
 def compress(
@@ -75,27 +84,39 @@ def compress(
     finetune: FinetuneSettings,
     seed: int,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
+    importance: str = "l2",
 ) -> Compressed:
     """Build the candidate described by ``config`` from a copy of the chosen model.
 
     ``on_epoch(epoch, model)`` runs after each recovery fine-tuning epoch, with the model in
-    eval mode showing its masked, quantized weights; raising from it stops the candidate
-    (the exception propagates to the caller).
+    eval mode showing its masked, quantized weights (and quantized activations); raising from
+    it stops the candidate (the exception propagates to the caller). ``importance`` is the
+    structured-pruning criterion (``"l1"`` or ``"l2"``).
     """
     model = copy.deepcopy(pool.get(config.student))
+    task = pool.task
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
+    prune_channels(model, config.channels, task.example_input, importance=importance)
+    per_channel = config.granularity == "channel"
     masks = {
         name: magnitude_mask(weight_of(layer), config.prune_of(name))
         for name, layer in layers.items()
         if config.prune_of(name) > 0
     }
+    act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
+    for layer in act_layers:
+        activations.attach(layer)
 
     if finetune.epochs > 0 and not config.is_identity():
         for name, layer in layers.items():
             parametrize.register_parametrization(
-                layer, "weight", _Constrained(masks.get(name), config.bits_of(name))
+                layer,
+                "weight",
+                _Constrained(masks.get(name), config.bits_of(name), per_channel),
             )
+        # quantization-aware from the first step: ranges seen under the quantized weights
+        activations.calibrate(model, act_layers, task.train)
         torch.manual_seed(seed)
         task, s = pool.task, pool.settings
         fit(
@@ -113,6 +134,7 @@ def compress(
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
     codes = _finalize(layers, masks, config)
+    activations.calibrate(model, act_layers, task.train)
     artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
     return Compressed(
         model=model.eval(), config=config, artifact=artifact, codes=codes, masks=masks
@@ -131,8 +153,9 @@ def _finalize(
             w = w * masks[name]
         bits = config.bits_of(name)
         if bits <= 8:
-            codes[name] = quantize_weight(w, bits)
+            codes[name] = quantize_weight(w, bits, per_channel=config.granularity == "channel")
             w = codes[name].dequantize()
+            mark_quantized(layer, codes[name])
         elif bits == 16:
             w = w.half().float()
         weight_of(layer).copy_(w)

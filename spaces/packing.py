@@ -14,9 +14,10 @@ encodings is smallest:
 
 Biases of layers at 16 bits or fewer are stored as float16 (the evaluated model uses the same
 rounded values); everything else in the state dict (biases of float layers, BatchNorm
-statistics, ...) is stored as is. The safetensors metadata holds one compact JSON record per
-weight (shape, bits, encoding, counts) and the student's name: everything needed to decode,
-nothing more. The header counts toward the size.
+statistics, the ``act_qparams`` activation ranges of 8-bit-activation layers, ...) is stored as
+is. A structurally pruned layer is simply stored at its smaller shape. The safetensors
+metadata holds one compact JSON record per weight (shape, bits, encoding, counts) and the
+student's name: everything needed to decode, nothing more. The header counts toward the size.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -156,11 +157,16 @@ def _decode_weight(values: _Values, enc: str, count: int, k: int, numel: int, da
 
 @dataclass(frozen=True)
 class Artifact:
-    """A decoded artifact: the state dict it rebuilds and the student it belongs to."""
+    """A decoded artifact: the state dict it rebuilds and the student it belongs to.
+
+    ``codes`` holds the integer codes and scales of every layer stored at 8 bits or fewer,
+    keyed by layer name (what the int8 runtimes and the ONNX export compute with).
+    """
 
     state_dict: dict[str, torch.Tensor]
     student: str
     layers: dict[str, dict[str, Any]]
+    codes: dict[str, QuantizedWeight] = field(default_factory=dict)
 
 
 def pack(
@@ -231,16 +237,22 @@ def unpack(data: bytes) -> Artifact:
         raise ValueError(f"Artifact format {meta.get('v')} is not supported (this reads 1).")
     raw = st_load(data)
     state: dict[str, torch.Tensor] = {}
+    codes: dict[str, QuantizedWeight] = {}
     for key, tensor in raw.items():
         rec = meta["layers"].get(key)
         if rec is None:
             state[key] = tensor.float() if tensor.dtype == torch.float16 else tensor
             continue
-        state[key] = _unpack_weight(tensor.numpy().tobytes(), rec)
-    return Artifact(state_dict=state, student=meta["student"], layers=meta["layers"])
+        weight, code = _unpack_weight(tensor.numpy().tobytes(), rec)
+        state[key] = weight
+        if code is not None:
+            codes[key.rpartition(".")[0]] = code
+    return Artifact(state_dict=state, student=meta["student"], layers=meta["layers"], codes=codes)
 
 
-def _unpack_weight(blob: bytes, rec: Mapping[str, Any]) -> torch.Tensor:
+def _unpack_weight(
+    blob: bytes, rec: Mapping[str, Any]
+) -> tuple[torch.Tensor, QuantizedWeight | None]:
     shape, bits, numel = rec["shape"], rec["bits"], math.prod(rec["shape"])
     n_scales = rec["s"]
     scale = np.frombuffer(blob[: 2 * n_scales], dtype=np.float16)
@@ -255,11 +267,11 @@ def _unpack_weight(blob: bytes, rec: Mapping[str, Any]) -> torch.Tensor:
             scale=torch.from_numpy(scale.copy()),
             bits=bits,
         )
-        return code.dequantize()
+        return code.dequantize(), code
     flat = _decode_weight(
         _Values(bits, np.zeros(0), 0.0), rec["enc"], rec["n"], rec["k"], numel, body
     )
-    return torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(shape)
+    return torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(shape), None
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:

@@ -99,3 +99,33 @@ def fake_quantize(w: torch.Tensor, bits: int, *, per_channel: bool = True) -> to
     m = qmax(bits)
     q = torch.clamp(_RoundSTE.apply(w / scale), -m, m)
     return q * scale
+
+
+#: Attributes a compressed model's integer layers carry so that runtimes can rebuild the codes.
+_SCALE_BUFFER = "weight_scale"
+_BITS_ATTR = "weight_bits"
+
+
+def mark_quantized(layer: torch.nn.Module, code: QuantizedWeight) -> None:
+    """Record ``code``'s scales on ``layer`` (not saved in the state dict: the artifact has them).
+
+    The layer's weight must already be ``code.dequantize()``; :func:`weight_codes` gives the
+    integer codes back exactly, which the int8 runtimes and ONNX export use.
+    """
+    layer.register_buffer(_SCALE_BUFFER, code.scale.float().clone(), persistent=False)
+    setattr(layer, _BITS_ATTR, code.bits)
+
+
+def weight_codes(layer: torch.nn.Module) -> QuantizedWeight | None:
+    """The integer codes of a layer marked by :func:`mark_quantized` (``None`` for float ones)."""
+    scale = getattr(layer, _SCALE_BUFFER, None)
+    bits = getattr(layer, _BITS_ATTR, None)
+    weight = getattr(layer, "weight", None)
+    if not isinstance(scale, torch.Tensor) or not isinstance(bits, int):
+        return None
+    if not isinstance(weight, torch.Tensor):
+        return None
+    w = weight.detach().float()
+    m = qmax(bits)
+    q = torch.clamp(torch.round(w / _broadcast(scale, w)), -m, m).to(torch.int8)
+    return QuantizedWeight(q=q, scale=scale.half(), bits=bits)

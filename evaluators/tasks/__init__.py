@@ -8,7 +8,7 @@ from typing import Any
 from evaluators._cache import WeightCache
 from evaluators._task import Task
 from evaluators.tasks._loader import check_task, load_task
-from evaluators.tasks.digits import digits_cnn
+from evaluators.tasks.digits import digits_cnn, digits_mlp
 from evaluators.tasks.mnist1d import mnist1d_cnn
 from evaluators.tasks.tabular import breast_cancer_mlp
 
@@ -25,6 +25,7 @@ BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "digits-cnn": digits_cnn,
     "mnist1d-cnn": mnist1d_cnn,
     "breast-cancer-mlp": breast_cancer_mlp,
+    "digits-mlp": digits_mlp,
     "minilm": minilm,
 }
 

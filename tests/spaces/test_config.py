@@ -45,3 +45,64 @@ def test_space_rejects_unknown_layers_and_students() -> None:
         SearchSpace(["a", "b"], ["teacher"], SpaceSettings(layer_bits={"zz": (4,)}))
     with pytest.raises(ValueError, match=r"Unknown student\(s\) \['x'\]"):
         SearchSpace(["a"], ["teacher"], SpaceSettings(students=("x",)))
+
+
+def test_version_1_configs_still_load() -> None:
+    old = '{"version":1,"student":"w0.5","bits":{"fc1":4},"prune":{"fc1":0.5}}'
+    config = CompressionConfig.from_json(old)
+    assert config.version == 2 and config.student == "w0.5" and config.bits_of("fc1") == 4
+    assert config.channels_of("fc1") == 0 and config.act_bits == 32
+    assert config.granularity == "channel"
+    with pytest.raises(ValueError, match=r"Unknown CompressionConfig key\(s\) \['channels'\]"):
+        CompressionConfig.from_dict({"version": 1, "channels": {"fc1": 0.5}})
+    with pytest.raises(ValueError, match="version 7 is not supported"):
+        CompressionConfig.from_dict({"version": 7})
+
+
+def test_version_2_fields_round_trip_and_validate() -> None:
+    config = CompressionConfig(
+        bits={"a": 4, "b": 16}, channels={"a": 0.5}, act_bits=8, granularity="tensor"
+    )
+    assert CompressionConfig.from_json(config.to_json()) == config
+    assert config.act_bits_of("a") == 8 and config.act_bits_of("b") == 32  # float layer
+    assert not config.is_identity() and CompressionConfig(act_bits=8).is_identity()
+    for kwargs, match in [
+        ({"channels": {"a": 1.0}}, "channel pruning ratio of layer 'a'"),
+        ({"act_bits": 4}, r"'act_bits' must be one of \[8, 32\]"),
+        ({"granularity": "row"}, r"'granularity' must be one of \['channel', 'tensor'\]"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            CompressionConfig(**kwargs)
+
+
+def test_space_with_channels_activations_and_granularity() -> None:
+    settings = SpaceSettings(
+        bits=(4, 8, 32),
+        channels_max=0.5,
+        channels_step=0.25,
+        act_bits=(8, 32),
+        granularity=("channel", "tensor"),
+    )
+    space = SearchSpace(["a", "b", "c"], ["teacher"], settings, channel_roots=["b", "a"])
+    dists = space.distributions()
+    assert [n for n in dists if n.startswith("channels.")] == ["channels.a", "channels.b"]
+    assert dists["channels.a"].high == 0.5 and dists["channels.a"].step == 0.25  # type: ignore[attr-defined]
+    assert {"act_bits", "granularity"} <= set(dists)
+    base = space.baselines()
+    assert base["uniform-int8"].act_bits == 8 and base["teacher"].act_bits == 32
+    assert all(space.contains(c) for c in base.values())
+    params = space.params_from_config(base["uniform-int8"])
+    assert space.config_from_params(params) == base["uniform-int8"]
+    config = CompressionConfig(channels={"a": 0.25}, act_bits=8, granularity="tensor")
+    assert space.config_from_params(space.params_from_config(config)) == config
+    # one choice is a fixed setting, not a parameter; configs outside it are outside the space
+    fixed = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(32,)))
+    assert "act_bits" not in fixed.distributions()
+    assert not fixed.contains(CompressionConfig(act_bits=8))
+
+
+def test_each_searched_student_is_a_baseline_of_its_own() -> None:
+    space = SearchSpace(["a"], ["teacher", "s1", "s2"], SpaceSettings(students=("teacher", "s2")))
+    base = space.student_baselines()
+    assert base == {"student:s2": CompressionConfig(student="s2")}
+    assert all(space.contains(c) for c in base.values())

@@ -1,0 +1,129 @@
+"""8-bit activation quantization: calibrated on training batches, simulated exactly, deployable.
+
+A layer with 8-bit activations quantizes its input and its output to unsigned 8-bit affine
+codes, ``q = clamp(round(x / scale) + zero_point, 0, 255)``, and computes with
+``(q - zero_point) * scale``. That is the arithmetic of torch's int8 kernels (quint8
+activations, qint8 weights) and of ONNX Runtime's QLinearConv / QGemm, so the same candidate
+deploys to either (see :mod:`evaluators.runtimes`) with the ranges it was evaluated with.
+
+Ranges are the minimum and maximum seen on training batches only (never the validation or test
+split); zero is always representable, so ReLU outputs and zero padding stay exact. The
+parameters live in the layer's ``act_qparams`` buffer, ``[in_scale, in_zero_point,
+out_scale, out_zero_point]``, which is saved in the state dict and the packed artifact. The
+quantization runs in forward hooks, so layer names and state-dict keys are unchanged, and
+in training it passes gradients straight through inside the range (quantization-aware
+fine-tuning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from evaluators._task import Split
+
+QMIN, QMAX = 0, 255
+BUFFER = "act_qparams"
+#: Training rows the ranges are calibrated on (or the whole split when it is smaller).
+CALIBRATION_ROWS = 512
+
+
+def qparams(lo: float, hi: float) -> tuple[float, int]:
+    """Affine uint8 ``(scale, zero_point)`` covering ``[lo, hi]`` and zero."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / (QMAX - QMIN)
+    if not scale > 0:
+        return 1.0, 0
+    scale = float(torch.tensor(scale, dtype=torch.float32))
+    zero_point = int(min(QMAX, max(QMIN, round(QMIN - lo / scale))))
+    return scale, zero_point
+
+
+def fake_quantize_activation(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """``dequantize(quantize(x))`` on the uint8 grid; straight-through gradient inside it."""
+    return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, QMIN, QMAX)
+
+
+def _pre_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    p = getattr(module, BUFFER)
+    first = fake_quantize_activation(args[0], float(p[0]), int(p[1]))
+    return (first, *args[1:])
+
+
+def _post_hook(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+    p = getattr(module, BUFFER)
+    return fake_quantize_activation(output, float(p[2]), int(p[3]))
+
+
+def attach(layer: nn.Module, params: torch.Tensor | None = None) -> None:
+    """Give ``layer`` 8-bit activations (parameters set later by :func:`calibrate`)."""
+    if has_quantized_activations(layer):
+        return
+    value = params if params is not None else torch.tensor([1.0, 0.0, 1.0, 0.0])
+    layer.register_buffer(BUFFER, value.detach().clone().float())
+    # module-level functions, not closures: a deep copy of the model keeps working hooks
+    layer.register_forward_pre_hook(_pre_hook)
+    layer.register_forward_hook(_post_hook)
+
+
+def has_quantized_activations(layer: nn.Module) -> bool:
+    return isinstance(getattr(layer, BUFFER, None), torch.Tensor)
+
+
+def activation_params(layer: nn.Module) -> tuple[float, int, float, int]:
+    """``(in_scale, in_zero_point, out_scale, out_zero_point)`` of a quantized layer."""
+    p = getattr(layer, BUFFER)
+    return float(p[0]), int(p[1]), float(p[2]), int(p[3])
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module,
+    layers: Iterable[nn.Module],
+    train: Split,
+    *,
+    rows: int = CALIBRATION_ROWS,
+    batch_size: int = 256,
+) -> None:
+    """Set the activation ranges of ``layers`` from the model run on training rows.
+
+    The hooks are switched off while observing (the ranges are those of float activations
+    under the already-quantized weights), and the first ``rows`` rows of ``train`` are used:
+    this function never sees another split.
+    """
+    targets = list(layers)
+    if not targets:
+        return
+    lo = {id(m): [float("inf"), float("inf")] for m in targets}
+    hi = {id(m): [float("-inf"), float("-inf")] for m in targets}
+
+    def observe(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        for i, t in enumerate((args[0], output)):
+            lo[id(module)][i] = min(lo[id(module)][i], float(t.min()))
+            hi[id(module)][i] = max(hi[id(module)][i], float(t.max()))
+
+    saved = {id(m): (dict(m._forward_pre_hooks), dict(m._forward_hooks)) for m in targets}
+    handles = []
+    for m in targets:
+        m._forward_pre_hooks.clear()
+        m._forward_hooks.clear()
+        handles.append(m.register_forward_hook(observe))
+    was_training = model.training
+    model.eval()
+    try:
+        for inputs, _ in train.head(rows).batches(batch_size):
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        for m in targets:
+            pre, post = saved[id(m)]
+            m._forward_pre_hooks.update(pre)
+            m._forward_hooks.update(post)
+        model.train(was_training)
+    for m in targets:
+        s_in, z_in = qparams(lo[id(m)][0], hi[id(m)][0])
+        s_out, z_out = qparams(lo[id(m)][1], hi[id(m)][1])
+        getattr(m, BUFFER).copy_(torch.tensor([s_in, z_in, s_out, z_out], dtype=torch.float32))

@@ -1,0 +1,194 @@
+"""Deployable forms of a compressed model: torch int8 kernels and ONNX (float or int8 QDQ).
+
+A compressed model (from :func:`spaces.compress` or :func:`spaces.artifacts.load_candidate`)
+is a float torch model whose weights are exactly ``codes * scale`` and whose 8-bit-activation
+layers quantize their inputs and outputs in forward hooks. Both forms below compute with those
+same integers:
+
+- :func:`to_torch_int8`: every layer with 8-bit activations becomes torch's quantized module
+  (``quint8`` activations, ``qint8`` weights, per-channel or per-tensor, float bias); the input
+  is quantized with the calibrated range, the output dequantized, so the rest of the model
+  (activations functions, pooling, other float layers) is unchanged.
+- :func:`to_onnx`: the model exported to ONNX with the legacy TorchScript exporter (fast, and
+  the activation hooks become ``QuantizeLinear``/``DequantizeLinear`` pairs). With
+  ``int8=True`` each integer layer's weight is stored as an ``int8`` initializer followed by
+  ``DequantizeLinear`` (QDQ format): ONNX Runtime fuses Q/DQ around a Conv or Gemm into
+  QLinearConv / QGemm and runs integer kernels.
+
+Weights of fewer than 8 bits are held in int8 here (their codes fit) and computed by the int8
+kernels; the packed artifact stores them at their real width.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spaces._layers import compressible_layers
+from spaces.activations import activation_params, has_quantized_activations
+from spaces.quantization import QuantizedWeight, weight_codes
+
+OPSET = 17
+
+
+def _int8_weight(code: QuantizedWeight) -> torch.Tensor:
+    scale = code.scale.double()
+    if scale.numel() > 1:
+        zeros = torch.zeros(scale.numel(), dtype=torch.long)
+        return torch._make_per_channel_quantized_tensor(code.q, scale, zeros, 0)
+    return torch._make_per_tensor_quantized_tensor(code.q, float(scale), 0)
+
+
+def _quantized_module(layer: nn.Module, code: QuantizedWeight, out: tuple[float, int]) -> Any:
+    import torch.ao.nn.quantized as nnq
+
+    bias = layer.bias.detach().float() if isinstance(layer.bias, torch.Tensor) else None
+    q: Any
+    if isinstance(layer, nn.Linear):
+        q = nnq.Linear(layer.in_features, layer.out_features, bias_=bias is not None)
+    elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        cls = nnq.Conv1d if isinstance(layer, nn.Conv1d) else nnq.Conv2d
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise ValueError(f"torch int8 kernels need explicit zero padding ({layer}).")
+        q = cls(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,  # type: ignore[arg-type]
+            stride=layer.stride,  # type: ignore[arg-type]
+            padding=layer.padding,  # type: ignore[arg-type]
+            dilation=layer.dilation,  # type: ignore[arg-type]
+            groups=layer.groups,
+            bias=bias is not None,
+        )
+    else:
+        raise ValueError(f"No torch int8 kernel for {type(layer).__name__}.")
+    q.set_weight_bias(_int8_weight(code), bias)
+    q.scale, q.zero_point = float(out[0]), int(out[1])
+    return q
+
+
+class Int8Layer(nn.Module):
+    """A torch int8 kernel between a quantize of its input and a dequantize of its output."""
+
+    def __init__(self, op: nn.Module, in_scale: float, in_zero_point: int) -> None:
+        super().__init__()
+        self.op = op
+        self.in_scale = in_scale
+        self.in_zero_point = in_zero_point
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.quantize_per_tensor(x, self.in_scale, self.in_zero_point, torch.quint8)
+        out: torch.Tensor = self.op(q).dequantize()
+        return out
+
+
+def int8_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers that run on int8 kernels: integer weights and 8-bit activations."""
+    return {
+        name: layer
+        for name, layer in compressible_layers(model).items()
+        if has_quantized_activations(layer) and weight_codes(layer) is not None
+    }
+
+
+def to_torch_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose 8-bit layers run on torch's int8 kernels (x86 / fbgemm)."""
+    out = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():
+        # torch 2.13 marks quantized tensors deprecated; its int8 kernels still ship and run
+        warnings.simplefilter("ignore", UserWarning)
+        _swap_int8_layers(out)
+    return out
+
+
+def _swap_int8_layers(out: nn.Module) -> None:
+    for name, layer in int8_layers(out).items():
+        code = weight_codes(layer)
+        if code is None:  # pragma: no cover - int8_layers checked it
+            continue
+        s_in, z_in, s_out, z_out = activation_params(layer)
+        parent_name, _, leaf = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, leaf, Int8Layer(_quantized_module(layer, code, (s_out, z_out)), s_in, z_in))
+
+
+def _names(example_input: tuple[torch.Tensor, ...]) -> list[str]:
+    return (
+        ["input"] if len(example_input) == 1 else [f"input{i}" for i in range(len(example_input))]
+    )
+
+
+def to_onnx(
+    model: nn.Module,
+    example_input: tuple[torch.Tensor, ...],
+    *,
+    int8: bool,
+    kernels_only: bool = False,
+) -> bytes:
+    """The model as ONNX bytes (batch dimension dynamic), float or int8 QDQ weights.
+
+    Activation quantization, where the model has it, is exported as Q/DQ pairs either way, so
+    the ONNX model computes what the torch model computes. ``kernels_only`` limits int8
+    weights to the layers that also quantize their activations: ONNX Runtime does not fold a
+    ``DequantizeLinear`` on a weight that feeds a float kernel, so a weight-only integer layer
+    runs faster with its float weights (the latency runtime uses this; files use int8).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = model.eval()
+    names = _names(example_input)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            tuple(example_input),
+            buf,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=names,
+            output_names=["output"],
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}},
+        )
+    if not int8:
+        return buf.getvalue()
+    proto = onnx.load_from_string(buf.getvalue())
+    inits = {init.name: init for init in proto.graph.initializer}
+    nodes = []
+    chosen = int8_layers(model) if kernels_only else compressible_layers(model)
+    for name, layer in chosen.items():
+        code = weight_codes(layer)
+        key = f"{name}.weight"
+        if code is None or key not in inits:
+            continue
+        init = inits[key]
+        proto.graph.initializer.remove(init)
+        scale = code.scale.float().numpy()
+        per_channel = scale.size > 1
+        proto.graph.initializer.extend(
+            [
+                numpy_helper.from_array(code.q.numpy().astype(np.int8), f"{key}.q"),
+                numpy_helper.from_array(
+                    scale if per_channel else scale.reshape(()), f"{key}.scale"
+                ),
+                numpy_helper.from_array(
+                    np.zeros(scale.shape if per_channel else (), dtype=np.int8), f"{key}.zero"
+                ),
+            ]
+        )
+        node = helper.make_node(
+            "DequantizeLinear", [f"{key}.q", f"{key}.scale", f"{key}.zero"], [key]
+        )
+        if per_channel:
+            node.attribute.append(helper.make_attribute("axis", 0))
+        nodes.append(node)
+    for i, node in enumerate(nodes):
+        proto.graph.node.insert(i, node)
+    return bytes(proto.SerializeToString())

@@ -1,0 +1,199 @@
+"""Structured pruning: whole output channels (convolutions) or neurons (linear layers) removed.
+
+Layers whose channels must shrink together (a convolution and its BatchNorm, the branches of a
+residual addition, the inputs of the next layer, the slices of a concatenation) form a
+*group*; torch-pruning's dependency graph (DepGraph) finds the groups and removes the chosen
+channels from every member, so the pruned model is physically smaller and runs faster.
+
+A group is named after its first compressible layer in definition order (its *root*): the
+search's ``channels.<root>`` parameter is the fraction of that group's channels removed.
+Groups whose channel count the model's output depends on (the final classifier, a layer feeding
+a fixed reshape) are never pruned: they are found by trying, on a copy, and seeing the output
+shape change or the forward pass fail.
+
+Which channels go is decided by an importance criterion, a study setting: ``"l1"`` or ``"l2"``
+magnitude of every weight in the group that belongs to the channel (torch-pruning's
+``GroupMagnitudeImportance``, averaged over the group's layers).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from spaces._layers import COMPRESSIBLE_TYPES, compressible_layers
+
+log = logging.getLogger("frontier")
+
+#: Importance criteria a study may name, and the norm each takes of a channel's weights.
+IMPORTANCES = {"l1": 1, "l2": 2}
+
+_FN = ("prune_out_channels",)
+
+
+def removed_count(channels: int, ratio: float) -> int:
+    """How many of ``channels`` a ``ratio`` removes: ``round(ratio * channels)``, keeping one."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(
+            f"The channel-pruning ratio must be in the range [0, 1). Got {ratio} instead."
+        )
+    return max(0, min(channels - 1, round(ratio * channels)))
+
+
+def _as_tuple(example_input: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+
+
+def _graph(model: nn.Module, example_input: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
+    model.eval()
+    return tp.DependencyGraph().build_dependency(
+        model,
+        example_inputs=list(example_input),
+        forward_fn=lambda m, x: m(*x),
+        verbose=False,
+    )
+
+
+def _out_channels(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    return int(module.out_channels)  # type: ignore[arg-type]
+
+
+def _prune_fn(module: nn.Module) -> Any:
+    return (
+        tp.prune_linear_out_channels
+        if isinstance(module, nn.Linear)
+        else tp.prune_conv_out_channels
+    )
+
+
+def _groups(model: nn.Module, dg: tp.DependencyGraph) -> dict[str, list[str]]:
+    """Every coupled group, as root name -> names of the layers whose outputs shrink."""
+    names = {id(m): n for n, m in compressible_layers(model).items()}
+    order = {n: i for i, n in enumerate(names.values())}
+    groups: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for group in dg.get_all_groups(ignored_layers=[], root_module_types=COMPRESSIBLE_TYPES):
+        members = sorted(
+            {
+                names[id(dep.target.module)]
+                for dep, _ in group
+                if id(dep.target.module) in names and dep.handler.__name__ in _FN
+            },
+            key=order.__getitem__,
+        )
+        if not members or members[0] in seen:
+            continue
+        seen.update(members)
+        groups[members[0]] = members
+    return dict(sorted(groups.items(), key=lambda kv: order[kv[0]]))
+
+
+def _output_shapes(model: nn.Module, example_input: tuple[torch.Tensor, ...]) -> Any:
+    with torch.no_grad():
+        out = model(*example_input)
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (tuple, list)):
+        return tuple(tuple(o.shape) for o in out if isinstance(o, torch.Tensor))
+    return None
+
+
+_GROUPS_CACHE: dict[Any, dict[str, list[str]]] = {}
+
+
+def _signature(model: nn.Module) -> Any:
+    shapes = [
+        (name, type(m).__name__, tuple(p.shape))
+        for name, m in model.named_modules()
+        for p in m.parameters(recurse=False)
+    ]
+    return (type(model).__qualname__, *shapes)
+
+
+def prunable_groups(model: nn.Module, example_input: Any) -> dict[str, list[str]]:
+    """The groups whose channels the search may remove, root name -> member layer names.
+
+    Computed on copies (the model is not changed) and remembered per architecture, so calling
+    it for every trial costs a lookup.
+    """
+    inputs = _as_tuple(example_input)
+    key = (_signature(model), tuple(tuple(t.shape) for t in inputs))
+    if key in _GROUPS_CACHE:
+        return _GROUPS_CACHE[key]
+    work = copy.deepcopy(model).eval()
+    reference = _output_shapes(work, inputs)
+    groups = _groups(work, _graph(work, inputs))
+    keep: dict[str, list[str]] = {}
+    for root, members in groups.items():
+        trial = copy.deepcopy(model).eval()
+        try:
+            dg = _graph(trial, inputs)
+            layer = compressible_layers(trial)[root]
+            if _out_channels(layer) < 2:
+                continue
+            dg.get_pruning_group(layer, _prune_fn(layer), [0]).prune()
+            if _output_shapes(trial, inputs) != reference:
+                continue  # the model's output is sized by this group: never prune it
+        except Exception as exc:  # a layer torch-pruning cannot shrink (fixed reshape, ...)
+            log.debug("group %s is not prunable: %s", root, exc)
+            continue
+        keep[root] = members
+    _GROUPS_CACHE[key] = keep
+    return keep
+
+
+def prune_channels(
+    model: nn.Module,
+    ratios: Mapping[str, float],
+    example_input: Any,
+    *,
+    importance: str = "l2",
+) -> dict[str, int]:
+    """Remove ``ratios[root]`` of each group's channels in place; returns channels kept.
+
+    ``ratios`` is keyed by group root (as :func:`prunable_groups` names them); roots the model
+    does not have, or whose group is fixed, are ignored. The channels with the smallest
+    ``importance`` go; BatchNorm, residual partners, concatenations and the next layers'
+    inputs shrink with them. Ratio 0 leaves the model exactly as it is.
+    """
+    if importance not in IMPORTANCES:
+        raise ValueError(
+            f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
+            f"Got {importance!r} instead."
+        )
+    inputs = _as_tuple(example_input)
+    wanted = {root: r for root, r in ratios.items() if r > 0}
+    groups = prunable_groups(model, inputs) if wanted else {}
+    todo = {root: r for root, r in wanted.items() if root in groups}
+    kept: dict[str, int] = {}
+    if not todo:
+        return kept
+    dg = _graph(model, inputs)
+    imp = tp.importance.GroupMagnitudeImportance(p=IMPORTANCES[importance])
+    layers = compressible_layers(model)
+    for root, ratio in todo.items():
+        layer = layers[root]
+        n = _out_channels(layer)
+        k = removed_count(n, ratio)
+        if k > 0:
+            group = dg.get_pruning_group(layer, _prune_fn(layer), list(range(n)))
+            scores = imp(group)
+            # lowest importance first; ties broken by position so the choice is deterministic
+            order = torch.argsort(scores.detach().float().cpu(), stable=True)
+            idxs = sorted(int(i) for i in order[:k])
+            dg.get_pruning_group(layer, _prune_fn(layer), idxs).prune()
+        kept[root] = n - k
+    return kept
+
+
+def channel_roots(model: nn.Module, example_input: Any) -> list[str]:
+    """Root names of the model's prunable groups, in definition order."""
+    return list(prunable_groups(model, example_input))

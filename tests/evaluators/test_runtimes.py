@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from evaluators import LatencyEvaluator, LatencySettings, Task
+from evaluators.runtimes import RUNTIMES, runner, time_model
+from spaces import activations
+from spaces.quantization import mark_quantized, quantize_weight
+
+
+def _int8_linear() -> nn.Linear:
+    """One linear layer in the form a compressed candidate's integer layers take."""
+    torch.manual_seed(0)
+    layer = nn.Linear(32, 16)
+    code = quantize_weight(layer.weight, 8)
+    with torch.no_grad():
+        layer.weight.copy_(code.dequantize())
+    mark_quantized(layer, code)
+    activations.attach(layer, torch.tensor([4.0 / 255, 128.0, 8.0 / 255, 128.0]))
+    return layer.eval()
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_every_runtime_computes_the_model(digits_task: Task, runtime: str) -> None:
+    x = digits_task.val.inputs[0][:64]
+    run = runner(runtime, digits_task.model, threads=1)  # compiled lazily, on the first call
+    out = run(x)
+    out = run(x[:5])  # any batch size
+    out = torch.as_tensor(out[0] if isinstance(out, list) else out)
+    with torch.no_grad():
+        ref = digits_task.model(x[:5])
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_a_single_int8_layer_can_be_timed_in_every_runtime(runtime: str) -> None:
+    layer = _int8_linear()
+    x = torch.rand(8, 32) * 4 - 2
+    times = time_model(runtime, layer, (x,), threads=1, warmup=2, repeats=5)
+    assert len(times) == 5 and times == sorted(times) and times[0] > 0
+    out = runner(runtime, layer, threads=1, example_input=(x[:1],))(x)
+    out = torch.as_tensor(out[0] if isinstance(out, list) else out)
+    with torch.no_grad():
+        ref = layer(x)
+    assert float((out - ref).abs().max()) <= 2 * 8.0 / 255 + 1e-6
+
+
+def test_latency_evaluator_uses_the_study_runtime(digits_task: Task) -> None:
+    class Cand:
+        model = digits_task.model
+        artifact = b""
+
+    settings = LatencySettings(runtime="onnxruntime", repeats=30, warmup=2)
+    figures = LatencyEvaluator(digits_task, settings).evaluate(Cand())
+    assert set(figures) == {"latency_ms", "latency_p90_ms", "latency_cv"}
+    assert 0 < figures["latency_ms"] <= figures["latency_p90_ms"]
+
+
+def test_unknown_runtime_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'latency.runtime' must be one of \['onnxruntime'"):
+        LatencySettings(runtime="tensorrt")

@@ -1,0 +1,54 @@
+"""Study-file keys of structured pruning, activation quantization, runtimes, custom students."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.spec import StudyFileError, load_spec, parse_spec
+from tests.search.test_spec import _with
+
+
+def test_compression_keys_reach_the_settings() -> None:
+    spec = parse_spec(
+        _with(
+            "space",
+            channels_max=0.5,
+            channels_step=0.25,
+            channel_importance="l1",
+            act_bits=[8, 32],
+            granularity=["tensor"],
+            custom_students={"tiny": "tests.spaces.my_students:tiny"},
+            layers={"conv1": {"channels_max": 0.25}},
+        )
+    )
+    s = spec.space
+    assert (s.channels_max, s.channels_step, s.channel_importance) == (0.5, 0.25, "l1")
+    assert s.act_bits == (8, 32) and s.granularity == ("tensor",)
+    assert dict(s.custom_students) == {"tiny": "tests.spaces.my_students:tiny"}
+    assert dict(s.layer_channels_max) == {"conv1": 0.25}
+    assert spec.to_dict()["space"]["custom_students"] == {"tiny": "tests.spaces.my_students:tiny"}
+    assert parse_spec(_with("latency", runtime="torch-int8")).latency.runtime == "torch-int8"
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_with("space", channels_max=1.0), r"'space.channels_max' must be a float in the range"),
+        (_with("space", act_bits=[4]), r"'space.act_bits' must be a non-empty list of values"),
+        (_with("space", granularity=["row"]), r"'space.granularity' must be a non-empty list"),
+        (_with("space", channel_importance="taylor"), r"'space.channel_importance' must be one"),
+        (_with("space", custom_students={"x": 3}), r"'space.custom_students.x' must be a string"),
+        (_with("space", custom_students={"x": "nocolon"}), r"must look like"),
+        (_with("latency", runtime="tvm"), r"'latency.runtime' must be one of"),
+    ],
+)
+def test_bad_compression_keys_name_the_key(data: dict, match: str) -> None:
+    with pytest.raises(StudyFileError, match=match):
+        parse_spec(data)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_mlp"])
+def test_shipped_studies_are_valid(name: str) -> None:
+    spec = load_spec(f"studies/{name}.toml")
+    assert spec.space.channels_max > 0
+    assert spec.latency.runtime == "onnxruntime"
