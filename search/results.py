@@ -46,10 +46,13 @@ MEASURED_LATENCY_ATTR = "latency_measured"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, feasibility, figures, every parameter, and ``front``."""
+    """One row per started trial (queued ones are left out): state, feasibility, figures,
+    every parameter, and ``front``."""
     rows = []
     measured = study.user_attrs.get(MEASURED_LATENCY_ATTR, {})
     for t in study.get_trials(deepcopy=False):
+        if t.state == optuna.trial.TrialState.WAITING:
+            continue  # enqueued, not started: not a trial yet
         row: dict[str, object] = {
             "trial": t.number,
             "state": t.state.name,

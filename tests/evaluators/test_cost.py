@@ -114,7 +114,9 @@ def test_an_over_budget_candidate_spends_no_training_time(
     assert teacher["bops"] == pytest.approx(337_536 * 32 * 32)
     assert "bops" in teacher["skipped"] and math.isnan(teacher["accuracy"])
     assert len(built) == 2 and all(c.bits for c in built)  # uniform-int8 and uniform-int4
-    assert df[df["baseline"] != "teacher"]["feasible"].all()
+    built_rows = df[(df["baseline"] != "teacher") & (df["state"] == "COMPLETE")]
+    assert len(built_rows) == 2 and built_rows["feasible"].all()
+    # the student baselines are queued next (WAITING): a run that goes on builds them
 
 
 @pytest.mark.slow
