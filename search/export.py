@@ -7,17 +7,15 @@ rebuilt artifact must have the stored ``size_bytes``. The folder holds
 - ``model.safetensors``: the packed artifact (its length is the reported size);
 - ``config.json``: the ``CompressionConfig`` (as ``CompressionConfig.to_json`` writes it, so
   the artifact and this file form a saved candidate);
-- ``export.json``: the study, trial, task and seed, the student's architecture (an importable
-  constructor and its arguments) and the measured figures;
-- ``model.onnx``: the compressed model (float weights equal to the de-quantized stored
-  values), input ``input``, output ``output``, dynamic batch size;
+- ``export.json``: the study, trial, task and seed and the measured figures;
+- ``model.onnx``: the deployable graph (:func:`spaces.artifacts.export_onnx` with int8
+  weights in QDQ form), input ``input``, output ``output``, dynamic batch size;
 - ``MODEL_CARD.md``: figures, budgets, how it was chosen and how to load it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 import math
 from collections.abc import Mapping
@@ -30,11 +28,11 @@ import optuna
 import torch
 from torch import nn
 
-from evaluators import Metric, Split
-from evaluators._imports import import_object
+from evaluators import Metric, Split, Task
 from search.rebuild import rebuild
 from search.stored import StoredStudy
-from spaces import TEACHER, Compressed, unpack
+from spaces import Compressed
+from spaces.artifacts import export_onnx, load_candidate
 
 FILES = {
     "artifact": "model.safetensors",
@@ -78,38 +76,6 @@ class ExportResult:
         return self.folder / FILES[key]
 
 
-def _export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
-    """Write a float ONNX file of ``model`` with a dynamic batch dimension.
-
-    The one place that writes ONNX, so a general exporter (int8 QDQ, say) can replace it.
-    """
-    import logging
-    import warnings
-
-    names = ["input"] if len(example) == 1 else [f"input{i}" for i in range(len(example))]
-    batch = torch.export.Dim("batch", min=1)
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices are noise here
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model.eval(),
-                example,
-                input_names=names,
-                output_names=["output"],
-                dynamic_shapes=tuple({0: batch} for _ in example),
-                dynamo=True,
-                verbose=False,
-            )
-    finally:
-        onnx_log.setLevel(level)
-    if program is None:  # pragma: no cover - only for exporters that write directly
-        raise RuntimeError("torch.onnx.export returned no program")
-    program.save(str(path), external_data=False)
-
-
 def onnx_outputs(path: Path, split: Split, *, batch_size: int = 256) -> torch.Tensor:
     """Outputs of an ONNX file on every row of ``split`` (onnxruntime, CPU)."""
     import onnxruntime as ort
@@ -130,64 +96,13 @@ def onnx_metric(path: Path, split: Split, metric: Metric) -> float:
     return metric(onnx_outputs(path, split), split.targets)
 
 
-def _architecture(factory: Any) -> dict[str, Any] | None:
-    """An importable constructor and JSON arguments that rebuild the untrained model."""
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = {}
-    if isinstance(factory, functools.partial):
-        factory, args, kwargs = factory.func, factory.args, dict(factory.keywords)
-    if not callable(factory) or "<" in getattr(factory, "__qualname__", "<"):
-        return None  # a lambda or a local function cannot be imported again
-    try:
-        json.dumps([args, kwargs])
-    except TypeError:
-        return None
-    return {
-        "factory": f"{factory.__module__}:{factory.__qualname__}",
-        "args": list(args),
-        "kwargs": kwargs,
-    }
+def load_exported(folder: str | Path, task: Task) -> nn.Module:
+    """The exported model in PyTorch, computing exactly what the evaluated candidate did.
 
-
-def build_architecture(arch: Mapping[str, Any]) -> nn.Module:
-    """The untrained model an exported ``config.json``'s ``architecture`` describes."""
-    factory = import_object(str(arch["factory"]), key="architecture.factory")
-    model = factory(*arch.get("args", []), **arch.get("kwargs", {}))
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"{arch['factory']} did not build a torch.nn.Module.")
-    return model
-
-
-def load_exported(folder: str | Path) -> nn.Module:
-    """The exported model in PyTorch, with exactly the evaluated (de-quantized) weights.
-
-    Raises:
-        ValueError: the export did not record an importable architecture.
+    ``task`` is the study's task (``open_stored(STUDY).context().task``): its teacher or
+    student constructor gives the architecture, shrunk to the stored channel counts.
     """
-    folder = Path(folder)
-    meta = json.loads((folder / FILES["meta"]).read_text())
-    arch = meta.get("architecture")
-    if not arch:
-        raise ValueError(
-            f"{folder / FILES['meta']} records no importable architecture; use model.onnx."
-        )
-    model = build_architecture(arch)
-    artifact = unpack((folder / FILES["artifact"]).read_bytes())
-    model.load_state_dict(artifact.state_dict)
-    return model.eval()
-
-
-def _check_architecture(
-    arch: dict[str, Any] | None, candidate: Compressed
-) -> dict[str, Any] | None:
-    if arch is None:
-        return None
-    try:
-        model = build_architecture(arch)
-        model.load_state_dict(unpack(candidate.artifact).state_dict)
-    except Exception:  # the constructor needs more than was recorded: ONNX still loads
-        return None
-    return arch
+    return load_candidate(folder, task).model
 
 
 def exportable_trial(stored: StoredStudy, trial_number: int) -> optuna.trial.FrozenTrial:
@@ -237,14 +152,8 @@ def export_trial(
     from evaluators import predict
 
     torch_test = task.metric(predict(candidate.model, test), test.targets)
-    _export_onnx(candidate.model, task.example_input, dest / FILES["onnx"])
+    export_onnx(candidate, dest / FILES["onnx"], example_input=task.example_input, int8=True)
     onnx_test = onnx_metric(dest / FILES["onnx"], test, task.metric)
-    factory = (
-        type(task.model)
-        if candidate.config.student == TEACHER
-        else task.students[candidate.config.student]
-    )
-    arch = _check_architecture(_architecture(factory), candidate)
     measured = {
         k: trial.user_attrs[k]
         for k in _FIGURES
@@ -262,7 +171,6 @@ def export_trial(
         "task": ctx.spec.task,
         "seed": ctx.spec.study.seed + trial_number,
         "compression": candidate.config.to_dict(),
-        "architecture": arch,
         "figures": measured,
         "input_shape": [list(t.shape) for t in task.example_input],
         "exported_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -296,6 +204,7 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
         interval = (
             f" [{_pct(f['test_accuracy_low'])}, {_pct(f['test_accuracy_high'])}] (95% bootstrap)"
         )
+    runtime = spec.latency.runtime if spec is not None else "study runtime"
     rows = [
         ("validation accuracy (search split)", _pct(f.get("accuracy"))),
         (
@@ -305,7 +214,7 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
         ("test accuracy of model.onnx in onnxruntime", _pct(f["test_accuracy_onnxruntime"])),
         ("packed size (model.safetensors)", f"{int(f['size_bytes']):,} B{smaller}"),
         (
-            "median latency (PyTorch eager, study machine)",
+            f"median latency ({runtime}, study machine)",
             f"{f.get('latency_ms', math.nan):.3f} ms "
             f"(p90 {f.get('latency_p90_ms', math.nan):.3f} ms)",
         ),
@@ -329,11 +238,12 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
     cpu = stored.study.user_attrs.get("environment", {}).get("cpu", "the study machine")
     dims = [str(d) for d in meta["input_shape"][0][1:]]
     load_torch = (
-        "```python\nfrom search.export import load_exported  # needs the frontier package\n\n"
-        'model = load_exported("path/to/this/folder")  # torch.nn.Module, evaluated weights\n'
+        "```python\n# needs the frontier package and the study (its task builds the architecture)\n"
+        "from search.export import load_exported\nfrom search.stored import open_stored\n\n"
+        f'task = open_stored(storage="{stored.storage_url}", study_name="{stored.name}")'
+        ".context().task\n"
+        'model = load_exported("path/to/this/folder", task)  # torch.nn.Module\n'
         "outputs = model(inputs)\n```"
-        if meta["architecture"]
-        else "No importable architecture was recorded for this student; use `model.onnx`."
     )
     return "\n".join(
         [
@@ -371,8 +281,10 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
             f"- `{FILES['artifact']}`: the packed artifact (bit-packed integer codes, float16 "
             "scales, sparse encodings); its length is the size above.",
             f"- `{FILES['config']}`: the compression config (student, bits and pruning per layer).",
-            f"- `{FILES['meta']}`: study, trial, seed, architecture and measured figures.",
-            f"- `{FILES['onnx']}`: float32 ONNX graph with the de-quantized weights; input "
+            f"- `{FILES['meta']}`: study, trial, seed and measured figures.",
+            f"- `{FILES['onnx']}`: the deployable ONNX graph (integer layers as int8 weights "
+            "with DequantizeLinear, 8-bit activations as QuantizeLinear/DequantizeLinear "
+            "pairs that ONNX Runtime runs on int8 kernels; other layers float32); input "
             f"`input` of shape (batch, {' x '.join(dims)}), output `output`.",
             "",
             "## How to load it",

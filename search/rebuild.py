@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 
 from search.driver import config_of
-from search.objective import StudyContext
-from spaces import Compressed, compress
+from search.objective import StudyContext, rebuild_candidate
+from spaces import Compressed
 
 
 class RebuildMismatch(RuntimeError):
@@ -23,9 +23,7 @@ def rebuild(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Compressed:
         RebuildMismatch: the rebuilt artifact's size differs from the stored ``size_bytes``
             (different weights: the cache was retrained or the code changed since the run).
     """
-    config = config_of(trial, ctx.space)
-    seed = ctx.spec.study.seed + trial.number
-    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
+    candidate = rebuild_candidate(ctx, config_of(trial, ctx.space), trial=trial.number)
     stored = trial.user_attrs.get("size_bytes")
     if stored is not None and len(candidate.artifact) != int(stored):
         raise RebuildMismatch(

@@ -59,7 +59,7 @@ def test_export_writes_a_model_whose_onnx_reproduces_the_reported_test_accuracy(
     assert meta["figures"]["test_accuracy_onnxruntime"] == pytest.approx(onnx_acc)
 
     # the PyTorch model loaded from the packed artifact computes what ONNX computes
-    model = load_exported(dest)
+    model = load_exported(dest, task)
     torch_out = predict(model, task.test)
     assert torch.allclose(torch_out, onnx_outputs(dest / FILES["onnx"], task.test), atol=1e-4)
     assert set(model.state_dict()) == set(unpack(artifact).state_dict)
