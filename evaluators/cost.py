@@ -5,10 +5,11 @@ enough: no distillation, no fine-tuning) and the configuration's bits and prunin
 
 - **BOPs** (bit operations per example) = sum over compressible layers of
   ``MACs x kept fraction x weight bits x activation bits``. MACs are counted on the task's
-  example input (one example) with forward hooks; the kept fraction is exactly
-  ``1 - round(r * numel) / numel`` (pruned weights do no work); activations are float32
-  (32 bits) in every runtime frontier has today. An embedding lookup does no MACs. BOPs is
-  exact: it depends on nothing that training changes.
+  example input (one example) with forward hooks, on the architecture after structured
+  pruning (shapes do not depend on the weights); the kept fraction is exactly
+  ``1 - round(r * numel) / numel`` (pruned weights do no work); activations are 8 bits
+  around integer layers of a config with ``act_bits = 8`` and 32 bits elsewhere. An
+  embedding lookup does no MACs. BOPs is exact: it depends on nothing that training changes.
 - **size_bound_bytes** is a *proven lower bound* on the packed artifact's length
   (:mod:`spaces.packing`). Everything the configuration fixes is counted exactly: every
   tensor that is not a compressible weight (biases, as float16 when the layer has 16 bits or
@@ -24,18 +25,19 @@ enough: no distillation, no fine-tuning) and the configuration's bits and prunin
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from spaces._config import CompressionConfig
+from spaces._config import TEACHER, CompressionConfig
 from spaces._layers import compressible_layers, weight_of
+from spaces.activations import BUFFER as ACT_BUFFER
 from spaces.pruning import pruned_count
-
-#: Bits of an activation: float32 in every runtime so far.
-ACTIVATION_BITS = 32
+from spaces.structured import prune_channels
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,18 @@ class ArchitectureCost:
             bits = config.bits_of(name)
             total += shape.bias_numel * (2 if bits <= 16 else 4)
             if bits <= 8:
-                total += 2 * shape.channels  # one float16 scale per output channel
+                # float16 scales: one per output channel, or one per layer
+                total += 2 * (shape.channels if config.granularity == "channel" else 1)
+                if config.act_bits_of(name) == 8:
+                    # the layer's activation ranges: a 4-float buffer and its name
+                    total += 4 * 4 + len(f"{name}.{ACT_BUFFER}".encode())
             total += _values_lower_bound(shape.numel, bits)
         return total
 
 
 def activation_bits(config: CompressionConfig, layer: str) -> int:
-    """Bits of ``layer``'s input activations under ``config`` (float32 for now)."""
-    getter = getattr(config, "act_bits_of", None)
-    return int(getter(layer)) if callable(getter) else ACTIVATION_BITS
+    """Bits of ``layer``'s input activations under ``config`` (8 only for integer layers)."""
+    return config.act_bits_of(layer)
 
 
 def _values_lower_bound(numel: int, bits: int) -> int:
@@ -166,21 +171,31 @@ class CostModel:
         self.teacher = teacher
         self.students = students
         self.example_input = example_input
-        self._costs: dict[str, ArchitectureCost] = {}
+        self._costs: dict[tuple[str, tuple[tuple[str, float], ...]], ArchitectureCost] = {}
 
-    def architecture(self, student: str) -> ArchitectureCost:
-        if student not in self._costs:
-            if student == "teacher":
-                model = self.teacher
+    def architecture(
+        self, student: str, channels: Mapping[str, float] | None = None
+    ) -> ArchitectureCost:
+        """The cost of ``student``, shrunk by structured pruning ``channels`` when given.
+
+        Structured pruning changes shapes only (which channels go depends on the weights,
+        how many does not), so it is applied to a copy of the untrained architecture.
+        """
+        key = (student, tuple(sorted((k, v) for k, v in (channels or {}).items() if v > 0)))
+        if key not in self._costs:
+            if student == TEACHER:
+                model = copy.deepcopy(self.teacher) if key[1] else self.teacher
             else:
                 build = self.students[student]
                 model = build()  # type: ignore[operator]
-            self._costs[student] = architecture_cost(model, self.example_input)
-        return self._costs[student]
+            if key[1]:
+                prune_channels(model, dict(key[1]), self.example_input)
+            self._costs[key] = architecture_cost(model, self.example_input)
+        return self._costs[key]
 
     def figures(self, config: CompressionConfig) -> dict[str, float]:
         """``bops``, ``macs`` and ``size_bound_bytes`` of ``config``."""
-        arch = self.architecture(config.student)
+        arch = self.architecture(config.student, config.channels)
         config = config.restricted_to(list(arch.layers))
         return {
             "bops": arch.bops(config),
@@ -190,7 +205,6 @@ class CostModel:
 
 
 __all__ = [
-    "ACTIVATION_BITS",
     "ArchitectureCost",
     "CostModel",
     "LayerShape",

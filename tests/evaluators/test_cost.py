@@ -40,6 +40,9 @@ def test_bops_is_macs_times_kept_fraction_times_weight_and_activation_bits() -> 
     # 240 * 1 * 4 * 32 + 200 * (100 / 200) * 8 * 32
     assert arch.bops(config) == pytest.approx(240 * 4 * 32 + 100 * 8 * 32)
     assert arch.bops(CompressionConfig()) == pytest.approx(440 * 32 * 32)
+    # 8-bit activations count around integer layers only
+    act8 = CompressionConfig(bits={"conv": 4}, act_bits=8)
+    assert arch.bops(act8) == pytest.approx(240 * 4 * 8 + 200 * 32 * 32)
     # the layer norm's 10 floats and every tensor name are counted exactly
     assert arch.other_bytes == 10 * 4
 
@@ -55,6 +58,9 @@ def test_size_bound_never_exceeds_the_packed_size(pool: StudentPool) -> None:
             student=student,
             bits={n: rng.choice([2, 3, 4, 8, 16, 32]) for n in layers},
             prune={n: rng.choice([0.0, 0.5, 0.9]) for n in layers},
+            channels={n: rng.choice([0.0, 0.25, 0.5]) for n in ("conv1", "conv2", "fc1")},
+            act_bits=rng.choice([8, 32]),
+            granularity=rng.choice(["channel", "tensor"]),
         )
         built = compress(pool, config, finetune=FinetuneSettings(epochs=i % 2), seed=i)
         bound = costs.figures(config)["size_bound_bytes"]
@@ -141,3 +147,16 @@ def test_cost_figures_need_only_the_architecture(digits_task: Task) -> None:
     small = costs.figures(CompressionConfig(student="w0.25"))
     big = costs.figures(CompressionConfig())
     assert 0 < small["bops"] < big["bops"] and small["macs"] < big["macs"]
+
+
+def test_structured_pruning_shrinks_the_cheap_figures(digits_task: Task) -> None:
+    costs = objective.CostModel(
+        digits_task.model, dict(digits_task.students), digits_task.example_input
+    )
+    full = costs.figures(CompressionConfig())
+    half = costs.figures(CompressionConfig(channels={"conv2": 0.5}))
+    # conv2 loses half its output channels, so conv2 and fc1 (its consumer) do half the MACs
+    arch = costs.architecture("teacher")
+    saved = (arch.layers["conv2"].macs + arch.layers["fc1"].macs) / 2
+    assert half["macs"] == pytest.approx(full["macs"] - saved)
+    assert half["size_bound_bytes"] < full["size_bound_bytes"]
