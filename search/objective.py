@@ -7,10 +7,12 @@ drivers call :func:`evaluate_config` with a `CompressionConfig` and get a `Trial
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from evaluators import (
     BUILTIN_TASKS,
@@ -97,14 +99,23 @@ def build_task(spec: StudySpec, cache: WeightCache) -> Task:
     return factory(cache=cache, seed=spec.study.seed)
 
 
-def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) -> TrialOutcome:
+def evaluate_config(
+    ctx: StudyContext,
+    config: CompressionConfig,
+    *,
+    seed: int,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> TrialOutcome:
     """Compress a copy of the model as ``config`` says and measure it.
+
+    ``on_epoch(epoch, model)`` runs after each recovery fine-tuning epoch (see
+    :func:`spaces.compress`); early stopping raises from it.
 
     Raises whatever the candidate raises (diverged training, NaN outputs, ...); drivers
     record that as a failed trial with its reason and go on.
     """
     t0 = time.perf_counter()
-    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed)
+    candidate = compress(ctx.pool, config, finetune=ctx.spec.finetune, seed=seed, on_epoch=on_epoch)
     t1 = time.perf_counter()
     figures: dict[str, float] = {}
     for evaluator in ctx.evaluators:

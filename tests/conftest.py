@@ -14,6 +14,9 @@ from spaces import DistillationSettings, StudentPool
 
 REPO = Path(__file__).resolve().parents[1]
 
+# fixtures of the multi-process / cluster-storage tests (PostgreSQL database, warm caches)
+pytest_plugins = ["tests.search._cluster"]
+
 torch.set_num_threads(1)
 
 
