@@ -172,6 +172,12 @@ class RetryWithSameParams:
                 system_attrs={
                     "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
                     "retry_history": history,
+                    # an enqueued trial (a baseline) stopped before all its fixed parameters
+                    # were suggested keeps them all
+                    "fixed_params": {
+                        **trial.system_attrs.get("fixed_params", {}),
+                        **trial.params,
+                    },
                 },
             )
         )

@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # before ray.tune is imported: no per-trial result files (the Optuna storage keeps results),
 # the quiet reporter, and frontier's own Ctrl-C handling
@@ -41,28 +41,20 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
 
-import optuna
 import ray
-import torch
-from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from search import leases
-from search.backends import RaySettings
-from search.driver import RunSummary, tell_failure, tell_outcome, tell_pruned
-from search.early_stopping import (
-    CandidateStopped,
-    RungJudge,
-    RungPoint,
-    evaluate_candidate,
-    judge_for,
-)
-from search.objective import StudyContext, TrialOutcome
-from search.spec import parse_spec
-from search.storage import storage_of, study_lock
-from spaces import CompressionConfig
+# Everything else is imported where it is used: Tune drops a trial actor that is still
+# starting when another actor becomes free, so an actor must start in a second or two (this
+# module is imported to create it); the heavy imports (torch, ...) happen in its first trial.
+if TYPE_CHECKING:
+    import optuna
+
+    from search.backends import RaySettings
+    from search.driver import RunSummary
+    from search.objective import StudyContext
 
 log = logging.getLogger("frontier")
 
@@ -73,6 +65,9 @@ _CONTEXTS: dict[str, StudyContext] = {}
 
 
 def _context(job: Mapping[str, Any]) -> StudyContext:
+    from search.objective import StudyContext
+    from search.spec import parse_spec
+
     key = json.dumps([job["results_dir"], job["spec"]], sort_keys=True)
     if key not in _CONTEXTS:
         spec = parse_spec(job["spec"], default_name=job["spec_name"])
@@ -86,6 +81,17 @@ def trial_trainable(config: dict[str, Any]) -> None:
     Whatever the candidate does (finish, stop early, fail) is reported as data; an exception
     that escapes (a lost worker) is for the searcher to fail and queue again.
     """
+    import torch
+
+    from search import leases
+    from search.early_stopping import (
+        CandidateStopped,
+        RungJudge,
+        RungPoint,
+        evaluate_candidate,
+    )
+    from spaces import CompressionConfig
+
     job = config["frontier"]
     ctx = _context(job)
     torch.set_num_threads(int(job["cpus_per_trial"]))
@@ -133,6 +139,8 @@ class OptunaAskTell(Searcher):
         deadline: float | None,
         progress: Callable[[optuna.Study], None] | None = None,
     ) -> None:
+        from search import leases
+
         super().__init__()
         self.study = study
         self.ctx = ctx
@@ -154,6 +162,10 @@ class OptunaAskTell(Searcher):
         return None if self.live else Searcher.FINISHED
 
     def suggest(self, trial_id: str) -> Any:  # a config, None (not now) or FINISHED
+        from search import leases
+        from search.driver import tell_failure
+        from search.early_stopping import judge_for
+
         if self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline):
             return self._done()
         trial = leases.claim_trial(self.study, self.n_trials)
@@ -186,6 +198,10 @@ class OptunaAskTell(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        from search import leases
+        from search.driver import tell_failure, tell_outcome, tell_pruned
+        from search.objective import TrialOutcome
+
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
@@ -215,6 +231,10 @@ class OptunaAskTell(Searcher):
 
     def release(self, trial: optuna.Trial, reason: str) -> None:
         """Fail a trial that has no outcome and queue its parameters again."""
+        from optuna.trial import TrialState
+
+        from search import leases
+
         frozen = self.study._storage.get_trial(trial._trial_id)
         if frozen.state == TrialState.RUNNING:
             leases.fail_and_retry(self.study, frozen, reason)
@@ -292,7 +312,8 @@ def run_ray(
         workers: Trials at once; ``None`` uses ``ray.workers`` (0: CPUs // cpus_per_trial).
         progress: Called with the study after each finished trial.
     """
-    from search.driver import enqueue_baselines
+    from search.driver import RunSummary, enqueue_baselines
+    from search.storage import storage_of, study_lock
 
     settings = ctx.spec.ray
     url, _ = storage_of(study)
