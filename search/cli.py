@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from search.driver import count_finished, open_study, run_study
     from search.objective import StudyContext
     from search.results import write_outputs
-    from search.status import outputs_lock, record_target
+    from search.status import outputs_lock
 
     n_trials = args.n_trials or spec.study.n_trials
     timeout = args.timeout if args.timeout is not None else spec.study.timeout_s
@@ -153,7 +153,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"frontier: the study already holds {done} finished trials (n_trials = "
             f"{n_trials}); pass a larger --n-trials to add more."
         )
-    record_target(study, n_trials)
     bar = _progress_bar(n_trials, done, disable=args.no_progress)
     try:
         if args.backend == "ray":

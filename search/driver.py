@@ -196,6 +196,7 @@ def run_study(
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
+        leases.record_target(study, n_trials)
     start = time.monotonic()
     ran = 0
     interrupted = False

@@ -49,6 +49,9 @@ BEAT = "frontier:beat"
 WORKER_ATTR = "worker"
 RETRY_OF_ATTR = "retry_of"
 
+#: Study user attribute: the total number of trials the last run aimed at (``n_trials``).
+TARGET_ATTR = "frontier.n_trials"
+
 #: Trial states that count toward ``n_trials`` once finished.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -213,6 +216,12 @@ def count_finished(trials: Sequence[FrozenTrial]) -> int:
     """Finished trials that count toward ``n_trials``: failures queued again do not."""
     retried = retried_numbers(trials)
     return sum(1 for t in trials if t.state in FINISHED and t.number not in retried)
+
+
+def record_target(study: optuna.Study, n_trials: int) -> None:
+    """Remember the run's ``n_trials`` in the study, for ``frontier status`` elsewhere."""
+    if study.user_attrs.get(TARGET_ATTR) != n_trials:
+        study.set_user_attr(TARGET_ATTR, int(n_trials))
 
 
 def count_claimed(trials: Sequence[FrozenTrial]) -> int:

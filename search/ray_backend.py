@@ -312,6 +312,7 @@ def run_ray(
         workers: Trials at once; ``None`` uses ``ray.workers`` (0: CPUs // cpus_per_trial).
         progress: Called with the study after each finished trial.
     """
+    from search import leases
     from search.driver import RunSummary, enqueue_baselines
     from search.storage import storage_of, study_lock
 
@@ -319,6 +320,7 @@ def run_ray(
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
+        leases.record_target(study, n_trials)
     connect(settings, address)
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
     logging.getLogger("ray.tune").setLevel(logging.ERROR)

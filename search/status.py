@@ -16,20 +16,14 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from search import leases
+from search.leases import TARGET_ATTR
 from search.quality import REFERENCE, front_hypervolume
 from search.results import trials_frame
 from search.spec import StudyFileError, load_spec
 from search.storage import StorageSettings, make_storage, sqlite_path, storage_kind
 
-#: Study user attribute: the total number of trials the last ``frontier run`` aimed at.
-TARGET_ATTR = "frontier.n_trials"
 #: Speed is measured over at most this many of the most recently finished trials.
 RATE_WINDOW = 50
-
-
-def record_target(study: optuna.Study, n_trials: int) -> None:
-    """Remember the run's ``n_trials`` in the study, for ``frontier status`` elsewhere."""
-    study.set_user_attr(TARGET_ATTR, int(n_trials))
 
 
 @contextlib.contextmanager

@@ -158,7 +158,8 @@ def study_lock(url: str, name: str) -> Iterator[None]:
             yield
             return
         db.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = db.with_name(db.name + ".lock")
+        # not "<file>.lock": Optuna's journal file lock is a symlink of that name
+        lock_path = db.with_name(db.name + ".frontier-lock")
         with open(lock_path, "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
