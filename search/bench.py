@@ -3,6 +3,7 @@
 Usage::
 
     python -m search.bench study [STUDY.toml] [--repeats 3]
+    python -m search.bench samplers | early-stopping | ray [STUDY.toml] ...  (bench_search.py)
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -153,7 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("study_file", nargs="?", type=Path, default=Path("studies/digits_cnn.toml"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    from search import bench_search  # samplers, early-stopping, ray
+
+    bench_search.add_parsers(sub)
     args = parser.parse_args(argv)
+    if bench_search.run(args):
+        return 0
     if args.bench == "study":
         body = bench_study(args.study_file, args.repeats)
         print(body)

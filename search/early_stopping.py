@@ -11,7 +11,9 @@ rung, were *clearly* better in every objective:
 - latency no more than 5% higher (the spread of repeated latency measurements).
 
 Size and latency do not change while fine-tuning (the bit widths, masks and architecture are
-fixed), so they are measured once, on the rung-0 candidate. A stopped candidate is recorded as a
+fixed), so they are measured once, on the rung-0 candidate; its latency is the trial's latency
+(it is not measured again after fine-tuning), so rung 0 costs one compression without
+fine-tuning and one accuracy pass. A stopped candidate is recorded as a
 pruned trial with its figures at the rung where it stopped (``stopped_epoch``, ``prune_reason``).
 
 Which trials a candidate is compared with is a snapshot taken when its trial starts (the
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
@@ -223,10 +226,12 @@ def evaluate_candidate(
         return outcome
 
     t0 = time.perf_counter()
+    threads = torch.get_num_threads()  # the latency evaluator sets its own; training keeps ours
     first = compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=seed)
     base: dict[str, float] = {}
     for evaluator in ctx.evaluators:
         base.update(evaluator.evaluate(first))
+    torch.set_num_threads(threads)
     rungs: dict[str, float] = {rung_key(0): base["accuracy"]}
     accuracy = next(e for e in ctx.evaluators if isinstance(e, AccuracyEvaluator))
 
@@ -249,7 +254,8 @@ def evaluate_candidate(
         rungs[rung_key(epoch)] = figures["accuracy"]
         stop_check(epoch, figures)
 
-    outcome = evaluate_config(ctx, config, seed=seed, on_epoch=on_epoch)
+    latency = {k: v for k, v in base.items() if k.startswith("latency_")}
+    outcome = evaluate_config(ctx, config, seed=seed, on_epoch=on_epoch, latency=latency)
     outcome.figures.update(rungs)
     outcome.figures["rung0_s"] = rung0_s  # the extra cost of rung 0, apart from compress_s
     return outcome
