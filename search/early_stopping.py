@@ -235,17 +235,23 @@ def evaluate_candidate(
     rungs: dict[str, float] = {rung_key(0): base["accuracy"]}
     accuracy = next(e for e in ctx.evaluators if isinstance(e, AccuracyEvaluator))
 
+    clock = {"rung0_s": 0.0, "finetune_start": 0.0}
+
     def stop_check(epoch: int, figures: dict[str, float]) -> None:
         try:
             judge.check(epoch, figures)
         except CandidateStopped as stop:
             stop.figures.update(rungs)
             stop.figures["stopped_epoch"] = float(epoch)
-            stop.figures["compress_s"] = time.perf_counter() - t0
+            # time split as for finished trials: rung 0 apart, compress_s is the fine-tuning
+            now = time.perf_counter()
+            stop.figures["rung0_s"] = clock["rung0_s"] if epoch else now - t0
+            stop.figures["compress_s"] = now - clock["finetune_start"] if epoch else 0.0
             raise
 
     stop_check(0, dict(base))
-    rung0_s = time.perf_counter() - t0
+    clock["rung0_s"] = time.perf_counter() - t0
+    clock["finetune_start"] = time.perf_counter()
 
     def on_epoch(epoch: int, model: nn.Module) -> None:
         if epoch not in judge.rungs:
@@ -257,7 +263,7 @@ def evaluate_candidate(
     latency = {k: v for k, v in base.items() if k.startswith("latency_")}
     outcome = evaluate_config(ctx, config, seed=seed, on_epoch=on_epoch, latency=latency)
     outcome.figures.update(rungs)
-    outcome.figures["rung0_s"] = rung0_s  # the extra cost of rung 0, apart from compress_s
+    outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s
     return outcome
 
 
