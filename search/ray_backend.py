@@ -41,10 +41,23 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
 
-import ray
-from ray import tune
-from ray.tune.search import Searcher
-from ray.tune.stopper import Stopper
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+# Ray turns token authentication on for the local clusters it starts (and then writes the
+# token to ~/.ray/auth_token), but a client joining a running cluster sends its token only in
+# token mode; Ray reads the mode when it is imported.
+if "RAY_AUTH_MODE" not in os.environ and _token_available():
+    os.environ["RAY_AUTH_MODE"] = "token"
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.stopper import Stopper  # noqa: E402
 
 # Everything else is imported where it is used: Tune drops a trial actor that is still
 # starting when another actor becomes free, so an actor must start in a second or two (this
@@ -283,10 +296,19 @@ def connect(settings: RaySettings, address: str | None) -> None:
         "logging_level": logging.WARNING,
         "include_dashboard": False,
     }
-    if address:
+    if not address:
+        ray.init(**common)  # a new local cluster: token authentication on (Ray >= 2.60)
+        return
+    try:
         ray.init(address=address, **common)
-    else:
-        ray.init(**common)
+    except Exception as exc:  # ConnectionError, AuthenticationError, ...
+        from search.spec import StudyFileError
+
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyFileError(
+            f"Cannot join the Ray cluster at {address!r}: {detail}. Is it running, and is its "
+            "token in ~/.ray/auth_token or RAY_AUTH_TOKEN?"
+        ) from None
 
 
 def run_ray(
