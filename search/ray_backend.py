@@ -297,7 +297,9 @@ def connect(settings: RaySettings, address: str | None) -> None:
         "include_dashboard": False,
     }
     if not address:
-        ray.init(**common)  # a new local cluster: token authentication on (Ray >= 2.60)
+        # "local": always a new local cluster (token authentication on, from Ray 2.60), never
+        # one that `ray start` left running on this machine
+        ray.init(address="local", **common)
         return
     try:
         ray.init(address=address, **common)
