@@ -64,7 +64,7 @@ class EarlyStoppingSettings:
     """
 
     enabled: bool = True
-    min_dominating: int = 3
+    min_dominating: int = 2
     rungs: tuple[int, ...] | None = None
     startup_trials: int = 10
     margin: float = 0.5

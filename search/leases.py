@@ -76,10 +76,12 @@ class Worker:
 
     @classmethod
     def current(cls) -> Worker:
+        """This process."""
         return _current_worker(os.getpid())
 
     @property
     def label(self) -> str:
+        """``host:pid``, the ``worker`` column of the result tables."""
         return f"{self.host}:{self.pid}"
 
     def visible(self) -> bool:

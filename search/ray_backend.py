@@ -106,15 +106,17 @@ def trial_trainable(config: dict[str, Any]) -> None:
     from spaces import CompressionConfig
 
     job = config["frontier"]
-    ctx = _context(job)
-    torch.set_num_threads(int(job["cpus_per_trial"]))
-    compression = CompressionConfig.from_json(job["config"])
-    judge = None
-    if job["rungs"] is not None:
-        table = [RungPoint.from_json(p) for p in job["rungs"]]
-        judge = RungJudge(ctx.spec.early_stopping, ctx.spec.finetune.epochs, table)
     result: dict[str, Any]
     try:
+        # inside the try: a worker that cannot build the study (a missing cache folder on a
+        # node, say) reports why instead of dying as a "lost worker"
+        ctx = _context(job)
+        torch.set_num_threads(int(job["cpus_per_trial"]))
+        compression = CompressionConfig.from_json(job["config"])
+        judge = None
+        if job["rungs"] is not None:
+            table = [RungPoint.from_json(p) for p in job["rungs"]]
+            judge = RungJudge(ctx.spec.early_stopping, ctx.spec.finetune.epochs, table)
         outcome = evaluate_candidate(ctx, compression, seed=int(job["seed"]), judge=judge)
         if not all(math.isfinite(v) for v in outcome.values):
             raise FloatingPointError(f"non-finite objective values {outcome.values}")

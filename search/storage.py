@@ -105,6 +105,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def journal_path(url: str) -> Path:
+    """The log file of a ``journal:PATH`` URL."""
     return Path(url[len(JOURNAL_PREFIX) :]).expanduser()
 
 
