@@ -19,7 +19,9 @@ from tests.search._cluster import warm_cache, write_study
 def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
     tmp_path: Path, warm_weights: Path
 ) -> None:
-    study_file = write_study(tmp_path, "onray", n=12, ft_epochs=1)
+    # early stopping from the 5th trial on: Ray workers get the rung table with the config
+    extra = "[early_stopping]\nstartup_trials = 4\nmin_dominating = 1\n"
+    study_file = write_study(tmp_path, "onray", n=12, ft_epochs=1, sampler="random", extra=extra)
     out = tmp_path / "ray"
     warm_cache(warm_weights, out)
     res = run_cli(
@@ -39,7 +41,10 @@ def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
 
     trials = pd.read_csv(out / "trials.csv")
     assert trials["trial"].tolist() == list(range(12))
-    assert (trials["state"] == "COMPLETE").all()
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert pruned["prune_reason"].str.startswith("dominated after 0 fine-tuning").all()
+    assert (pruned["size_bytes"] > 0).all() and pruned["latency_ms"].notna().all()
     assert trials["baseline"].fillna("").tolist()[:3] == ["teacher", "uniform-int8", "uniform-int4"]
     assert trials["accuracy"].between(0, 1).all() and (trials["size_bytes"] > 0).all()
     # trials ran in two Ray worker processes (actors reused across trials), not the driver
