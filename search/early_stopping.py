@@ -155,7 +155,7 @@ class CandidateStopped(Exception):
         self.dominators = list(dominators)
         shown = ", ".join(str(n) for n in self.dominators[:8])
         more = "" if len(self.dominators) <= 8 else f" and {len(self.dominators) - 8} more"
-        self.reason = f"dominated after {epoch} fine-tuning epoch(s) by trials {shown}{more}"
+        self.reason = f"dominated after {epoch} fine-tuning epoch(s) by trial(s) {shown}{more}"
         super().__init__(self.reason)
 
 

@@ -45,7 +45,7 @@ def test_a_candidate_clearly_dominated_by_enough_trials_stops_with_its_figures()
     assert info.value.epoch == 1
     assert info.value.dominators == [3, 7]
     assert info.value.figures == FIG
-    assert "trials 3, 7" in info.value.reason
+    assert "by trial(s) 3, 7" in info.value.reason
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_dominated_candidates_stop_early_and_are_recorded_as_pruned(
         assert math.isfinite(t.user_attrs["latency_ms"]) and t.user_attrs["size_bytes"] > 0
         assert "dominated after" in t.user_attrs["prune_reason"]
         # each named dominator had finished and was at least as good at that rung
-        shown = t.user_attrs["prune_reason"].split("by trials ", 1)[1].split(" and ")[0]
+        shown = t.user_attrs["prune_reason"].split("by trial(s) ", 1)[1].split(" and ")[0]
         for n in (int(x) for x in shown.split(", ")):
             d = by_number[n]
             assert d.state in (TrialState.COMPLETE, TrialState.PRUNED)
