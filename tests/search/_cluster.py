@@ -86,7 +86,14 @@ def start_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # a test run started in the background inherits SIGINT ignored, and Python then
+            # installs no KeyboardInterrupt handler: give the child the default back
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
