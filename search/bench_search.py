@@ -3,7 +3,7 @@
 Registered as subcommands of ``python -m search.bench`` (see :mod:`search.bench`)::
 
     python -m search.bench samplers [STUDY.toml] [--trials 60] [--seeds 5]
-    python -m search.bench early-stopping [STUDY.toml] [--trials 60] [--seeds 5]
+    python -m search.bench early-stopping [STUDY.toml] [--trials 120] [--seeds 5]
     python -m search.bench ray [STUDY.toml] [--trials 40] [--workers 1 2]
 
 Each one trains the study's teacher and students once into a temporary cache (timed apart),
@@ -46,7 +46,7 @@ def add_parsers(sub: Any) -> None:
         "early-stopping", help="fine-tuning time saved by early stopping, hypervolume it costs"
     )
     p.add_argument("study_file", nargs="?", type=Path, default=default)
-    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--trials", type=int, default=120)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     p = sub.add_parser("ray", help="trials per minute with Ray on 1 and 2 workers")
