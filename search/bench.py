@@ -6,6 +6,7 @@ Usage::
     python -m search.bench predictor [--candidates 40]
     python -m search.bench minilm [STUDY.toml]
     python -m search.bench compression
+    python -m search.bench samplers | early-stopping | ray [STUDY.toml] ...  (bench_search.py)
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -414,7 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     c.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     c.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
+    from search import bench_search  # samplers, early-stopping, ray
+
+    bench_search.add_parsers(sub)
     args = parser.parse_args(argv)
+    if bench_search.run(args):
+        return 0
     if args.bench == "compression":
         from search.bench_compression import bench_compression
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from search.backends import BACKENDS
 from search.commands import add_commands
 from search.spec import StudyFileError, StudySpec, load_spec, parse_duration
 
@@ -72,8 +73,35 @@ def build_parser() -> argparse.ArgumentParser:
             help="Optuna storage URL (default: SQLite in the results folder)",
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default="local",
+            help="local: trials one after another in this process; ray: in parallel on Ray "
+            "workers (default: local)",
+        )
+        p.add_argument(
+            "--ray-address",
+            default=None,
+            help="join this Ray cluster (default: the study's [ray] address, else a local Ray)",
+        )
+        p.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=None,
+            help="Ray trials at once (default: the study's [ray] workers, else CPUs)",
+        )
         p.set_defaults(func=cmd_run)
     add_commands(sub)  # report, select, export
+    p = sub.add_parser(
+        "status",
+        help="trials by state, front size, hypervolume, speed and time left of a study",
+    )
+    p.add_argument("study", nargs="?", default=None, help="study file (TOML)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (instead of a file)")
+    p.add_argument("--study", dest="study_name", default=None, help="study name in --storage")
+    p.add_argument("--out", type=Path, default=None, help="results folder of the study file")
+    p.set_defaults(func=cmd_status)
     return parser
 
 
@@ -89,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyFileError as exc:
         print(f"frontier: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the search loop (which handles Ctrl-C itself)
+        print("frontier: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _setup(args: argparse.Namespace) -> tuple[StudySpec, Path, str]:
@@ -107,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from search.driver import count_finished, open_study, run_study
     from search.objective import StudyContext
     from search.results import write_outputs
+    from search.status import outputs_lock
 
     n_trials = args.n_trials or spec.study.n_trials
     timeout = args.timeout if args.timeout is not None else spec.study.timeout_s
@@ -125,7 +157,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     bar = _progress_bar(n_trials, done, disable=args.no_progress)
     try:
-        summary = run_study(ctx, study, n_trials=n_trials, timeout_s=timeout, progress=bar.update)
+        if args.backend == "ray":
+            from search.ray_backend import run_ray
+
+            summary = run_ray(
+                ctx,
+                study,
+                spec_file=args.study,
+                n_trials=n_trials,
+                timeout_s=timeout,
+                address=args.ray_address,
+                workers=args.workers,
+                progress=bar.update,
+            )
+        else:
+            summary = run_study(
+                ctx, study, n_trials=n_trials, timeout_s=timeout, progress=bar.update
+            )
     finally:
         bar.close()
     if spec.latency.mode == "predicted":
@@ -133,7 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print("frontier: timing the front (the search used predicted latency) ...", flush=True)
         measure_front_latency(ctx, study)
-    trials, front = write_outputs(study, results_dir)
+    with outputs_lock(results_dir):  # several workers may share one results folder
+        trials, front = write_outputs(study, results_dir)
     _print_front(front, trials)
     print(
         f"frontier: {summary.ran} trials run in {summary.wall_s:.1f}s; "
@@ -147,6 +196,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from search.status import open_for_status, render, summarize
+
+    study, target = open_for_status(args)
+    print(render(summarize(study, target)))
     return 0
 
 

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
+from search import leases
+from search.early_stopping import CandidateStopped, evaluate_candidate, judge_for
 from search.environment import record_study_info
-from search.objective import OBJECTIVES, StudyContext, TrialOutcome, evaluate_config
+from search.objective import OBJECTIVES, StudyContext, TrialOutcome
 from search.spec import StudyFileError, StudySpec
+from search.storage import open_shared_study, storage_of, study_lock
 from spaces import CompressionConfig, SearchSpace
 
 log = logging.getLogger("frontier")
@@ -57,19 +61,33 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when it exists (resume), with its sampler.
 
-    A new study records its settings, environment and ``results_dir`` as study user
-    attributes (see :mod:`search.environment`), for reports of the storage alone.
+    A storage URL is opened with heartbeats and created under a lock (see
+    :mod:`search.storage`), so several processes may open one study at once. A new study
+    records its settings, environment and ``results_dir`` as study user attributes (see
+    :mod:`search.environment`), for reports of the storage alone.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opens = 0
     try:
-        study = optuna.create_study(
-            study_name=spec.study.name,
-            storage=storage,
-            directions=[d for _, d in OBJECTIVES],  # type: ignore[misc]
-            load_if_exists=True,
-        )
-    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as exc:
-        raise StudyFileError(f"Cannot open storage {storage!r}: {exc}") from None
+        if isinstance(storage, str):
+            directions = [d for _, d in OBJECTIVES]
+            study, opens = open_shared_study(spec.study.name, storage, spec.storage, directions)
+        else:
+            study = optuna.create_study(
+                study_name=spec.study.name,
+                storage=storage,
+                directions=[d for _, d in OBJECTIVES],  # type: ignore[misc]
+                load_if_exists=True,
+            )
+    except (
+        ValueError,
+        ImportError,
+        OSError,
+        optuna.exceptions.StorageInternalError,
+        sqlalchemy.exc.SQLAlchemyError,
+    ) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyFileError(f"Cannot open storage {storage!r}: {detail}") from None
     expected = [d for _, d in OBJECTIVES]
     if [d.name.lower() for d in study.directions] != expected:
         raise StudyFileError(
@@ -77,7 +95,9 @@ def open_study(
             "(its objectives differ); choose another study name or storage."
         )
     record_study_info(study, spec, results_dir)
-    study.sampler = make_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
+    # workers opening one study get different seeds (7919: a prime, so offsets do not collide)
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * opens
+    study.sampler = make_sampler(spec, offset=offset)
     return study
 
 
@@ -113,14 +133,39 @@ def tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.tell(trial, state=TrialState.FAIL)
 
 
+def tell_pruned(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, reason: str
+) -> None:
+    """Record a candidate stopped early: pruned, with its figures at the rung it reached."""
+    for key, value in outcome.figures.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("prune_reason", reason)
+    for key, value in outcome.constraints.items():
+        trial.set_constraint(key, value)
+    study.tell(trial, state=TrialState.PRUNED)
+
+
 def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) -> None:
-    """Sample, evaluate and tell one trial; a failing candidate becomes a failed trial."""
+    """Sample, evaluate and tell one trial; a failing candidate becomes a failed trial.
+
+    A candidate clearly dominated at a fine-tuning rung stops early and becomes a pruned
+    trial (see :mod:`search.early_stopping`).
+    """
     try:
         config = ctx.space.suggest(trial)
         trial.set_user_attr("config", config.to_json())
-        outcome = evaluate_config(ctx, config, seed=ctx.spec.study.seed + trial.number)
+        judge = judge_for(
+            ctx.spec.early_stopping, ctx.spec.finetune, study.get_trials(deepcopy=False)
+        )
+        outcome = evaluate_candidate(
+            ctx, config, seed=ctx.spec.study.seed + trial.number, judge=judge
+        )
         if not all(math.isfinite(v) for v in outcome.values):
             raise FloatingPointError(f"non-finite objective values {outcome.values}")
+    except CandidateStopped as stop:
+        constraints = ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy)
+        tell_pruned(study, trial, TrialOutcome(stop.figures, constraints), stop.reason)
+        return
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         log.debug("trial %d failed:\n%s", trial.number, traceback.format_exc())
@@ -130,7 +175,8 @@ def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) 
 
 
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count toward ``n_trials`` (failures queued again do not)."""
+    return leases.count_finished(study.get_trials(deepcopy=False))
 
 
 @dataclass(frozen=True)
@@ -149,32 +195,55 @@ def run_study(
     timeout_s: float | None = None,
     progress: Any = None,
 ) -> RunSummary:
-    """Run trials until the study holds ``n_trials`` finished ones or ``timeout_s`` passes.
+    """Run trials until the study holds ``n_trials`` or ``timeout_s`` passes.
 
     ``n_trials`` is the study's total, so running the same study again continues it: it
-    adds only the trials still missing, and never re-runs a finished one. Ctrl-C stops after
-    recording the trial in flight as failed ("interrupted"); everything else is kept.
+    adds only the trials still missing, and never re-runs a finished one. Several processes
+    may run one study: each claims trials under a lock, so together they stop at exactly
+    ``n_trials``. A trial whose worker died is failed and run again with the same
+    parameters (see :mod:`search.leases`). Ctrl-C stops at once: the trial in flight is
+    recorded as failed ("interrupted") and queued again for the next run; everything else
+    is kept.
     """
-    enqueue_baselines(study, ctx.space)
+    url, _ = storage_of(study)
+    with study_lock(url or "", f"claim:{study.study_name}"):
+        enqueue_baselines(study, ctx.space)
+        leases.record_target(study, n_trials)
     start = time.monotonic()
     ran = 0
     interrupted = False
-    while count_finished(study) < n_trials:
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            break
-        trial = study.ask()
-        try:
+    keepalive = leases.Keepalive(study)
+    trial: optuna.Trial | None = None
+    try:
+        while True:
+            if timeout_s is not None and time.monotonic() - start >= timeout_s:
+                break
+            trial = leases.claim_trial(study, n_trials)
+            if trial is None:
+                break
+            keepalive.hold(trial)
             evaluate_trial(study, trial, ctx)
-        except KeyboardInterrupt:
-            tell_failure(study, trial, "interrupted (Ctrl-C)")
-            interrupted = True
-            break
-        ran += 1
-        if progress is not None:
-            progress(study)
+            keepalive.release(trial)
+            trial = None
+            ran += 1
+            if progress is not None:
+                progress(study)
+    except KeyboardInterrupt:
+        interrupted = True
+        if trial is not None:
+            release_interrupted(study, trial)
+    finally:
+        keepalive.close()
     return RunSummary(
         study=study, ran=ran, wall_s=time.monotonic() - start, interrupted=interrupted
     )
+
+
+def release_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Fail a trial stopped by Ctrl-C and queue its parameters for the next run."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state == TrialState.RUNNING:
+        leases.fail_and_retry(study, frozen, "interrupted (Ctrl-C)")
 
 
 def config_of(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> CompressionConfig:

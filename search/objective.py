@@ -7,10 +7,12 @@ drivers call :func:`evaluate_config` with a `CompressionConfig` and get a `Trial
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from evaluators import (
     BUILTIN_TASKS,
@@ -163,13 +165,25 @@ def cheap_check(ctx: StudyContext, config: CompressionConfig) -> TrialOutcome:
     )
 
 
-def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) -> TrialOutcome:
+def evaluate_config(
+    ctx: StudyContext,
+    config: CompressionConfig,
+    *,
+    seed: int,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    latency: Mapping[str, float] | None = None,
+) -> TrialOutcome:
     """Compress a copy of the model as ``config`` says and measure it.
 
     The cheap checks run first: a candidate whose BOPs or packed-size bound already breaks a
-    budget is returned as infeasible without being built. Raises whatever the candidate
-    raises (diverged training, NaN outputs, ...); drivers record that as a failed trial with
-    its reason and go on.
+    budget is returned as infeasible without being built. ``on_epoch(epoch, model)`` runs
+    after each recovery fine-tuning epoch (see :func:`spaces.compress`); early stopping raises
+    from it. ``latency`` holds latency figures already measured on this candidate before
+    fine-tuning (early stopping does): fine-tuning changes weight values, not the form that
+    runs, so they are not measured again.
+
+    Raises whatever the candidate raises (diverged training, NaN outputs, ...); drivers
+    record that as a failed trial with its reason and go on.
     """
     cheap = cheap_check(ctx, config)
     if not cheap.feasible:
@@ -181,10 +195,14 @@ def evaluate_config(ctx: StudyContext, config: CompressionConfig, *, seed: int) 
         finetune=ctx.spec.finetune,
         seed=seed,
         importance=ctx.spec.space.channel_importance,
+        on_epoch=on_epoch,
     )
     t1 = time.perf_counter()
     figures: dict[str, float] = {}
     for evaluator in ctx.evaluators:
+        if latency is not None and isinstance(evaluator, LatencyEvaluator):
+            figures.update(latency)
+            continue
         figures.update(evaluator.evaluate(candidate))
     t2 = time.perf_counter()
     figures["compress_s"] = t1 - t0

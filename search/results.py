@@ -43,6 +43,13 @@ _ATTR_COLUMNS = [
 TEST_COLUMNS = ["test_accuracy", "test_accuracy_low", "test_accuracy_high"]
 #: Study user attribute holding the front's latencies timed after a predicted-latency search.
 MEASURED_LATENCY_ATTR = "latency_measured"
+#: How a trial ran (early stopping, retries, which worker), with their empty values.
+_RUN_ATTRS: dict[str, object] = {
+    "stopped_epoch": math.nan,
+    "prune_reason": "",
+    "retry_of": math.nan,
+    "worker": "",
+}
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -71,6 +78,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         for key, value in t.constraints.items():
             row[f"constraint.{key}"] = value
         row["fail_reason"] = t.user_attrs.get("fail_reason", "")
+        for key, empty in _RUN_ATTRS.items():
+            row[key] = t.user_attrs.get(key, empty)
         row["duration_s"] = t.duration.total_seconds() if t.duration is not None else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -17,6 +17,9 @@ from typing import Any
 
 from evaluators.budgets import Budget
 from evaluators.latency import LatencySettings
+from search.backends import RaySettings
+from search.early_stopping import EarlyStoppingSettings
+from search.storage import StorageSettings
 from spaces._space import SpaceSettings
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
@@ -74,6 +77,15 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "max_accuracy_drop": _FLOAT,
         "max_bops": _FLOAT,
     },
+    "storage": {"heartbeat_interval": _INT, "grace_period": _INT, "max_retry": _INT},
+    "early_stopping": {
+        "enabled": _BOOL,
+        "min_dominating": _INT,
+        "rungs": _INTS,
+        "startup_trials": _INT,
+        "margin": _FLOAT,
+    },
+    "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR},
 }
 _LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2}
@@ -161,6 +173,9 @@ class StudySpec:
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
     budget: Budget = field(default_factory=Budget)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
     version: int = SPEC_VERSION
     #: ``[task] factory``: the user's own ``"package.module:function"`` (instead of a name).
     task_factory: str | None = None
@@ -294,6 +309,9 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
     if "max_size" in budget:
         budget["max_size_bytes"] = parse_size(budget.pop("max_size"))
     students = t["space"].pop("students", None)
+    early = dict(t["early_stopping"])
+    if "rungs" in early:
+        early["rungs"] = tuple(early["rungs"])
     try:
         return StudySpec(
             study=StudySettings(**{"name": default_name, **study}),
@@ -312,6 +330,9 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             finetune=FinetuneSettings(**t["finetune"]),
             latency=LatencySettings(**t["latency"]),
             budget=Budget(**budget),
+            storage=StorageSettings(**t["storage"]),
+            early_stopping=EarlyStoppingSettings(**early),
+            ray=RaySettings(**t["ray"]),
         )
     except StudyFileError:
         raise

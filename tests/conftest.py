@@ -15,6 +15,9 @@ from spaces import DistillationSettings, StudentPool
 
 REPO = Path(__file__).resolve().parents[1]
 
+# fixtures of the multi-process / cluster-storage tests (PostgreSQL database, warm caches)
+pytest_plugins = ["tests.search._cluster"]
+
 torch.set_num_threads(1)
 # latency lookup tables go to a throw-away folder, never to the user's cache
 os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-tests-"))

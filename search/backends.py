@@ -1,0 +1,49 @@
+"""Which engine runs a study's trials, and the settings of the Ray Tune backend.
+
+``local`` runs trials one after another in the ``frontier run`` process; ``ray`` runs them in
+parallel through Ray Tune (:mod:`search.ray_backend`, the only module that imports ray).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """The ``[ray]`` section.
+
+    Attributes:
+        cpus_per_trial: CPUs Ray reserves for each trial; torch's thread count follows it.
+        workers: Trials run at once; 0 means as many as the cluster's CPUs allow
+            (CPUs // cpus_per_trial).
+        address: Address of an existing Ray cluster (``"auto"``, ``"ray://host:10001"`` or
+            ``"host:6379"``); empty starts a local Ray on this machine.
+    """
+
+    cpus_per_trial: int = 1
+    workers: int = 0
+    address: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cpus_per_trial, bool) or not isinstance(self.cpus_per_trial, int):
+            raise ValueError(
+                f"'ray.cpus_per_trial' must be an int >= 1. Got {self.cpus_per_trial!r} instead."
+            )
+        if self.cpus_per_trial < 1:
+            raise ValueError(
+                f"'ray.cpus_per_trial' must be an int >= 1. Got {self.cpus_per_trial!r} instead."
+            )
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(
+                f"'ray.workers' must be an int >= 0 (0: as many as CPUs allow). "
+                f"Got {self.workers!r} instead."
+            )
+
+    def workers_for(self, cpus: float) -> int:
+        """Trials to run at once on a cluster with ``cpus`` CPUs."""
+        if self.workers:
+            return self.workers
+        return max(1, int(cpus // self.cpus_per_trial))

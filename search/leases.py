@@ -1,0 +1,368 @@
+"""Who holds a running trial, noticing dead holders, and claiming the next trial.
+
+Every worker (a ``frontier run`` process, or the driver of a Ray run) writes a *lease* on each
+trial it holds: its machine, process id and process start time. Before it claims a trial, a
+worker fails every running trial whose holder is dead, and queues that trial's parameters again
+(a waiting trial, asked before any new one):
+
+- holder on this machine (same boot and process namespace): its process is gone, or its pid now
+  belongs to a younger process. Noticed at once, so ``kill -9`` then ``frontier run`` resumes
+  without waiting.
+- holder elsewhere, RDB storage (SQLite, PostgreSQL, ...): Optuna's heartbeat is older than
+  ``storage.grace_period``.
+- holder elsewhere, journal storage: frontier's own heartbeat time stamp on the trial is older
+  than ``storage.grace_period`` (Optuna's journal storage has no heartbeats).
+
+Trials whose holder died (and trials interrupted with Ctrl-C) are failed with their reason and
+queued again with the same parameters, up to ``storage.max_retry`` times; a failed trial that was
+queued again does not count toward ``n_trials`` (its retry does).
+
+Claiming (:func:`claim_trial`) happens under :func:`search.storage.study_lock`, so several
+workers together stop at exactly ``n_trials`` trials.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.storage import StorageSettings, storage_kind, storage_of, study_lock
+
+log = logging.getLogger("frontier")
+
+#: System attributes frontier keeps on trials.
+LEASE = "frontier:lease"
+BEAT = "frontier:beat"
+#: User attributes people see (``trials.csv``): who ran a trial, which trial it retries.
+WORKER_ATTR = "worker"
+RETRY_OF_ATTR = "retry_of"
+
+#: Study user attribute: the total number of trials the last run aimed at (``n_trials``).
+TARGET_ATTR = "frontier.n_trials"
+
+#: Trial states that count toward ``n_trials`` once finished.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A process that can hold trials.
+
+    Attributes:
+        host: Host name, for people.
+        machine: Boot id and pid namespace: two processes with the same value see each
+            other's process table, so one can tell whether the other is alive.
+        pid: Process id.
+        started: Start time of the process (clock ticks since boot), so that a reused pid
+            is not mistaken for the original process.
+    """
+
+    host: str
+    machine: str
+    pid: int
+    started: str
+
+    @classmethod
+    def current(cls) -> Worker:
+        """This process."""
+        return _current_worker(os.getpid())
+
+    @property
+    def label(self) -> str:
+        """``host:pid``, the ``worker`` column of the result tables."""
+        return f"{self.host}:{self.pid}"
+
+    def visible(self) -> bool:
+        """Whether this process can tell if ``self`` is alive (same machine and namespace)."""
+        return bool(self.machine) and self.machine == Worker.current().machine
+
+    def alive(self) -> bool:
+        """Whether the process is still running (only meaningful when :meth:`visible`)."""
+        started = _start_time(self.pid)
+        if started is None:
+            return _pid_exists(self.pid) if not Path("/proc").is_dir() else False
+        return not self.started or started == self.started
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Worker | None:
+        try:
+            return cls(
+                host=str(data["host"]),
+                machine=str(data["machine"]),
+                pid=int(data["pid"]),
+                started=str(data["started"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@functools.lru_cache(maxsize=4)
+def _current_worker(pid: int) -> Worker:
+    return Worker(
+        host=socket.gethostname(), machine=_machine_id(), pid=pid, started=_start_time(pid) or ""
+    )
+
+
+def _machine_id() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""  # not Linux: liveness is left to heartbeats
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces; fields after it are space-separated
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+class RetryWithSameParams:
+    """Queue a failed trial's parameters again as a waiting trial (at most ``max_retry`` times).
+
+    The new trial keeps the configuration and baseline name, records ``retry_of`` (the trial
+    it replaces) and ``retry_reason``, and keeps Optuna's ``failed_trial`` / ``retry_history``
+    system attributes, as :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` does.
+    """
+
+    def __init__(self, max_retry: int, reason: str) -> None:
+        self.max_retry = max_retry
+        self.reason = reason
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if len(history) > self.max_retry:
+            log.warning("trial %d failed; not queued again (max_retry reached)", trial.number)
+            return
+        keep = {k: v for k, v in trial.user_attrs.items() if k in ("config", "baseline")}
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={
+                    **keep,
+                    RETRY_OF_ATTR: trial.number,
+                    "retry_reason": trial.user_attrs.get("fail_reason", self.reason),
+                },
+                system_attrs={
+                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history,
+                    # an enqueued trial (a baseline) stopped before all its fixed parameters
+                    # were suggested keeps them all
+                    "fixed_params": {
+                        **trial.system_attrs.get("fixed_params", {}),
+                        **trial.params,
+                    },
+                },
+            )
+        )
+
+
+def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a running trial with ``reason`` and queue its parameters again.
+
+    Returns False when the trial had already finished (another worker got there first).
+    """
+    storage = study._storage
+    _, settings = storage_of(study)
+    trial_id = trial._trial_id
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason[:2000])
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    RetryWithSameParams(settings.max_retry, reason)(study, storage.get_trial(trial_id))
+    return True
+
+
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that were queued again (they do not count toward n_trials)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(int(n) for n in t.system_attrs.get("retry_history", []))
+    return out
+
+
+def count_finished(trials: Sequence[FrozenTrial]) -> int:
+    """Finished trials that count toward ``n_trials``: failures queued again do not."""
+    retried = retried_numbers(trials)
+    return sum(1 for t in trials if t.state in FINISHED and t.number not in retried)
+
+
+def record_target(study: optuna.Study, n_trials: int) -> None:
+    """Remember the run's ``n_trials`` in the study, for ``frontier status`` elsewhere."""
+    if study.user_attrs.get(TARGET_ATTR) != n_trials:
+        study.set_user_attr(TARGET_ATTR, int(n_trials))
+
+
+def count_claimed(trials: Sequence[FrozenTrial]) -> int:
+    """Counted finished trials plus running ones."""
+    return count_finished(trials) + sum(1 for t in trials if t.state == TrialState.RUNNING)
+
+
+# --- leases, heartbeats, recovery ---------------------------------------------------------
+
+
+def take_lease(study: optuna.Study, trial: optuna.Trial | FrozenTrial, worker: Worker) -> None:
+    """Mark ``trial`` as held by ``worker``."""
+    lease = {**asdict(worker), "trial": trial.number}
+    study._storage.set_trial_system_attr(trial._trial_id, LEASE, lease)
+    study._storage.set_trial_system_attr(trial._trial_id, BEAT, time.time())
+
+
+def holder_of(trial: FrozenTrial) -> Worker | None:
+    """The worker holding a running trial (``None`` when it has no lease of its own)."""
+    lease = trial.system_attrs.get(LEASE)
+    if not isinstance(lease, dict) or lease.get("trial") != trial.number:
+        # no lease yet, or one copied from the trial this one retries
+        return None
+    return Worker.from_dict(lease)
+
+
+def stale_reason(trial: FrozenTrial, url: str | None, settings: StorageSettings) -> str | None:
+    """Why a running trial's holder counts as dead, or ``None`` while it may be alive."""
+    holder = holder_of(trial)
+    if holder is None:
+        return None
+    if holder.visible():
+        if holder.alive():
+            return None
+        return f"worker lost: process {holder.label} died while running this trial"
+    if url is not None and storage_kind(url) == "journal":
+        beat = trial.system_attrs.get(BEAT)
+        if isinstance(beat, (int, float)) and time.time() - beat > settings.grace_period:
+            return f"worker lost: no heartbeat from {holder.label} for {settings.grace_period}s"
+    return None  # RDB storages: Optuna's heartbeats decide (see recover_stale_trials)
+
+
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail every running trial whose holder is dead and queue it again; returns their numbers."""
+    url, settings = storage_of(study)
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    # RDB storages: trials without a heartbeat for the grace period; Optuna fails them and
+    # calls the storage's RetryWithSameParams callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    failed = []
+    for t in study.get_trials(deepcopy=False):
+        if t.number not in running:
+            continue
+        if t.state == TrialState.FAIL:
+            failed.append(t.number)  # by the heartbeat check just above (or its own worker)
+            continue
+        reason = stale_reason(t, url, settings) if t.state == TrialState.RUNNING else None
+        if reason is not None and fail_and_retry(study, t, reason):
+            failed.append(t.number)
+    if failed:
+        log.warning("trial(s) %s failed and queued again: their worker died", failed)
+    return failed
+
+
+def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
+    """Ask for the next trial unless the study already holds ``n_trials``; lease it.
+
+    Dead workers' trials are failed and queued again first, so a retry is asked before any
+    new trial. ``None`` means the study is full (finished plus running trials).
+    """
+    url, _ = storage_of(study)
+    worker = Worker.current()
+    with study_lock(url or "", f"claim:{study.study_name}"):
+        recover_stale_trials(study)
+        if count_claimed(study.get_trials(deepcopy=False)) >= n_trials:
+            return None
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize: frontier records
+            # them itself (Keepalive) and fails stale trials before each ask (above)
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            trial = study.ask()
+        take_lease(study, trial, worker)
+        trial.set_user_attr(WORKER_ATTR, worker.label)
+    return trial
+
+
+class Keepalive:
+    """A background thread that keeps the heartbeats of the trials a worker holds fresh."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        _, settings = storage_of(study)
+        self.study = study
+        self.interval = settings.heartbeat_interval
+        self._held: dict[int, int] = {}  # trial id -> number
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frontier-heartbeat", daemon=True)
+        self._thread.start()
+
+    def hold(self, trial: optuna.Trial | FrozenTrial) -> None:
+        with self._lock:
+            self._held[trial._trial_id] = trial.number
+        self._beat(trial._trial_id)
+
+    def release(self, trial: optuna.Trial | FrozenTrial) -> None:
+        with self._lock:
+            self._held.pop(trial._trial_id, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                held = list(self._held)
+            for trial_id in held:
+                self._beat(trial_id)
+
+    def _beat(self, trial_id: int) -> None:
+        storage = self.study._storage
+        try:
+            if heartbeat_enabled(storage):
+                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            else:
+                storage.set_trial_system_attr(trial_id, BEAT, time.time())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.release_id(trial_id)
+        except Exception as exc:  # a missed beat is retried; the trial goes on
+            log.debug("heartbeat of trial id %d failed: %s", trial_id, exc)
+
+    def release_id(self, trial_id: int) -> None:
+        with self._lock:
+            self._held.pop(trial_id, None)
+
+
+def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether the storage keeps Optuna heartbeats (RDB storages opened by frontier do)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return callable(interval) and interval() is not None

@@ -1,0 +1,411 @@
+"""The Ray Tune backend: Ray runs trials in parallel, Optuna decides them.
+
+This is the only module that imports ray. :class:`OptunaAskTell` is a Ray Tune searcher over
+the study's own Optuna storage: ``suggest`` claims a trial exactly as a local run does (dead
+workers' trials are queued again first, the study stops at ``n_trials``, a lease and
+heartbeats mark it as held) and samples its configuration; ``on_trial_complete`` tells the
+outcome with the same functions as the local driver. A Ray study and a local study are
+therefore the same kind of study: same trials, same attributes, same outputs.
+
+Trials run in :func:`trial_trainable`, a function trainable in this installed package (Ray
+workers import it by name). Actors are reused across trials (``reuse_actors=True``), and each
+worker process builds its `StudyContext` once: the teacher and students come from the study's
+weight cache, created once under a file lock. Each trial gets ``ray.cpus_per_trial`` CPUs and
+torch uses as many threads.
+
+A local Ray is started with the dashboard off; with Ray >= 2.60 it uses token
+authentication (a token is created in ``~/.ray/auth_token`` when none exists). To join a
+cluster (``--ray-address``), the token of that cluster must be in ``~/.ray/auth_token`` or
+``RAY_AUTH_TOKEN`` on every machine (see the README's multi-node recipe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+# before ray.tune is imported: no per-trial result files (the Optuna storage keeps results),
+# the quiet reporter, and frontier's own Ctrl-C handling
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+# Ray turns token authentication on for the local clusters it starts (and then writes the
+# token to ~/.ray/auth_token), but a client joining a running cluster sends its token only in
+# token mode; Ray reads the mode when it is imported.
+if "RAY_AUTH_MODE" not in os.environ and _token_available():
+    os.environ["RAY_AUTH_MODE"] = "token"
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.stopper import Stopper  # noqa: E402
+
+# Everything else is imported where it is used: Tune drops a trial actor that is still
+# starting when another actor becomes free, so an actor must start in a second or two (this
+# module is imported to create it); the heavy imports (torch, ...) happen in its first trial.
+if TYPE_CHECKING:
+    import optuna
+
+    from search.backends import RaySettings
+    from search.driver import RunSummary
+    from search.objective import StudyContext
+
+log = logging.getLogger("frontier")
+
+# --- worker side -------------------------------------------------------------------------
+
+#: StudyContexts built in this worker process, by (results folder, study file).
+_CONTEXTS: dict[str, StudyContext] = {}
+
+
+def _context(job: Mapping[str, Any]) -> StudyContext:
+    from search.objective import StudyContext
+    from search.spec import parse_spec
+
+    key = json.dumps([job["results_dir"], job["spec"]], sort_keys=True)
+    if key not in _CONTEXTS:
+        spec = parse_spec(job["spec"], default_name=job["spec_name"])
+        _CONTEXTS[key] = StudyContext(spec, job["results_dir"])
+    return _CONTEXTS[key]
+
+
+def trial_trainable(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: evaluate one candidate and report its outcome (one result).
+
+    Whatever the candidate does (finish, stop early, fail) is reported as data; an exception
+    that escapes (a lost worker) is for the searcher to fail and queue again.
+    """
+    import torch
+
+    from search import leases
+    from search.early_stopping import (
+        CandidateStopped,
+        RungJudge,
+        RungPoint,
+        evaluate_candidate,
+    )
+    from spaces import CompressionConfig
+
+    job = config["frontier"]
+    result: dict[str, Any]
+    try:
+        # inside the try: a worker that cannot build the study (a missing cache folder on a
+        # node, say) reports why instead of dying as a "lost worker"
+        ctx = _context(job)
+        torch.set_num_threads(int(job["cpus_per_trial"]))
+        compression = CompressionConfig.from_json(job["config"])
+        judge = None
+        if job["rungs"] is not None:
+            table = [RungPoint.from_json(p) for p in job["rungs"]]
+            judge = RungJudge(ctx.spec.early_stopping, ctx.spec.finetune.epochs, table)
+        outcome = evaluate_candidate(ctx, compression, seed=int(job["seed"]), judge=judge)
+        if not all(math.isfinite(v) for v in outcome.values):
+            raise FloatingPointError(f"non-finite objective values {outcome.values}")
+        result = {
+            "status": "complete",
+            "figures": outcome.figures,
+            "constraints": outcome.constraints,
+        }
+    except CandidateStopped as stop:
+        result = {
+            "status": "pruned",
+            "figures": stop.figures,
+            "constraints": ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy),
+            "reason": stop.reason,
+        }
+    except Exception as exc:
+        result = {"status": "fail", "reason": f"{type(exc).__name__}: {exc}".strip()}
+    result["worker"] = leases.Worker.current().label
+    tune.report({"frontier": json.dumps(result)})
+
+
+# --- driver side -------------------------------------------------------------------------
+
+
+class OptunaAskTell(Searcher):
+    """A Ray Tune searcher that asks and tells the frontier study in its Optuna storage."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        ctx: StudyContext,
+        job: Mapping[str, Any],
+        *,
+        n_trials: int,
+        deadline: float | None,
+        progress: Callable[[optuna.Study], None] | None = None,
+    ) -> None:
+        from search import leases
+
+        super().__init__()
+        self.study = study
+        self.ctx = ctx
+        self.job = dict(job)
+        self.n_trials = n_trials
+        self.deadline = deadline
+        self.progress = progress
+        self.keepalive = leases.Keepalive(study)
+        self.live: dict[str, optuna.Trial] = {}
+        self.ran = 0
+        self.interrupted = False
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        return True  # the search space is the study's; Tune's param_space stays empty
+
+    def _done(self) -> str | None:
+        return None if self.live else Searcher.FINISHED
+
+    def suggest(self, trial_id: str) -> Any:  # a config, None (not now) or FINISHED
+        from search import leases
+        from search.driver import tell_failure
+        from search.early_stopping import judge_for
+
+        if self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline):
+            return self._done()
+        trial = leases.claim_trial(self.study, self.n_trials)
+        if trial is None:
+            return self._done()
+        self.keepalive.hold(trial)
+        try:
+            config = self.ctx.space.suggest(trial)
+            trial.set_user_attr("config", config.to_json())
+            judge = judge_for(
+                self.ctx.spec.early_stopping,
+                self.ctx.spec.finetune,
+                self.study.get_trials(deepcopy=False),
+            )
+        except Exception as exc:
+            tell_failure(self.study, trial, f"{type(exc).__name__}: {exc}")
+            self.keepalive.release(trial)
+            return None
+        self.live[trial_id] = trial
+        return {
+            "frontier": {
+                **self.job,
+                "number": trial.number,
+                "config": config.to_json(),
+                "seed": self.ctx.spec.study.seed + trial.number,
+                "rungs": None if judge is None else judge.to_json(),
+            }
+        }
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        from search import leases
+        from search.driver import tell_failure, tell_outcome, tell_pruned
+        from search.objective import TrialOutcome
+
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        self.keepalive.release(trial)
+        payload = None
+        if not error and result and "frontier" in result:
+            payload = json.loads(result["frontier"])
+        if payload is None:
+            reason = (
+                "interrupted (Ctrl-C)"
+                if self.interrupted
+                else "worker lost: the Ray trial ended without a result"
+            )
+            self.release(trial, reason)
+            return
+        trial.set_user_attr(leases.WORKER_ATTR, payload["worker"])
+        outcome = TrialOutcome(payload.get("figures", {}), payload.get("constraints", {}))
+        if payload["status"] == "complete":
+            tell_outcome(self.study, trial, outcome)
+        elif payload["status"] == "pruned":
+            tell_pruned(self.study, trial, outcome, payload["reason"])
+        else:
+            tell_failure(self.study, trial, payload["reason"])
+        self.ran += 1
+        if self.progress is not None:
+            self.progress(self.study)
+
+    def release(self, trial: optuna.Trial, reason: str) -> None:
+        """Fail a trial that has no outcome and queue its parameters again."""
+        from optuna.trial import TrialState
+
+        from search import leases
+
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.RUNNING:
+            leases.fail_and_retry(self.study, frozen, reason)
+
+    def close(self) -> None:
+        """Release every trial still held (after Tune returned) and stop the heartbeats."""
+        for trial_id in list(self.live):
+            trial = self.live.pop(trial_id)
+            self.release(trial, "interrupted (Ctrl-C)" if self.interrupted else "run ended")
+        self.keepalive.close()
+
+    # The state lives in the Optuna storage: Tune's experiment snapshots (which pickle the
+    # searcher) get nothing, and a frontier study is resumed by running it again, never by
+    # Tuner.restore.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raise RuntimeError("a frontier study resumes with `frontier run`, not Tuner.restore")
+
+
+class _StopWhenInterrupted(Stopper):
+    def __init__(self, searcher: OptunaAskTell) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.searcher.interrupted
+
+
+def connect(settings: RaySettings, address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local Ray (dashboard off)."""
+    if ray.is_initialized():
+        return
+    address = address or settings.address or None
+    common: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "include_dashboard": False,
+    }
+    if not address:
+        # "local": always a new local cluster (token authentication on, from Ray 2.60), never
+        # one that `ray start` left running on this machine
+        ray.init(address="local", **common)
+        return
+    try:
+        ray.init(address=address, **common)
+    except Exception as exc:  # ConnectionError, AuthenticationError, ...
+        from search.spec import StudyFileError
+
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyFileError(
+            f"Cannot join the Ray cluster at {address!r}: {detail}. Is it running, and is its "
+            "token in ~/.ray/auth_token or RAY_AUTH_TOKEN?"
+        ) from None
+
+
+def run_ray(
+    ctx: StudyContext,
+    study: optuna.Study,
+    *,
+    spec_file: str | Path,
+    n_trials: int,
+    timeout_s: float | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[optuna.Study], None] | None = None,
+) -> RunSummary:
+    """Run the study's missing trials on Ray workers (see the module docstring).
+
+    Args:
+        ctx: The driver's context (search space, settings; builds the teacher cache first).
+        study: The study, opened with :func:`search.driver.open_study`.
+        spec_file: The study file; workers rebuild the study's settings from its contents.
+        n_trials: The study's total.
+        timeout_s: Stop starting trials after this long.
+        address: Ray cluster to join; ``None`` uses ``ray.address`` or starts a local Ray.
+        workers: Trials at once; ``None`` uses ``ray.workers`` (0: CPUs // cpus_per_trial).
+        progress: Called with the study after each finished trial.
+    """
+    from search import leases
+    from search.driver import RunSummary, enqueue_baselines
+    from search.storage import storage_of, study_lock
+
+    settings = ctx.spec.ray
+    url, _ = storage_of(study)
+    with study_lock(url or "", f"claim:{study.study_name}"):
+        enqueue_baselines(study, ctx.space)
+        leases.record_target(study, n_trials)
+    connect(settings, address)
+    # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    concurrent = workers or settings.workers_for(cpus)
+    spec_path = Path(spec_file)
+    job = {
+        "spec": tomllib.loads(spec_path.read_text(encoding="utf-8")),
+        "spec_name": spec_path.stem,
+        "results_dir": str(ctx.results_dir.resolve()),
+        "cpus_per_trial": settings.cpus_per_trial,
+    }
+    start = time.monotonic()
+    deadline = None if timeout_s is None else start + timeout_s
+    searcher = OptunaAskTell(
+        study, ctx, job, n_trials=n_trials, deadline=deadline, progress=progress
+    )
+    previous = _catch_sigint(searcher)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trial_trainable, {"cpu": settings.cpus_per_trial}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=concurrent,
+                reuse_actors=True,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=f"frontier-{study.study_name}",
+                storage_path=str((ctx.results_dir / "ray").resolve()),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+                stop=_StopWhenInterrupted(searcher),
+            ),
+        )
+        tuner.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        searcher.close()
+    return RunSummary(
+        study=study,
+        ran=searcher.ran,
+        wall_s=time.monotonic() - start,
+        interrupted=searcher.interrupted,
+    )
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _catch_sigint(searcher: OptunaAskTell) -> Any:
+    """Ctrl-C: stop suggesting and stop the running trials (they are queued again)."""
+    if threading.current_thread() is not threading.main_thread():
+        return signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        searcher.interrupted = True
+
+    return signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,158 @@
+"""``frontier status``: where a study stands, read from its storage (any machine reaching it)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+from search import leases
+from search.leases import TARGET_ATTR
+from search.quality import REFERENCE, front_hypervolume
+from search.results import trials_frame
+from search.spec import StudyFileError, load_spec
+from search.storage import StorageSettings, make_storage, sqlite_path, storage_kind
+
+#: Speed is measured over at most this many of the most recently finished trials.
+RATE_WINDOW = 50
+
+
+@contextlib.contextmanager
+def outputs_lock(results_dir: Path) -> Iterator[None]:
+    """Serialise writing the output files of one results folder between processes."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with open(results_dir / ".outputs.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A study's state at one moment."""
+
+    name: str
+    states: dict[str, int]
+    counted: int
+    target: int | None
+    feasible: int
+    front: int
+    hypervolume: float
+    trials_per_min: float
+    eta_s: float | None
+    last_finished: dt.datetime | None
+
+
+def summarize(study: optuna.Study, target: int | None) -> StudyStatus:
+    """Count trials, measure the front and the recent speed of a study."""
+    trials = study.get_trials(deepcopy=False)
+    states = {s.name: 0 for s in TrialState}
+    for t in trials:
+        states[t.state.name] += 1
+    counted = leases.count_finished(trials)
+    df = trials_frame(study)
+    done = sorted(t.datetime_complete for t in trials if t.datetime_complete is not None)
+    recent = done[-RATE_WINDOW:]
+    rate = math.nan
+    if len(recent) >= 2 and recent[-1] > recent[0]:
+        rate = 60 * (len(recent) - 1) / (recent[-1] - recent[0]).total_seconds()
+    eta = None
+    if target is not None and math.isfinite(rate) and rate > 0:
+        eta = 60 * max(0, target - counted) / rate
+    return StudyStatus(
+        name=study.study_name,
+        states={k: v for k, v in states.items() if v},
+        counted=counted,
+        target=target,
+        feasible=int(df["feasible"].astype(bool).sum()) if len(df) else 0,
+        front=int(df["front"].astype(bool).sum()) if len(df) else 0,
+        hypervolume=front_hypervolume(df),
+        trials_per_min=rate,
+        eta_s=eta,
+        last_finished=done[-1] if done else None,
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def render(status: StudyStatus) -> str:
+    """Human-readable lines (the output of ``frontier status``)."""
+    states = ", ".join(f"{n} {s.lower()}" for s, n in status.states.items()) or "none"
+    target = f" of {status.target}" if status.target is not None else ""
+    ref = ", ".join(f"{k} {v:g}" for k, v in REFERENCE.items())
+    lines = [
+        f"study: {status.name}",
+        f"trials: {status.counted}{target} counted ({states})",
+        f"feasible: {status.feasible}",
+        f"front: {status.front} points",
+        f"hypervolume: {status.hypervolume:.4f} (normalised to the teacher; reference {ref})",
+    ]
+    if math.isfinite(status.trials_per_min):
+        lines.append(
+            f"speed: {status.trials_per_min:.1f} trials/min "
+            f"(last {RATE_WINDOW} finished trials at most)"
+        )
+    else:
+        lines.append("speed: - (fewer than 2 finished trials)")
+    if status.target is not None and status.counted >= status.target:
+        lines.append("time left: none (the study holds its n_trials)")
+    elif status.eta_s is not None:
+        lines.append(f"time left: about {_duration(status.eta_s)} at that speed")
+    else:
+        lines.append("time left: unknown")
+    if status.last_finished is not None:
+        lines.append(f"last finished: {status.last_finished:%Y-%m-%d %H:%M:%S}")
+    return "\n".join(lines)
+
+
+def open_for_status(args: argparse.Namespace) -> tuple[optuna.Study, int | None]:
+    """Load the study named by a study file, or by ``--storage`` and ``--study``; never create."""
+    from search.driver import default_results_dir, default_storage
+
+    target: int | None = None
+    if args.study is not None:
+        spec = load_spec(args.study)
+        out = args.out.resolve() if args.out is not None else None
+        results_dir = out or default_results_dir(spec, args.study)
+        url = args.storage or spec.study.storage or default_storage(results_dir)
+        name = args.study_name or spec.study.name
+        target = spec.study.n_trials
+    elif args.storage and args.study_name:
+        url, name = args.storage, args.study_name
+    else:
+        raise StudyFileError(
+            "Name a study file, or both --storage URL and --study NAME "
+            "(e.g. frontier status --storage postgresql://host/db --study digits_cnn)."
+        )
+    if storage_kind(url) == "sqlite":
+        db = sqlite_path(url)
+        if db is not None and not db.exists():
+            raise StudyFileError(f"No study database at {str(db)!r}; run the study first.")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url, StorageSettings()))
+    except KeyError:
+        raise StudyFileError(f"No study named {name!r} in {url!r}.") from None
+    except (ValueError, ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyFileError(f"Cannot open storage {url!r}: {detail}") from None
+    stored = study.user_attrs.get(TARGET_ATTR)
+    if isinstance(stored, int):
+        target = stored
+    return study, target

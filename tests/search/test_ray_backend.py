@@ -1,0 +1,64 @@
+"""The Ray Tune backend, for real: a local Ray with two workers runs a study end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search.driver import open_study, run_study
+from search.objective import StudyContext
+from search.results import trials_frame
+from search.spec import load_spec
+from tests.conftest import run_cli
+from tests.search._cluster import warm_cache, write_study
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
+    tmp_path: Path, warm_weights: Path
+) -> None:
+    # early stopping from the 5th trial on: Ray workers get the rung table with the config
+    extra = "[early_stopping]\nstartup_trials = 4\nmin_dominating = 1\n"
+    study_file = write_study(tmp_path, "onray", n=12, ft_epochs=1, sampler="random", extra=extra)
+    out = tmp_path / "ray"
+    warm_cache(warm_weights, out)
+    res = run_cli(
+        "run",
+        str(study_file),
+        "--backend",
+        "ray",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Pareto front" in res.stdout
+    assert "12 trials run" in res.stdout
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials["trial"].tolist() == list(range(12))
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert pruned["prune_reason"].str.startswith("dominated after 0 fine-tuning").all()
+    assert (pruned["size_bytes"] > 0).all() and pruned["latency_ms"].notna().all()
+    assert trials["baseline"].fillna("").tolist()[:3] == ["teacher", "uniform-int8", "uniform-int4"]
+    assert trials["accuracy"].between(0, 1).all() and (trials["size_bytes"] > 0).all()
+    # trials ran in two Ray worker processes (actors reused across trials), not the driver
+    workers = set(trials["worker"])
+    assert len(workers) == 2, workers
+    front = pd.read_csv(out / "front.csv")
+    assert len(front) >= 1 and front["feasible"].all()
+    assert set(front["trial"]) <= set(trials["trial"])
+    assert (out / "front.png").stat().st_size > 10_000
+
+    # a local run of the same study writes the same columns
+    local = tmp_path / "local"
+    warm_cache(warm_weights, local)
+    spec = load_spec(study_file)
+    study = open_study(spec, f"sqlite:///{local / 'study.db'}")
+    run_study(StudyContext(spec, local), study, n_trials=3)
+    assert list(trials.columns) == list(trials_frame(study).columns)
