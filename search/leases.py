@@ -306,10 +306,29 @@ def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
             # Optuna warns that heartbeats are meant for Study.optimize: frontier records
             # them itself (Keepalive) and fails stale trials before each ask (above)
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-            trial = study.ask()
+            trial = _pop_retry(study) or study.ask()
         take_lease(study, trial, worker)
         trial.set_user_attr(WORKER_ATTR, worker.label)
     return trial
+
+
+def _pop_retry(study: optuna.Study) -> optuna.Trial | None:
+    """Start a queued retry before anything else in the queue (baselines included).
+
+    ``study.ask()`` pops the oldest queued trial; a retry is queued last, so without this a
+    study could reach ``n_trials`` with the retry still waiting. The state change is the same
+    atomic compare-and-set ``ask`` uses, so two workers never start one retry.
+    """
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if RETRY_OF_ATTR not in t.user_attrs:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
 
 
 class Keepalive:

@@ -53,13 +53,11 @@ _RUN_ATTRS: dict[str, object] = {
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per started trial (queued ones are left out): state, feasibility, figures,
+    """One row per trial (queued ones too, state ``WAITING``): state, feasibility, figures,
     every parameter, and ``front``."""
     rows = []
     measured = study.user_attrs.get(MEASURED_LATENCY_ATTR, {})
     for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.WAITING:
-            continue  # enqueued, not started: not a trial yet
         row: dict[str, object] = {
             "trial": t.number,
             "state": t.state.name,

@@ -37,6 +37,7 @@ def run_builtin(study: str, tmp_path: Path, n: int) -> tuple[pd.DataFrame, pd.Da
 )
 def test_builtin_study_runs(tmp_path: Path, study: str, min_teacher_accuracy: float) -> None:
     trials, front, stdout = run_builtin(study, tmp_path, 4)
+    trials = trials[trials["state"] != "WAITING"]  # queued student baselines not reached
     assert len(trials) == 4 and (trials["state"] == "COMPLETE").all()
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]
     assert teacher["accuracy"] >= min_teacher_accuracy

@@ -124,7 +124,8 @@ def test_killed_worker_trial_is_failed_and_retried_by_the_next_worker(
     assert retry.user_attrs["config"] == victim.user_attrs["config"]
     # the study total counts the retry, not the failed attempt
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
-    assert len(trials) == 4
+    # the retry ran before the queued student baselines, which stay queued
+    assert len([t for t in trials if t.state != TrialState.WAITING]) == 4
 
 
 @pytest.mark.slow

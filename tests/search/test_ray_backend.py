@@ -9,7 +9,7 @@ import pytest
 
 from search.driver import open_study, run_study
 from search.objective import StudyContext
-from search.results import trials_frame
+from search.results import write_outputs
 from search.spec import load_spec
 from tests.conftest import run_cli
 from tests.search._cluster import warm_cache, write_study
@@ -61,4 +61,5 @@ def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
     spec = load_spec(study_file)
     study = open_study(spec, f"sqlite:///{local / 'study.db'}")
     run_study(StudyContext(spec, local), study, n_trials=3)
-    assert list(trials.columns) == list(trials_frame(study).columns)
+    write_outputs(study, local)
+    assert list(trials.columns) == list(pd.read_csv(local / "trials.csv").columns)
