@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from search.objective import OBJECTIVES
-from search.pareto import hypervolume
+from search.pareto import hypervolume, non_dominated
 
 #: Reference point per objective, as a ratio to the teacher baseline's figure.
 REFERENCE = {"accuracy": 0.9, "size_bytes": 1.0, "latency_ms": 2.0}
@@ -61,3 +61,27 @@ def front_hypervolume(trials: pd.DataFrame) -> float:
     points = normalised_front(trials)
     reference = [REFERENCE[name] for name, _ in OBJECTIVES]
     return hypervolume(points, reference, [d for _, d in OBJECTIVES]) if len(points) else 0.0
+
+
+def hypervolume_curve(trials: pd.DataFrame) -> pd.DataFrame:
+    """:func:`front_hypervolume` after each trial (by trial number): columns ``trial`` and
+    ``hypervolume``; NaN throughout without a completed teacher baseline."""
+    ordered = trials.sort_values("trial")
+    teacher = teacher_figures(trials)
+    if teacher is None:
+        return pd.DataFrame({"trial": ordered["trial"].to_numpy(), "hypervolume": math.nan})
+    names = [name for name, _ in OBJECTIVES]
+    directions = [d for _, d in OBJECTIVES]
+    reference = [REFERENCE[n] for n in names]
+    ok = (ordered["state"] == "COMPLETE") & ordered["feasible"].astype(bool)
+    points = np.column_stack([ordered[n].astype(float) / teacher[n] for n in names])
+    usable = (ok & np.isfinite(points).all(axis=1)).to_numpy()
+    front = np.zeros((0, len(names)))
+    value, values = 0.0, []
+    for i, good in enumerate(usable):
+        if good:
+            front = np.vstack([front, points[i]])
+            front = front[non_dominated(front, directions)]
+            value = hypervolume(front, reference, directions)
+        values.append(value)
+    return pd.DataFrame({"trial": ordered["trial"].to_numpy(), "hypervolume": values})

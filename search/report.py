@@ -32,16 +32,13 @@ import pandas as pd
 
 from search.environment import ENV_ATTR
 from search.knee import knee_index
-from search.pareto import hypervolume, non_dominated
+from search.quality import hypervolume_curve
 from search.results import front_frame, trials_frame
 from search.stored import StoredStudy
 from search.testsplit import TEST_COLUMNS, held_out_figures
 
 #: Objectives the hypervolume and knee are computed over, with their directions.
 HV_OBJECTIVES = (("accuracy", "maximize"), ("size_bytes", "minimize"), ("latency_ms", "minimize"))
-#: Reference point in normalised units (accuracy, size / teacher size, latency / teacher's).
-HV_REFERENCE = (0.0, 1.1, 2.0)
-_HV_BOX = (1.0 - HV_REFERENCE[0]) * HV_REFERENCE[1] * HV_REFERENCE[2]
 #: Trial user attributes shown when present (other issues add them); not all are in
 #: ``trials_frame``'s columns.
 EXTRA_ATTRS = ("bops", *TEST_COLUMNS, "config")
@@ -146,26 +143,6 @@ def normalised_points(rows: pd.DataFrame, size_ref: float, latency_ref: float) -
             rows["latency_ms"].astype(float) / latency_ref,
         ]
     )
-
-
-def hypervolume_curve(trials: pd.DataFrame) -> pd.DataFrame:
-    """Normalised hypervolume of the feasible front after each trial (by trial number)."""
-    size_ref, lat_ref = normalisers(trials)
-    directions = [d for _, d in HV_OBJECTIVES]
-    ordered = trials.sort_values("trial")
-    ok = (ordered["state"] == "COMPLETE") & ordered["feasible"].astype(bool)
-    points = normalised_points(ordered, size_ref, lat_ref)
-    finite = np.isfinite(points).all(axis=1)
-    front = np.zeros((0, 3))
-    value = 0.0
-    values = []
-    for i, good in enumerate((ok & finite).to_numpy()):
-        if good:
-            front = np.vstack([front, points[i]])
-            front = front[non_dominated(front, directions)]
-            value = hypervolume(front, HV_REFERENCE, directions) / _HV_BOX
-        values.append(value)
-    return pd.DataFrame({"trial": ordered["trial"].to_numpy(), "hypervolume": values})
 
 
 def _layer_order(study: optuna.Study) -> list[str]:

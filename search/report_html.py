@@ -11,8 +11,8 @@ import plotly.offline
 
 from search import report_figures as rf
 from search.knee import __doc__ as KNEE_DOC
+from search.quality import REFERENCE as HV_REFERENCE
 from search.report import (
-    HV_REFERENCE,
     StudyReport,
     environment_rows,
     fmt_interval,
@@ -208,10 +208,11 @@ def _methods() -> str:
         "feasible trials (within every budget) that no other feasible trial beats on "
         "accuracy, size and latency together. Test accuracy is measured on a held-out "
         "split and shown with a 95% bootstrap interval (1,000 resamples).</li>"
-        f"<li>Hypervolume: accuracy (reference {ref[0]}), size / teacher size (reference "
-        f"{ref[1]}) and latency / teacher latency (reference {ref[2]}); reported as a share of "
-        "the box between the ideal point and the reference, in [0, 1]. Every study shares "
-        "this reference; each is normalised by its own teacher.</li>"
+        "<li>Hypervolume: accuracy, size and latency each divided by the study's own "
+        f"teacher's, against the fixed reference point (accuracy {ref['accuracy']}, size "
+        f"{ref['size_bytes']}, latency {ref['latency_ms']} of the teacher's), over the "
+        "feasible front; the same figure as <code>frontier status</code>. Every study shares "
+        "this reference, so studies on different machines compare by relative gains.</li>"
         f"<li>Knee: {_e(knee)}</li>"
         "<li>Size is the length of the packed safetensors artifact; latency is the median of "
         "timed forward passes on the machine that ran the study.</li></ul></section>"

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from search.knee import __doc__ as KNEE_DOC
+from search.quality import REFERENCE as HV_REFERENCE
 from search.report import (
-    HV_REFERENCE,
     StudyReport,
     environment_rows,
     fmt_interval,
@@ -126,8 +126,9 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
         "",
         "- Front: feasible trials that no other feasible trial beats on validation accuracy, "
         "size and latency together. Test accuracy: held-out split, 95% bootstrap interval.",
-        f"- Hypervolume: accuracy (reference {ref[0]}), size / teacher size (reference {ref[1]}), "
-        f"latency / teacher latency (reference {ref[2]}); a share of that box, in [0, 1].",
+        "- Hypervolume: accuracy, size and latency divided by the study's teacher's, against "
+        f"the fixed reference (accuracy {ref['accuracy']}, size {ref['size_bytes']}, latency "
+        f"{ref['latency_ms']} of the teacher's), over the feasible front (as `frontier status`).",
         f"- Knee: {knee}",
         "",
     ]

@@ -17,14 +17,9 @@ import pytest
 
 from search.environment import ENV_ATTR, RESULTS_ATTR, SPEC_ATTR, spec_from_dict
 from search.pareto import hypervolume
-from search.report import (
-    HV_REFERENCE,
-    build_report,
-    hypervolume_curve,
-    normalised_points,
-    normalisers,
-    policy_tables,
-)
+from search.quality import REFERENCE as HV_REFERENCE
+from search.quality import front_hypervolume
+from search.report import build_report, hypervolume_curve, policy_tables
 from search.spec import load_spec
 from search.stored import open_stored
 from search.testsplit import REMEASURED_ATTR
@@ -62,12 +57,14 @@ def test_hypervolume_curve_is_monotone_and_ends_at_the_front_hypervolume(
     report = build_report(open_stored(str(small_studies.joint), out=small_studies.root))
     curve = hypervolume_curve(report.trials)
     assert len(curve) == 10 and (np.diff(curve["hypervolume"]) >= 0).all()
-    size_ref, lat_ref = normalisers(report.trials)
-    assert size_ref == report.teacher["size_bytes"]  # normalised by the teacher
-    pts = normalised_points(report.front, size_ref, lat_ref)
-    box = 1.0 * HV_REFERENCE[1] * HV_REFERENCE[2]
-    expected = hypervolume(pts, HV_REFERENCE, ["maximize", "minimize", "minimize"]) / box
+    # the curve ends at the front's hypervolume, the figure `frontier status` prints
+    teacher = report.teacher
+    names = ["accuracy", "size_bytes", "latency_ms"]
+    pts = report.front[names].astype(float).to_numpy() / [float(teacher[n]) for n in names]
+    reference = [HV_REFERENCE[n] for n in names]
+    expected = hypervolume(pts, reference, ["maximize", "minimize", "minimize"])
     assert math.isclose(curve["hypervolume"].iloc[-1], expected, rel_tol=1e-12)
+    assert math.isclose(expected, front_hypervolume(report.trials), rel_tol=1e-12)
     assert 0 < expected < 1
     # the knee is a front point; the policy table has one row per front point
     assert report.knee_trial in set(report.front["trial"])
