@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         measure_front_latency(ctx, study)
     with outputs_lock(results_dir):  # several workers may share one results folder
         trials, front = write_outputs(study, results_dir)
-    _print_front(front, trials)
+    _print_front(front, trials, spec.study.objectives)
     print(
         f"frontier: {summary.ran} trials run in {summary.wall_s:.1f}s; "
         f"{len(trials)} in the study. Wrote {results_dir / 'trials.csv'}, "
@@ -239,7 +239,7 @@ def _progress_bar(total: int, initial: int, *, disable: bool) -> _Bar:
     return _Bar(total, initial, disable)
 
 
-def _print_front(front: pd.DataFrame, trials: pd.DataFrame) -> None:
+def _print_front(front: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[str] = ()) -> None:
     if front.empty:
         print(
             "frontier: no feasible trial yet: the front is empty. Loosen [budget] or run "
@@ -276,6 +276,9 @@ def _print_front(front: pd.DataFrame, trials: pd.DataFrame) -> None:
         )
     if "latency_measured_ms" in front:
         table["measured_ms"] = front["latency_measured_ms"].round(3)
+    if "bops" in objectives:
+        at = table.columns.get_loc("latency_ms") + 1
+        table.insert(at, "bops", front["bops"].map("{:.3g}".format))
     print(f"\nPareto front ({len(front)} feasible points, validation split):")
     print(table.to_string(index=False))
     print()

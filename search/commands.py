@@ -42,6 +42,16 @@ def _drop(text: str) -> float:
     return value
 
 
+def _bops(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of bit operations > 0, got {text!r}")
+    return value
+
+
 def _trial(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a trial number (an int >= 0), got {text!r}")
@@ -87,6 +97,9 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
         type=_drop,
         default=None,
         help="largest accuracy drop below the teacher, in points (0.5 = half a point)",
+    )
+    p.add_argument(
+        "--max-bops", type=_bops, default=None, help="largest bit operations per example, e.g. 1e6"
     )
 
 
@@ -169,6 +182,7 @@ def _budgets(args: argparse.Namespace) -> Budgets:
         max_size_bytes=args.max_size,
         max_latency_ms=args.max_latency,
         max_drop_points=args.max_drop,
+        max_bops=args.max_bops,
     )
 
 

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,14 @@ from optuna.trial import TrialState
 
 from search import leases
 from search.early_stopping import CandidateStopped, evaluate_candidate, judge_for
-from search.environment import record_study_info
-from search.objective import OBJECTIVES, StudyContext, TrialOutcome
+from search.environment import SPEC_ATTR, record_study_info
+from search.objective import StudyContext, TrialOutcome
+from search.objective_names import (
+    DEFAULT_OBJECTIVES,
+    directions,
+    recorded_objectives,
+    study_objectives,
+)
 from search.spec import StudyFileError, StudySpec
 from search.storage import open_shared_study, storage_of, study_lock
 from spaces import CompressionConfig, SearchSpace
@@ -68,15 +75,15 @@ def open_study(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opens = 0
+    expected = directions(spec.study.objectives)
     try:
         if isinstance(storage, str):
-            directions = [d for _, d in OBJECTIVES]
-            study, opens = open_shared_study(spec.study.name, storage, spec.storage, directions)
+            study, opens = open_shared_study(spec.study.name, storage, spec.storage, expected)
         else:
             study = optuna.create_study(
                 study_name=spec.study.name,
                 storage=storage,
-                directions=[d for _, d in OBJECTIVES],  # type: ignore[misc]
+                directions=expected,  # type: ignore[arg-type]
                 load_if_exists=True,
             )
     except (
@@ -88,7 +95,7 @@ def open_study(
     ) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyFileError(f"Cannot open storage {storage!r}: {detail}") from None
-    expected = [d for _, d in OBJECTIVES]
+    check_same_objectives(study, spec, storage)
     if [d.name.lower() for d in study.directions] != expected:
         raise StudyFileError(
             f"Study {spec.study.name!r} in {storage!r} was not created by frontier "
@@ -99,6 +106,25 @@ def open_study(
     offset = len(study.get_trials(deepcopy=False)) + 7919 * opens
     study.sampler = make_sampler(spec, offset=offset)
     return study
+
+
+def check_same_objectives(
+    study: optuna.Study, spec: StudySpec, storage: str | optuna.storages.BaseStorage
+) -> None:
+    """Refuse to continue a study with other objectives than it was created with.
+
+    A study that recorded none but was made by an earlier release (it has settings or
+    trials) optimised the three defaults; a study just created has recorded nothing yet.
+    """
+    recorded = recorded_objectives(study)
+    if recorded is None and (SPEC_ATTR in study.user_attrs or study.get_trials(deepcopy=False)):
+        recorded = DEFAULT_OBJECTIVES
+    if recorded is not None and recorded != spec.study.objectives:
+        raise StudyFileError(
+            f"Study {spec.study.name!r} in {storage!r} optimises {list(recorded)}, but "
+            f"'study.objectives' is {list(spec.study.objectives)}; set it back, or choose "
+            "another study name or storage."
+        )
 
 
 def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
@@ -116,15 +142,25 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
     return queued
 
 
-def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    """Record a measured candidate: figures as attributes, constraints, objective values."""
+def tell_outcome(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: TrialOutcome,
+    objectives: Sequence[str] | None = None,
+) -> None:
+    """Record a measured candidate: figures as attributes, constraints, objective values.
+
+    ``objectives`` are the study's (``spec.study.objectives``); ``None`` reads them from the
+    study (see :func:`search.objective_names.study_objectives`).
+    """
+    names = objectives if objectives is not None else study_objectives(study)
     for key, value in outcome.figures.items():
         trial.set_user_attr(key, value)
     if outcome.skipped:
         trial.set_user_attr("skipped", outcome.skipped)
     for key, value in outcome.constraints.items():
         trial.set_constraint(key, value)
-    study.tell(trial, outcome.values)
+    study.tell(trial, outcome.values_for(names))
 
 
 def tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -151,17 +187,22 @@ def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) 
     A candidate clearly dominated at a fine-tuning rung stops early and becomes a pruned
     trial (see :mod:`search.early_stopping`).
     """
+    objectives = ctx.spec.study.objectives
     try:
         config = ctx.space.suggest(trial)
         trial.set_user_attr("config", config.to_json())
         judge = judge_for(
-            ctx.spec.early_stopping, ctx.spec.finetune, study.get_trials(deepcopy=False)
+            ctx.spec.early_stopping,
+            ctx.spec.finetune,
+            study.get_trials(deepcopy=False),
+            objectives=objectives,
         )
         outcome = evaluate_candidate(
             ctx, config, seed=ctx.spec.study.seed + trial.number, judge=judge
         )
-        if not all(math.isfinite(v) for v in outcome.values):
-            raise FloatingPointError(f"non-finite objective values {outcome.values}")
+        values = outcome.values_for(objectives)
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"non-finite objective values {values}")
     except CandidateStopped as stop:
         constraints = ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy)
         tell_pruned(study, trial, TrialOutcome(stop.figures, constraints), stop.reason)
@@ -171,7 +212,7 @@ def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) 
         log.debug("trial %d failed:\n%s", trial.number, traceback.format_exc())
         tell_failure(study, trial, reason)
         return
-    tell_outcome(study, trial, outcome)
+    tell_outcome(study, trial, outcome, objectives)
 
 
 def count_finished(study: optuna.Study) -> int:

@@ -4,11 +4,14 @@ Optuna's pruners refuse multi-objective studies and Ray's schedulers follow one 
 frontier stops candidates itself. A *rung* is a number of fine-tuning epochs done (0 is the
 candidate just compressed, before any fine-tuning). At each rung a candidate is scored on the
 validation split; it stops when at least ``min_dominating`` finished trials, scored at the same
-rung, were *clearly* better in every objective:
+rung, were *clearly* better in every objective of the study (``[study] objectives``):
 
 - accuracy at that rung at least ``margin`` points higher,
 - packed size no larger,
-- latency no more than 5% higher (the spread of repeated latency measurements).
+- latency no more than 5% higher (the spread of repeated latency measurements),
+- BOPs no larger.
+
+An objective the study does not optimise is not compared.
 
 Size and latency do not change while fine-tuning (the bit widths, masks and architecture are
 fixed), so they are measured once, on the rung-0 candidate; its latency is the trial's latency
@@ -34,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from evaluators import AccuracyEvaluator
+from search.objective_names import DEFAULT_OBJECTIVES
 from spaces import CompressionConfig, compress
 from spaces.compress import FinetuneSettings
 
@@ -107,12 +111,14 @@ class EarlyStoppingSettings:
 
 @dataclass(frozen=True)
 class RungPoint:
-    """A finished trial as seen at the rungs: accuracy per rung, size and latency."""
+    """A finished trial as seen at the rungs: accuracy per rung, size, latency and BOPs
+    (NaN when the trial did not record it)."""
 
     number: int
     accuracy: Mapping[int, float]
     size_bytes: float
     latency_ms: float
+    bops: float = math.nan
 
     def to_json(self) -> list[Any]:
         return [
@@ -120,12 +126,14 @@ class RungPoint:
             {str(k): v for k, v in self.accuracy.items()},
             self.size_bytes,
             self.latency_ms,
+            self.bops,
         ]
 
     @classmethod
     def from_json(cls, data: Sequence[Any]) -> RungPoint:
-        number, acc, size, latency = data
-        return cls(int(number), {int(k): float(v) for k, v in acc.items()}, size, latency)
+        number, acc, size, latency, *rest = data
+        bops = float(rest[0]) if rest else math.nan
+        return cls(int(number), {int(k): float(v) for k, v in acc.items()}, size, latency, bops)
 
 
 def rung_table(trials: Iterable[FrozenTrial]) -> list[RungPoint]:
@@ -141,8 +149,10 @@ def rung_table(trials: Iterable[FrozenTrial]) -> list[RungPoint]:
             if k.startswith("accuracy@") and isinstance(v, (int, float))
         }
         size, latency = attrs.get("size_bytes"), attrs.get("latency_ms")
+        bops = attrs.get("bops")
+        bops = float(bops) if isinstance(bops, (int, float)) else math.nan
         if acc and isinstance(size, (int, float)) and isinstance(latency, (int, float)):
-            table.append(RungPoint(t.number, acc, float(size), float(latency)))
+            table.append(RungPoint(t.number, acc, float(size), float(latency), bops))
     return table
 
 
@@ -166,6 +176,8 @@ class RungJudge:
     settings: EarlyStoppingSettings
     epochs: int
     table: Sequence[RungPoint] = field(default_factory=list)
+    #: The study's objectives: only these are compared.
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES
 
     @property
     def rungs(self) -> tuple[int, ...]:
@@ -176,15 +188,23 @@ class RungJudge:
         at_rung = [p for p in self.table if epoch in p.accuracy]
         if len(at_rung) < self.settings.startup_trials:
             return []
-        acc, size, latency = figures["accuracy"], figures["size_bytes"], figures["latency_ms"]
         margin = self.settings.margin / 100.0
         return [
             p.number
             for p in at_rung
-            if p.accuracy[epoch] >= acc + margin
-            and p.size_bytes <= size
-            and p.latency_ms <= latency * (1 + LATENCY_TOLERANCE)
+            if p.accuracy[epoch] >= figures["accuracy"] + margin and self._no_worse_cost(p, figures)
         ]
+
+    def _no_worse_cost(self, p: RungPoint, figures: Mapping[str, float]) -> bool:
+        names = self.objectives
+        return (
+            ("size_bytes" not in names or p.size_bytes <= figures["size_bytes"])
+            and (
+                "latency_ms" not in names
+                or p.latency_ms <= figures["latency_ms"] * (1 + LATENCY_TOLERANCE)
+            )
+            and ("bops" not in names or p.bops <= figures["bops"])
+        )
 
     def check(self, epoch: int, figures: dict[str, float]) -> None:
         """Raise :class:`CandidateStopped` when ``figures`` are clearly dominated at ``epoch``."""
@@ -199,12 +219,17 @@ class RungJudge:
 
 
 def judge_for(
-    settings: EarlyStoppingSettings, finetune: FinetuneSettings, trials: Iterable[FrozenTrial]
+    settings: EarlyStoppingSettings,
+    finetune: FinetuneSettings,
+    trials: Iterable[FrozenTrial],
+    *,
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
 ) -> RungJudge | None:
-    """A judge over the study's finished trials, or ``None`` when early stopping is off."""
+    """A judge over the study's finished trials comparing ``objectives`` (the study's), or
+    ``None`` when early stopping is off."""
     if not settings.enabled or not settings.rungs_for(finetune.epochs):
         return None
-    return RungJudge(settings, finetune.epochs, rung_table(trials))
+    return RungJudge(settings, finetune.epochs, rung_table(trials), tuple(objectives))
 
 
 def evaluate_candidate(
@@ -238,7 +263,7 @@ def evaluate_candidate(
         seed=seed,
         importance=ctx.spec.space.channel_importance,
     )
-    base: dict[str, float] = {}
+    base: dict[str, float] = dict(cheap.figures)  # BOPs, MACs, size bound: exact already
     for evaluator in ctx.evaluators:
         if not isinstance(evaluator, TestSplitEvaluator):  # the test split is for the end
             base.update(evaluator.evaluate(first))

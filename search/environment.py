@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from search.objective_names import OBJECTIVES_ATTR
 from search.spec import StudySettings, StudySpec
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
@@ -69,17 +70,18 @@ def environment_info(spec: StudySpec) -> dict[str, Any]:
 def record_study_info(
     study: optuna.Study, spec: StudySpec, results_dir: str | Path | None = None
 ) -> None:
-    """Store the study's settings, environment, results folder and objective names, once.
+    """Store the study's settings, environment, results folder and objectives, once.
 
-    A study created by an older release gets them the first time it is opened again.
+    A study created by an older release gets them the first time it is opened again (its
+    objectives are the defaults: :func:`search.driver.open_study` checked them).
     """
     attrs = study.user_attrs
     if study.metric_names is None:  # optuna-dashboard labels the objectives with these
-        from search.objective import OBJECTIVES
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([name for name, _ in OBJECTIVES])
+            study.set_metric_names(list(spec.study.objectives))
+    if OBJECTIVES_ATTR not in attrs:
+        study.set_user_attr(OBJECTIVES_ATTR, list(spec.study.objectives))
     if SPEC_ATTR not in attrs:
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
     if ENV_ATTR not in attrs:

@@ -7,7 +7,7 @@ drivers call :func:`evaluate_config` with a `CompressionConfig` and get a `Trial
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from evaluators.holdout import TestSplitEvaluator
 from evaluators.latency import LatencySettings
 from evaluators.predictor import PredictedLatencyEvaluator
 from evaluators.tasks import load_task
+from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
@@ -41,12 +42,9 @@ from spaces import (
 from spaces.structured import channel_roots
 from spaces.students import add_custom_students
 
-#: Objective names and directions, in the order Optuna stores the values.
-OBJECTIVES: tuple[tuple[str, str], ...] = (
-    ("accuracy", "maximize"),
-    ("size_bytes", "minimize"),
-    ("latency_ms", "minimize"),
-)
+#: The default objectives' names and directions, in the order Optuna stores the values. A
+#: study's own are ``spec.study.objectives`` (see :mod:`search.objective_names`).
+OBJECTIVES: tuple[tuple[str, str], ...] = tuple((n, DIRECTIONS[n]) for n in DEFAULT_OBJECTIVES)
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,10 @@ class TrialOutcome:
 
     figures: dict[str, float]
     constraints: dict[str, float] = field(default_factory=dict)
-    #: Values told to the sampler instead of the figures' (a candidate stopped by the cheap
-    #: checks has no accuracy or latency; its figures say NaN, the sampler gets placeholders).
-    objective_values: tuple[float, ...] | None = None
+    #: Values told to the sampler instead of the figures', by objective name (a candidate
+    #: stopped by the cheap checks has no accuracy or latency; its figures say NaN, the
+    #: sampler gets placeholders).
+    objective_values: Mapping[str, float] | None = None
     #: Why the candidate was not built (the cheap checks stopped it), else empty.
     skipped: str = ""
 
@@ -65,11 +64,10 @@ class TrialOutcome:
     def feasible(self) -> bool:
         return all(v <= 0 for v in self.constraints.values())
 
-    @property
-    def values(self) -> list[float]:
-        if self.objective_values is not None:
-            return list(self.objective_values)
-        return [self.figures[name] for name, _ in OBJECTIVES]
+    def values_for(self, objectives: Sequence[str]) -> list[float]:
+        """The values told to the sampler for ``objectives`` (a study's, in its order)."""
+        source = self.objective_values if self.objective_values is not None else self.figures
+        return [float(source[name]) for name in objectives]
 
 
 class StudyContext:
@@ -160,7 +158,12 @@ def cheap_check(ctx: StudyContext, config: CompressionConfig) -> TrialOutcome:
         figures=rejected,
         constraints=constraints,
         # the sampler needs finite values; constraints already rank this trial last
-        objective_values=(0.0, figures["size_bound_bytes"], 0.0),
+        objective_values={
+            "accuracy": 0.0,
+            "size_bytes": figures["size_bound_bytes"],
+            "latency_ms": 0.0,
+            "bops": figures["bops"],
+        },
         skipped=f"over budget before training: {over}",
     )
 

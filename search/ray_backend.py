@@ -116,14 +116,23 @@ def trial_trainable(config: dict[str, Any]) -> None:
         judge = None
         if job["rungs"] is not None:
             table = [RungPoint.from_json(p) for p in job["rungs"]]
-            judge = RungJudge(ctx.spec.early_stopping, ctx.spec.finetune.epochs, table)
+            judge = RungJudge(
+                ctx.spec.early_stopping,
+                ctx.spec.finetune.epochs,
+                table,
+                objectives=ctx.spec.study.objectives,
+            )
         outcome = evaluate_candidate(ctx, compression, seed=int(job["seed"]), judge=judge)
-        if not all(math.isfinite(v) for v in outcome.values):
-            raise FloatingPointError(f"non-finite objective values {outcome.values}")
+        values = outcome.values_for(ctx.spec.study.objectives)
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"non-finite objective values {values}")
         result = {
             "status": "complete",
             "figures": outcome.figures,
             "constraints": outcome.constraints,
+            # a candidate the cheap checks stopped: placeholders for the sampler, and why
+            "objective_values": outcome.objective_values,
+            "skipped": outcome.skipped,
         }
     except CandidateStopped as stop:
         result = {
@@ -194,6 +203,7 @@ class OptunaAskTell(Searcher):
                 self.ctx.spec.early_stopping,
                 self.ctx.spec.finetune,
                 self.study.get_trials(deepcopy=False),
+                objectives=self.ctx.spec.study.objectives,
             )
         except Exception as exc:
             tell_failure(self.study, trial, f"{type(exc).__name__}: {exc}")
@@ -233,9 +243,14 @@ class OptunaAskTell(Searcher):
             self.release(trial, reason)
             return
         trial.set_user_attr(leases.WORKER_ATTR, payload["worker"])
-        outcome = TrialOutcome(payload.get("figures", {}), payload.get("constraints", {}))
+        outcome = TrialOutcome(
+            payload.get("figures", {}),
+            payload.get("constraints", {}),
+            objective_values=payload.get("objective_values"),
+            skipped=payload.get("skipped", ""),
+        )
         if payload["status"] == "complete":
-            tell_outcome(self.study, trial, outcome)
+            tell_outcome(self.study, trial, outcome, self.ctx.spec.study.objectives)
         elif payload["status"] == "pruned":
             tell_pruned(self.study, trial, outcome, payload["reason"])
         else:

@@ -8,12 +8,11 @@
 - ``report.md``: the same facts in Markdown, linking
 - ``report-*.png``: static plots (matplotlib) for papers and slides.
 
-Hypervolume uses a fixed reference point on normalised objectives: accuracy as a fraction
-(reference 0), size divided by the study's teacher size (reference 1.1) and latency divided
-by the study's teacher latency (reference 2.0). It is reported as a fraction of the box
-between the ideal (1, 0, 0) and the reference, so it lies in [0, 1]. Normalising by each
-study's own teacher makes studies from different machines comparable (relative speed-ups);
-every study shares the same normalised reference point. Only feasible trials count.
+The front, the hypervolume and the knee are over the study's own objectives (recorded in the
+study; accuracy, size and latency unless ``[study] objectives`` said otherwise). Hypervolume is
+:mod:`search.quality`'s (the same figure ``frontier status`` prints): objectives divided by the
+study's own teacher's, against one fixed reference point, so studies from different machines
+compare by relative gains. Only feasible trials count.
 """
 
 from __future__ import annotations
@@ -32,13 +31,12 @@ import pandas as pd
 
 from search.environment import ENV_ATTR
 from search.knee import knee_index
+from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.quality import hypervolume_curve
 from search.results import front_frame, trials_frame
 from search.stored import StoredStudy
 from search.testsplit import TEST_COLUMNS, held_out_figures
 
-#: Objectives the hypervolume and knee are computed over, with their directions.
-HV_OBJECTIVES = (("accuracy", "maximize"), ("size_bytes", "minimize"), ("latency_ms", "minimize"))
 #: Trial user attributes shown when present (other issues add them); not all are in
 #: ``trials_frame``'s columns.
 EXTRA_ATTRS = ("bops", *TEST_COLUMNS, "config")
@@ -62,6 +60,7 @@ class StudyReport:
         policies: Per family (``bits``, ``prune``, ...): front trials x layers.
         environment: What the study recorded about its machine, or ``{}``.
         settings: The study's settings as plain data, or ``{}``.
+        objectives: What the study optimises (result column names), in canonical order.
     """
 
     name: str
@@ -75,6 +74,7 @@ class StudyReport:
     policies: dict[str, pd.DataFrame]
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
 
     @property
     def hypervolume(self) -> float:
@@ -123,26 +123,14 @@ def _with_attrs(df: pd.DataFrame, study: optuna.Study, names: Sequence[str]) -> 
     return df
 
 
-def normalisers(trials: pd.DataFrame) -> tuple[float, float]:
-    """(size, latency) that normalise a study's figures: its teacher's, else its largest."""
-    done = trials[trials["state"] == "COMPLETE"]
-    teacher = done[done["baseline"] == "teacher"]
-    src = teacher if len(teacher) else done
-    if src.empty:
-        return 1.0, 1.0
-    if len(teacher):
-        return float(src["size_bytes"].iloc[0]), float(src["latency_ms"].iloc[0])
-    return float(src["size_bytes"].max()), float(src["latency_ms"].max())
-
-
-def normalised_points(rows: pd.DataFrame, size_ref: float, latency_ref: float) -> np.ndarray:
-    return np.column_stack(
-        [
-            rows["accuracy"].astype(float),
-            rows["size_bytes"].astype(float) / size_ref,
-            rows["latency_ms"].astype(float) / latency_ref,
-        ]
-    )
+def knee_trial(front: pd.DataFrame, objectives: Sequence[str]) -> int | None:
+    """The front's suggested knee over ``objectives`` (costs on a log scale), or ``None``."""
+    if front.empty:
+        return None
+    names = list(objectives)
+    points = front[names].astype(float).to_numpy()
+    logs = [n != "accuracy" for n in names]  # bytes, ms and BOPs: ratios matter
+    return int(front["trial"].iloc[knee_index(points, directions(names), log_scale=logs)])
 
 
 def _layer_order(study: optuna.Study) -> list[str]:
@@ -229,13 +217,9 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
     if teacher is not None:
         teacher = trials[trials["trial"] == teacher["trial"]].iloc[0]
     front["summary"] = [_summary(r) for _, r in front.iterrows()]
-    knee_trial = None
-    if len(front):
-        size_ref, lat_ref = normalisers(trials)
-        pts = normalised_points(front, size_ref, lat_ref)
-        k = knee_index(pts, [d for _, d in HV_OBJECTIVES], log_scale=[False, True, True])
-        knee_trial = int(front["trial"].iloc[k])
-    front["knee"] = front["trial"] == knee_trial
+    objectives = study_objectives(study)
+    knee = knee_trial(front, objectives)
+    front["knee"] = front["trial"] == knee
     env = study.user_attrs.get(ENV_ATTR, {})
     settings = stored.spec.to_dict() if stored.spec is not None else {}
     return StudyReport(
@@ -244,12 +228,13 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
         trials=trials,
         front=front,
         teacher=teacher,
-        hv=hypervolume_curve(trials),
-        knee_trial=knee_trial,
+        hv=hypervolume_curve(trials, objectives),
+        knee_trial=knee,
         test_note=figures.note,
         policies=policy_tables(front, _layer_order(study)),
         environment=dict(env) if isinstance(env, Mapping) else {},
         settings=settings,
+        objectives=objectives,
     )
 
 
@@ -367,6 +352,7 @@ def environment_rows(report: StudyReport) -> list[tuple[str, str]]:
             ("task", str(s.get("task"))),
             ("seed", str(st.get("seed"))),
             ("sampler", str(st.get("sampler"))),
+            ("objectives", ", ".join(report.objectives)),
             ("trials asked", str(st.get("n_trials"))),
             (
                 "latency",

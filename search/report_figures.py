@@ -15,9 +15,16 @@ from search.report import StudyReport, fmt_interval, fmt_pct
 COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 _GREY = "#b0b0b0"
 _FEASIBLE = "#7f9fbf"
-_LABELS = {"size_bytes": "packed size (bytes, log scale)", "latency_ms": "median latency (ms)"}
+_LABELS = {
+    "size_bytes": "packed size (bytes, log scale)",
+    "latency_ms": "median latency (ms)",
+    "bops": "bit operations per example (BOPs, log scale)",
+}
 _POSITIONS = ("top center", "bottom center", "middle right")
-_BUDGET_KEYS = {"size_bytes": "max_size_bytes", "latency_ms": "max_latency_ms"}
+_BUDGET_KEYS = {"size_bytes": "max_size_bytes", "latency_ms": "max_latency_ms", "bops": "max_bops"}
+#: Cost axes drawn on a log scale, and their short names in titles.
+_LOG = ("size_bytes", "bops")
+_SHORT = {"size_bytes": "size", "latency_ms": "latency", "bops": "BOPs"}
 
 
 def _hover(df: pd.DataFrame) -> list[str]:
@@ -27,6 +34,8 @@ def _hover(df: pd.DataFrame) -> list[str]:
             f"trial {int(r['trial'])}<br>val acc {fmt_pct(r['accuracy'])}"
             f"<br>size {r['size_bytes']:,.0f} B<br>latency {r['latency_ms']:.3f} ms"
         )
+        if "bops" in r and pd.notna(r["bops"]):
+            text += f"<br>BOPs {r['bops']:.3g}"
         if "test_accuracy" in r and pd.notna(r["test_accuracy"]):
             interval = fmt_interval(r["test_accuracy_low"], r["test_accuracy_high"])
             text += f"<br>test acc {fmt_pct(r['test_accuracy'])} {interval}"
@@ -63,8 +72,9 @@ def _y_range(report: StudyReport) -> list[float]:
 
 
 def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
-    """Accuracy against ``x`` (size or latency) for one study: every trial, the front, the
-    test figures of the front, baselines, the knee, budgets as lines and over-budget areas."""
+    """Accuracy against ``x`` (size, latency or BOPs) for one study: every trial, the front,
+    the test figures of the front, baselines, the knee, budgets as lines and over-budget
+    areas."""
     done = report.trials[report.trials["state"] == "COMPLETE"]
     feasible = done[done["feasible"].astype(bool)]
     infeasible = done[~done["feasible"].astype(bool)]
@@ -100,9 +110,7 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
                 y=100 * best,
                 mode="lines",
                 line={"shape": "hv", "color": COLOURS[0], "width": 1.5},
-                name="front (best accuracy up to this "
-                + ("size" if x == "size_bytes" else "latency")
-                + ")",
+                name=f"front (best accuracy up to this {_SHORT[x]})",
                 hoverinfo="skip",
             )
         )
@@ -179,8 +187,8 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
         )
     )
     _budget_lines(fig, report, x)
-    title = "accuracy against " + ("size" if x == "size_bytes" else "latency")
-    fig = _layout(fig, f"{report.name}: {title}", x, log_x=x == "size_bytes")
+    title = f"accuracy against {_SHORT[x]}"
+    fig = _layout(fig, f"{report.name}: {title}", x, log_x=x in _LOG)
     fig.update_yaxes(range=_y_range(report))
     return fig
 
@@ -238,14 +246,20 @@ def _vertical_budget(
     )
 
 
+def _budget_label(x: str, limit: float) -> str:
+    if x == "size_bytes":
+        return f"budget {limit:,.0f} B"
+    return f"budget {limit:.3g} BOPs" if x == "bops" else f"budget {limit:g} ms"
+
+
 def _budget_lines(fig: go.Figure, report: StudyReport, x: str) -> None:
     limit = report.budget(_BUDGET_KEYS[x])
-    log = x == "size_bytes"
+    log = x in _LOG
     done = report.trials[report.trials["state"] == "COMPLETE"]
     lo, hi = _x_range(done[x], log=log, include=limit)
     _set_x_range(fig, lo, hi, log=log)
     if limit is not None:
-        label = f"budget {limit:,.0f} B" if log else f"budget {limit:g} ms"
+        label = _budget_label(x, limit)
         _vertical_budget(fig, limit, hi, log=log, label=label, shade=True)
     floor = report.accuracy_floor
     if floor is not None:
@@ -262,7 +276,7 @@ def _budget_lines(fig: go.Figure, report: StudyReport, x: str) -> None:
 
 
 def objectives_together(report: StudyReport) -> go.Figure:
-    """All three objectives: size (x), latency (y), accuracy (colour); front points ringed."""
+    """Size (x), latency (y) and accuracy (colour) together; front points ringed."""
     done = report.trials[report.trials["state"] == "COMPLETE"]
     feasible = done[done["feasible"].astype(bool)]
     infeasible = done[~done["feasible"].astype(bool)]
@@ -311,7 +325,7 @@ def objectives_together(report: StudyReport) -> go.Figure:
     if latency_limit is not None:
         fig.add_hline(y=latency_limit, line={"dash": "dash", "color": "#444"})
     fig.update_layout(
-        title=f"{report.name}: all three objectives (front points ringed in red)",
+        title=f"{report.name}: size, latency and accuracy (front points ringed in red)",
         template="plotly_white",
         height=460,
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
@@ -324,8 +338,9 @@ def objectives_together(report: StudyReport) -> go.Figure:
 
 
 def parallel_objectives(report: StudyReport) -> go.Figure:
-    """Parallel coordinates of every completed trial: accuracy, size, latency (and BOPs and
-    the student); front trials red, feasible blue, infeasible grey. Drag on an axis to filter.
+    """Parallel coordinates of every completed trial: accuracy, size, latency, BOPs (when
+    measured) and the student; an axis the study optimises is marked "(objective)". Front
+    trials red, feasible blue, infeasible grey. Drag on an axis to filter.
 
     Parallel coordinates draw with WebGL; browsers without a GPU fall back to software.
     """
@@ -346,7 +361,22 @@ def parallel_objectives(report: StudyReport) -> go.Figure:
         {"label": "latency (ms)", "values": done["latency_ms"]},
     ]
     if "bops" in done and done["bops"].notna().any():
-        dims.append({"label": "BOPs", "values": done["bops"].fillna(0)})
+        bops_log = np.log10(done["bops"].astype(float).fillna(1).clip(lower=1))
+        bops_ticks = list(range(int(bops_log.min()), math.ceil(bops_log.max()) + 1))
+        dims.append(
+            {
+                "label": "BOPs",
+                "values": bops_log,
+                "tickvals": bops_ticks,
+                "ticktext": [f"1e{t}" for t in bops_ticks],
+            }
+        )
+    names = {"accuracy": "val accuracy %", "size_bytes": "size (bytes)"}
+    names |= {"latency_ms": "latency (ms)", "bops": "BOPs"}
+    marked = {names[n] for n in report.objectives}
+    for dim in dims:
+        if dim["label"] in marked:
+            dim["label"] = f"{dim['label']} (objective)"
     students = sorted(done["student"].astype(str).unique())
     if len(students) > 1:
         dims.append(
@@ -452,7 +482,8 @@ def _bits_label(v: float) -> str:
 
 
 def compare_fronts(reports: Sequence[StudyReport], x: str) -> go.Figure:
-    """The fronts of several studies overlaid, each labelled with its hypervolume."""
+    """The fronts of several studies overlaid on accuracy against ``x``, each labelled with
+    its hypervolume."""
     fig = go.Figure()
     for i, r in enumerate(reports):
         colour = COLOURS[i % len(COLOURS)]
@@ -486,9 +517,9 @@ def compare_fronts(reports: Sequence[StudyReport], x: str) -> go.Figure:
     bottoms = [100 * float(r.front["accuracy"].min()) for r in reports if len(r.front)]
     fig = _layout(
         fig,
-        "fronts compared: accuracy against " + ("size" if x == "size_bytes" else "latency"),
+        f"fronts compared: accuracy against {_SHORT[x]}",
         x,
-        log_x=x == "size_bytes",
+        log_x=x in _LOG,
     )
     if tops:
         fig.update_yaxes(range=[min(bottoms) - 1, max(tops) + 1])

@@ -139,14 +139,19 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
         f'<section id="{sid}"><h2>Study {_e(report.name)}</h2>',
         _cards(report),
         "<h3>Pareto front (feasible trials; validation accuracy chose it) and baselines</h3>",
-        f'<p class="note">{_e(report.test_note)} Baselines are green; the knee row is '
-        "highlighted.</p>",
+        f'<p class="note">Objectives: {_e(", ".join(report.objectives))}. '
+        f"{_e(report.test_note)} Baselines are green; the knee row is highlighted.</p>",
         _table(report),
         _knee_text(report),
         "</section>",
         f'<section><h2>Plots: {_e(report.name)}</h2><div class="grid2">',
         _figure(rf.accuracy_vs(report, "size_bytes"), f"{sid}-acc-size"),
         _figure(rf.accuracy_vs(report, "latency_ms"), f"{sid}-acc-latency"),
+        *(
+            [_figure(rf.accuracy_vs(report, "bops"), f"{sid}-acc-bops")]
+            if "bops" in report.objectives
+            else []
+        ),
         "</div>",
         _figure(rf.objectives_together(report), f"{sid}-objectives"),
         _figure(rf.parallel_objectives(report), f"{sid}-parallel"),
@@ -176,12 +181,14 @@ def _compare_section(reports: Sequence[StudyReport]) -> str:
         sampler = r.settings.get("study", {}).get("sampler", "-")
         rows.append(
             f"<tr><td class='l'>{_e(r.name)}</td><td>{_e(sampler)}</td>"
+            f"<td class='l'>{_e(', '.join(r.objectives))}</td>"
             f"<td>{c['trials']}</td><td>{c['feasible']}</td><td>{c['front']}</td>"
             f"<td>{r.hypervolume:.4f}</td><td>{best}</td><td>{smallest}</td>"
             f"<td class='l'>{_e(r.environment.get('cpu', '-'))}</td></tr>"
         )
     head = (
-        "<tr><th class='l'>study</th><th>sampler</th><th>trials</th><th>feasible</th>"
+        "<tr><th class='l'>study</th><th>sampler</th><th class='l'>objectives</th>"
+        "<th>trials</th><th>feasible</th>"
         "<th>front</th><th>hypervolume</th><th>best val acc</th><th>smallest front (B)</th>"
         "<th class='l'>CPU</th></tr>"
     )
@@ -192,7 +199,20 @@ def _compare_section(reports: Sequence[StudyReport]) -> str:
             '<div class="grid2">',
             _figure(rf.compare_fronts(reports, "size_bytes"), "cmp-acc-size"),
             _figure(rf.compare_fronts(reports, "latency_ms"), "cmp-acc-latency"),
+            *(
+                [_figure(rf.compare_fronts(reports, "bops"), "cmp-acc-bops")]
+                if any("bops" in r.objectives for r in reports)
+                else []
+            ),
             "</div>",
+            *(
+                []
+                if len({r.objectives for r in reports}) == 1
+                else [
+                    '<p class="note">These studies optimise different objectives: their '
+                    "hypervolumes measure different things and do not compare.</p>"
+                ]
+            ),
             _figure(rf.hypervolume_figure(reports), "cmp-hv"),
             "</section>",
         ]
@@ -205,12 +225,14 @@ def _methods() -> str:
     return (
         '<section id="methods"><h2>How to read this report</h2><ul class="note">'
         "<li>The search scores candidates on the validation split; the front is the set of "
-        "feasible trials (within every budget) that no other feasible trial beats on "
-        "accuracy, size and latency together. Test accuracy is measured on a held-out "
-        "split and shown with a 95% bootstrap interval (1,000 resamples).</li>"
-        "<li>Hypervolume: accuracy, size and latency each divided by the study's own "
+        "feasible trials (within every budget) that no other feasible trial beats on the "
+        "study's objectives together (accuracy, size and latency unless the study chose "
+        "others, with BOPs among them). Test accuracy is measured on a held-out "
+        "split and shown with a 95% bootstrap interval (2,000 resamples).</li>"
+        "<li>Hypervolume: the study's objectives each divided by the study's own "
         f"teacher's, against the fixed reference point (accuracy {ref['accuracy']}, size "
-        f"{ref['size_bytes']}, latency {ref['latency_ms']} of the teacher's), over the "
+        f"{ref['size_bytes']}, latency {ref['latency_ms']}, BOPs {ref['bops']} of the "
+        "teacher's; only the study's objectives count), over the "
         "feasible front; the same figure as <code>frontier status</code>. Every study shares "
         "this reference, so studies on different machines compare by relative gains.</li>"
         f"<li>Knee: {_e(knee)}</li>"

@@ -64,6 +64,7 @@ def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
         "",
         f"{c['trials']} trials ({c['complete']} complete, {c['failed']} failed, "
         f"{c['pruned']} pruned), {c['feasible']} feasible, {c['front']} on the front. "
+        f"Objectives: {', '.join(report.objectives)}. "
         f"Hypervolume (normalised): **{report.hypervolume:.4f}**.",
         "",
     ]
@@ -104,6 +105,7 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
             {
                 "study": r.name,
                 "sampler": r.settings.get("study", {}).get("sampler", "-"),
+                "objectives": ", ".join(r.objectives),
                 "trials": r.counts()["trials"],
                 "feasible": r.counts()["feasible"],
                 "front": r.counts()["front"],
@@ -124,11 +126,14 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
     out += [
         "## Methods",
         "",
-        "- Front: feasible trials that no other feasible trial beats on validation accuracy, "
-        "size and latency together. Test accuracy: held-out split, 95% bootstrap interval.",
-        "- Hypervolume: accuracy, size and latency divided by the study's teacher's, against "
-        f"the fixed reference (accuracy {ref['accuracy']}, size {ref['size_bytes']}, latency "
-        f"{ref['latency_ms']} of the teacher's), over the feasible front (as `frontier status`).",
+        "- Front: feasible trials that no other feasible trial beats on the study's objectives "
+        "together (validation accuracy, size and latency unless the study chose others). Test "
+        "accuracy: held-out split, 95% bootstrap interval.",
+        "- Hypervolume: the study's objectives divided by the study's teacher's, against the "
+        f"fixed reference (accuracy {ref['accuracy']}, size {ref['size_bytes']}, latency "
+        f"{ref['latency_ms']}, BOPs {ref['bops']} of the teacher's; only the study's objectives "
+        "count), over the feasible front (as `frontier status`); studies with different "
+        "objectives do not compare by it.",
         f"- Knee: {knee}",
         "",
     ]

@@ -13,6 +13,13 @@ from search.report import StudyReport
 
 COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 _DPI = 110
+#: Per x axis: its label, its budget key, its short name; size and BOPs on a log scale.
+_AXES = {
+    "size_bytes": ("packed size (bytes, log scale)", "max_size_bytes", "size"),
+    "latency_ms": ("median latency (ms)", "max_latency_ms", "latency"),
+    "bops": ("bit operations per example (BOPs, log scale)", "max_bops", "BOPs"),
+}
+_LOG = ("size_bytes", "bops")
 
 
 def _plt() -> Any:
@@ -84,21 +91,22 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
             xytext=(5, -10),
             fontsize=7,
         )
-    limit = report.budget("max_size_bytes" if x == "size_bytes" else "max_latency_ms")
+    label, budget_key, short = _AXES[x]
+    limit = report.budget(budget_key)
     if limit is not None:
         ax.axvline(limit, ls="--", c="#444", lw=1)
         ax.axvspan(limit, ax.get_xlim()[1], color="#d62728", alpha=0.06)
     floor = report.accuracy_floor
     if floor is not None:
         ax.axhline(100 * floor, ls=":", c="#444", lw=1, label="accuracy floor (budget)")
-    if x == "size_bytes":
+    if x in _LOG:
         ax.set_xscale("log")
-    ax.set_xlabel("packed size (bytes, log scale)" if x == "size_bytes" else "median latency (ms)")
+    ax.set_xlabel(label)
     ax.set_ylabel("accuracy (%)")
     if len(done):
         top = 100 * done["accuracy"].max()
         ax.set_ylim(max(0.0, top - 15), min(101.0, top + 1.5))
-    ax.set_title(f"{report.name}: accuracy against {'size' if x == 'size_bytes' else 'latency'}")
+    ax.set_title(f"{report.name}: accuracy against {short}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
@@ -142,7 +150,7 @@ def _objectives(report: StudyReport, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("packed size (bytes, log scale)")
     ax.set_ylabel("median latency (ms)")
-    ax.set_title(f"{report.name}: all three objectives (front ringed in red)")
+    ax.set_title(f"{report.name}: size, latency and accuracy (front ringed in red)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
@@ -235,11 +243,11 @@ def _compare(reports: Sequence[StudyReport], x: str, path: Path) -> Path:
             s=24,
             label=f"{r.name} (HV {r.hypervolume:.4f})",
         )
-    if x == "size_bytes":
+    if x in _LOG:
         ax.set_xscale("log")
-    ax.set_xlabel("packed size (bytes, log scale)" if x == "size_bytes" else "median latency (ms)")
+    ax.set_xlabel(_AXES[x][0])
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"fronts compared: accuracy against {'size' if x == 'size_bytes' else 'latency'}")
+    ax.set_title(f"fronts compared: accuracy against {_AXES[x][2]}")
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.08, y=0.12)
     ax.legend(fontsize=8, loc="best")
@@ -255,12 +263,16 @@ def write_pngs(reports: Sequence[StudyReport], dest: Path) -> tuple[Path, ...]:
     if len(reports) > 1:
         out.append(_compare(reports, "size_bytes", dest / "report-compare-accuracy-size.png"))
         out.append(_compare(reports, "latency_ms", dest / "report-compare-accuracy-latency.png"))
+        if any("bops" in r.objectives for r in reports):
+            out.append(_compare(reports, "bops", dest / "report-compare-accuracy-bops.png"))
         out.append(_hypervolume(reports, dest / "report-compare-hypervolume.png"))
     for r in reports:
         if not (r.trials["state"] == "COMPLETE").any():
             continue  # nothing measured yet: the HTML and Markdown say so
         out.append(_accuracy_vs(r, "size_bytes", dest / f"report-{r.name}-accuracy-size.png"))
         out.append(_accuracy_vs(r, "latency_ms", dest / f"report-{r.name}-accuracy-latency.png"))
+        if "bops" in r.objectives:
+            out.append(_accuracy_vs(r, "bops", dest / f"report-{r.name}-accuracy-bops.png"))
         out.append(_objectives(r, dest / f"report-{r.name}-objectives.png"))
         out.append(_hypervolume([r], dest / f"report-{r.name}-hypervolume.png"))
         out.append(_policy(r, dest / f"report-{r.name}-policy.png"))

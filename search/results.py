@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from search.objective import OBJECTIVES
+from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.pareto import non_dominated
 
 #: Leading columns of every result table, in order; configuration columns follow.
@@ -54,7 +55,7 @@ _RUN_ATTRS: dict[str, object] = {
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial (queued ones too, state ``WAITING``): state, feasibility, figures,
-    every parameter, and ``front``."""
+    every parameter, and ``front`` (over the study's own objectives)."""
     rows = []
     measured = study.user_attrs.get(MEASURED_LATENCY_ATTR, {})
     for t in study.get_trials(deepcopy=False):
@@ -83,7 +84,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         df = pd.DataFrame(columns=[*LEADING, "front"])
-    df["front"] = front_mask(df)
+    df["front"] = front_mask(df, study_objectives(study))
     params = sorted(
         c
         for c in df.columns
@@ -101,17 +102,18 @@ def _extra_metric_columns(attrs: dict[str, object]) -> list[str]:
     return [c for k in extra for c in (k, f"test_{k}")]
 
 
-def front_mask(df: pd.DataFrame) -> pd.Series:
-    """Feasible completed trials that no other feasible completed trial dominates."""
+def front_mask(df: pd.DataFrame, objectives: Sequence[str] = DEFAULT_OBJECTIVES) -> pd.Series:
+    """Feasible completed trials that no other feasible completed trial dominates on
+    ``objectives`` (result column names; a study's are ``study_objectives(study)``)."""
     mask = pd.Series(False, index=df.index)
     if df.empty:
         return mask
     ok = (df["state"] == "COMPLETE") & df["feasible"].astype(bool)
-    cols = [name for name, _ in OBJECTIVES]
+    cols = list(objectives)
     sub = df.loc[ok, cols].astype(float)
     sub = sub[np.isfinite(sub.to_numpy()).all(axis=1)]
     if len(sub):
-        keep = non_dominated(sub.to_numpy(), [d for _, d in OBJECTIVES])
+        keep = non_dominated(sub.to_numpy(), directions(cols))
         mask.loc[sub.index[keep]] = True
     return mask
 

@@ -23,6 +23,7 @@ BUDGETS = {
     "max_size_bytes": ("size_bytes", "--max-size", "B"),
     "max_latency_ms": ("latency_ms", "--max-latency", "ms"),
     "max_drop_points": ("drop_points", "--max-drop", "points"),
+    "max_bops": ("bops", "--max-bops", "BOPs"),
 }
 
 
@@ -34,11 +35,13 @@ class Budgets:
         max_size_bytes: Largest packed artifact in bytes.
         max_latency_ms: Largest median latency in milliseconds.
         max_drop_points: Largest accuracy drop below the teacher's, in points (0.01).
+        max_bops: Largest bit operations per example.
     """
 
     max_size_bytes: int | None = None
     max_latency_ms: float | None = None
     max_drop_points: float | None = None
+    max_bops: float | None = None
 
     def __post_init__(self) -> None:
         for name, (_, flag, _) in BUDGETS.items():
@@ -60,7 +63,12 @@ class Budgets:
 
 
 def _label(name: str) -> str:
-    return {"max_size_bytes": "size", "max_latency_ms": "latency", "max_drop_points": "drop"}[name]
+    return {
+        "max_size_bytes": "size",
+        "max_latency_ms": "latency",
+        "max_drop_points": "drop",
+        "max_bops": "BOPs",
+    }[name]
 
 
 def _fmt(name: str, value: float) -> str:
@@ -68,6 +76,8 @@ def _fmt(name: str, value: float) -> str:
         return f"{value:,.0f} B"
     if name == "max_latency_ms":
         return f"{value:.3f} ms"
+    if name == "max_bops":
+        return f"{value:.4g} BOPs"
     return f"{value:.2f} points"
 
 
@@ -112,8 +122,9 @@ def select_point(
 
     Args:
         front: Front rows with ``trial``, ``accuracy`` (validation), ``size_bytes``,
-            ``latency_ms`` and optionally ``test_accuracy`` (NaN where unknown: that point is
-            ranked on its validation accuracy).
+            ``latency_ms``, optionally ``bops`` (needed by ``budgets.max_bops``) and
+            ``test_accuracy`` (NaN where unknown: that point is ranked on its validation
+            accuracy).
         budgets: The limits.
         reference_accuracy: The teacher's accuracy on the split ranked on (fraction).
         reference_split: The split of ``reference_accuracy`` (for the explanation).
@@ -136,8 +147,9 @@ def select_point(
         relative = relative + excess / scale
     t["relative_excess"] = relative
     t["meets"] = (t[excess_cols] <= 0).all(axis=1) if excess_cols else True
+    ties = ["size_bytes", "latency_ms", *(["bops"] if "bops" in t else [])]
     ok = t[t["meets"]].sort_values(
-        ["score", "size_bytes", "latency_ms", "trial"], ascending=[False, True, True, True]
+        ["score", *ties, "trial"], ascending=[False, *[True] * len(ties), True]
     )
     t["rank"] = pd.Series(range(1, len(ok) + 1), index=ok.index)
     chosen = int(ok.iloc[0]["trial"]) if len(ok) else None
@@ -264,6 +276,8 @@ def _amount(col: str, value: float) -> str:
         return f"{value:,.0f} B"
     if col == "latency_ms":
         return f"{value:.3f} ms"
+    if col == "bops":
+        return f"{value:.4g} BOPs"
     return f"{value:.2f} points"
 
 

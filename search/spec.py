@@ -19,6 +19,7 @@ from evaluators.budgets import Budget
 from evaluators.latency import LatencySettings
 from search.backends import RaySettings
 from search.early_stopping import EarlyStoppingSettings
+from search.objective_names import DEFAULT_OBJECTIVES, check_objectives
 from search.storage import StorageSettings
 from spaces._space import SpaceSettings
 from spaces.compress import FinetuneSettings
@@ -46,6 +47,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "sampler": _STR,
         "storage": _STR,
         "version": _INT,
+        "objectives": _STRS,
     },
     "task": {"name": _STR, "factory": _STR, "options": "a table of keyword arguments"},
     "space": {
@@ -147,6 +149,8 @@ class StudySettings:
     timeout_s: float | None = None
     sampler: str = "tpe"
     storage: str | None = None
+    #: What the study optimises (see :mod:`search.objective_names`), in canonical order.
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -160,6 +164,10 @@ class StudySettings:
             raise StudyFileError(
                 f"'study.sampler' must be one of {list(SAMPLERS)}. Got {self.sampler!r} instead."
             )
+        try:
+            object.__setattr__(self, "objectives", check_objectives(self.objectives))
+        except ValueError as exc:
+            raise StudyFileError(str(exc)) from None
 
 
 @dataclass(frozen=True)

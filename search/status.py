@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 
 from search import leases
 from search.leases import TARGET_ATTR
-from search.quality import REFERENCE, front_hypervolume
+from search.objective_names import DEFAULT_OBJECTIVES, study_objectives
+from search.quality import front_hypervolume, reference_text
 from search.results import trials_frame
 from search.spec import StudyFileError, load_spec
 from search.storage import StorageSettings, make_storage, sqlite_path, storage_kind
@@ -52,6 +53,7 @@ class StudyStatus:
     trials_per_min: float
     eta_s: float | None
     last_finished: dt.datetime | None
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
 
 
 def summarize(study: optuna.Study, target: int | None) -> StudyStatus:
@@ -61,6 +63,7 @@ def summarize(study: optuna.Study, target: int | None) -> StudyStatus:
     for t in trials:
         states[t.state.name] += 1
     counted = leases.count_finished(trials)
+    objectives = study_objectives(study)
     df = trials_frame(study)
     done = sorted(t.datetime_complete for t in trials if t.datetime_complete is not None)
     recent = done[-RATE_WINDOW:]
@@ -77,10 +80,11 @@ def summarize(study: optuna.Study, target: int | None) -> StudyStatus:
         target=target,
         feasible=int(df["feasible"].astype(bool).sum()) if len(df) else 0,
         front=int(df["front"].astype(bool).sum()) if len(df) else 0,
-        hypervolume=front_hypervolume(df),
+        hypervolume=front_hypervolume(df, objectives),
         trials_per_min=rate,
         eta_s=eta,
         last_finished=done[-1] if done else None,
+        objectives=objectives,
     )
 
 
@@ -95,9 +99,10 @@ def render(status: StudyStatus) -> str:
     """Human-readable lines (the output of ``frontier status``)."""
     states = ", ".join(f"{n} {s.lower()}" for s, n in status.states.items()) or "none"
     target = f" of {status.target}" if status.target is not None else ""
-    ref = ", ".join(f"{k} {v:g}" for k, v in REFERENCE.items())
+    ref = reference_text(status.objectives)
     lines = [
         f"study: {status.name}",
+        f"objectives: {', '.join(status.objectives)}",
         f"trials: {status.counted}{target} counted ({states})",
         f"feasible: {status.feasible}",
         f"front: {status.front} points",

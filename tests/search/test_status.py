@@ -33,7 +33,7 @@ def _frame(rows: list[tuple[str, float, float, float, bool]]) -> pd.DataFrame:
 
 
 def test_hypervolume_is_normalised_to_the_teacher_with_a_fixed_reference() -> None:
-    assert REFERENCE == {"accuracy": 0.9, "size_bytes": 1.0, "latency_ms": 2.0}
+    assert REFERENCE == {"accuracy": 0.9, "size_bytes": 1.0, "latency_ms": 2.0, "bops": 1.0}
     df = _frame(
         [
             ("teacher", 0.98, 1000.0, 2.0, True),  # on the reference's size: adds nothing
@@ -77,3 +77,17 @@ def test_status_of_a_study_from_its_file_or_its_storage(tmp_path: Path, warm_wei
     missing = run_cli("status", "--storage", url, "--study", "nope")
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"frontier: error: No study named 'nope' in {url!r}."
+
+
+def test_hypervolume_over_the_study_objectives_normalises_bops_to_the_teacher() -> None:
+    df = _frame(
+        [
+            ("teacher", 0.98, 1000.0, 2.0, True),
+            ("", 0.98, 100.0, 2.0, True),
+        ]
+    ).assign(bops=[1e6, 2e5])
+    # (1 - 0.9) * (1 - 0.1) * (2 - 1) * (1 - 0.2): BOPs 1/5 of the teacher's, reference 1.0
+    four = ("accuracy", "size_bytes", "latency_ms", "bops")
+    assert front_hypervolume(df, four) == pytest.approx(0.1 * 0.9 * 1.0 * 0.8)
+    assert front_hypervolume(df, ("accuracy", "bops")) == pytest.approx(0.1 * 0.8)
+    assert front_hypervolume(df) == pytest.approx(0.09)  # the default three
