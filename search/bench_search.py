@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from search.bench import machine, update_section
-from search.quality import REFERENCE, front_hypervolume
+from search.quality import front_hypervolume, reference_text
 from search.spec import StudySpec, load_spec
 
 SAMPLER_NAMES = {"tpe": "multi-objective TPE", "nsga2": "NSGA-II", "random": "random"}
@@ -108,7 +108,7 @@ def _run_local(
 def _header(
     title: str, cmd: str, spec_file: Path, setup_s: float, extra: str, *, hv: bool = True
 ) -> list[str]:
-    ref = ", ".join(f"{k} {v:g}" for k, v in REFERENCE.items())
+    ref = reference_text(load_spec(spec_file).study.objectives)
     quality = (
         f"Hypervolume: feasible front, objectives divided by the teacher's, reference point "
         f"({ref}) (see `search/quality.py`). "
@@ -138,7 +138,7 @@ def bench_samplers(args: argparse.Namespace) -> str:
                 variant = _with(spec, sampler=name, seed=seed)
                 db = Path(tmp) / f"{name}-{seed}.db"
                 trials, wall, _ = _run_local(ctx, variant, db, args.trials)
-                hv = front_hypervolume(trials)
+                hv = front_hypervolume(trials, variant.study.objectives)
                 rows.append(
                     {
                         "sampler": name,
@@ -205,7 +205,7 @@ def bench_early_stopping(args: argparse.Namespace) -> str:
                         "finetune_s": finetune_s,
                         "candidate_s": candidate_s,
                         "wall_s": wall,
-                        "hv": front_hypervolume(trials),
+                        "hv": front_hypervolume(trials, spec.study.objectives),
                         "pruned": int((trials["state"] == "PRUNED").sum()),
                     }
                 )

@@ -49,15 +49,17 @@ def cached_classifier(
     lr: float = 3e-3,
     batch_size: int = 64,
     weight_decay: float = 0.0,
+    label_smoothing: float = 0.0,
 ) -> nn.Module:
-    """Train ``build()`` with cross-entropy once per ``key`` and seed; later calls load it."""
+    """Train ``build()`` with cross-entropy (optionally label-smoothed) once per ``key`` and
+    seed; later calls load it."""
 
     def train_it() -> dict[str, torch.Tensor]:
         torch.manual_seed(seed)
         model = build()
 
         def loss(out: torch.Tensor, target: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(out, target)
+            return F.cross_entropy(out, target, label_smoothing=label_smoothing)
 
         fit(
             model,

@@ -5,6 +5,16 @@ noise into 40-sample signals: small enough to train in seconds on a CPU, hard en
 linear model and a CNN differ by 30 points. The package's default arguments would download a
 pickle; frontier calls its generator (``make_dataset``) instead, with the package's default
 settings and seed, so the data is the canonical 5,000-example set, made locally.
+
+The teacher trains for 150 epochs (Adam, learning rate 0.01 on a cosine schedule, batch 128)
+with label smoothing 0.1: 95.3-95.9% validation and 93.5-93.9% test accuracy over seeds 0-2,
+in 6-8 s on one thread (the MNIST-1D paper reports about 94% test accuracy for a CNN of this
+shape trained on 4,000 examples; this split trains on 3,000). Without label smoothing the
+same network overfits the 3,000 training signals and lands between 88% and 93% validation
+accuracy depending on the seed. Label-smoothed teachers are said to distil worse (Mueller et
+al., 2019, "When does label smoothing help?"); not here: distilled with the study's settings
+(100 epochs, learning rate 0.01), the w0.75 / w0.5 / w0.25 students reach about 95% / 93% /
+81% from this teacher, against 92% / 89% / 80% from an unsmoothed one (92% itself).
 """
 
 from __future__ import annotations
@@ -61,14 +71,15 @@ def mnist1d_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
     x, y = mnist1d_data()
     train, val, test = stratified_splits(x, y)
     teacher = cached_classifier(
-        "mnist1d-cnn-teacher-v1",
+        "mnist1d-cnn-teacher-v2",
         MNIST1DCNN,
         train,
         cache,
         seed=seed,
-        epochs=40,
-        lr=5e-3,
-        weight_decay=1e-4,
+        epochs=150,
+        lr=1e-2,
+        batch_size=128,
+        label_smoothing=0.1,
     )
     students = {f"w{w}": partial(MNIST1DCNN, w) for w in (0.75, 0.5, 0.25)}
     return Task(
