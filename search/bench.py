@@ -7,6 +7,7 @@ Usage::
     python -m search.bench minilm [STUDY.toml]
     python -m search.bench compression
     python -m search.bench samplers | early-stopping | ray [STUDY.toml] ...  (bench_search.py)
+    python -m search.bench teachers [STUDY.toml ...] [--seeds 3]  (bench_teachers.py)
 
 Each benchmark runs fresh studies in a temporary folder (so caches do not flatter it),
 prints its figures and rewrites its own section of ``BENCHMARKS.md`` (between
@@ -415,11 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     c.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
     c.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
-    from search import bench_search  # samplers, early-stopping, ray
+    from search import bench_search, bench_teachers  # samplers, early-stopping, ray; teachers
 
     bench_search.add_parsers(sub)
+    bench_teachers.add_parser(sub)
     args = parser.parse_args(argv)
-    if bench_search.run(args):
+    if bench_search.run(args) or bench_teachers.run(args):
         return 0
     if args.bench == "compression":
         from search.bench_compression import bench_compression
