@@ -99,6 +99,9 @@ class StudentPool:
         self.settings = settings
         self.seed = seed
         self._models: dict[str, nn.Module] = {TEACHER: task.model}
+        #: Students are keyed by their teacher's weights too: a retrained teacher (new recipe,
+        #: new data) never reuses students distilled from the old one.
+        self.teacher_fingerprint = weights_fingerprint(task.model)
         self._teacher_train_outputs: torch.Tensor | None = None
 
     @property
@@ -120,7 +123,10 @@ class StudentPool:
                     f"choose from {self.names}."
                 )
             build = self.task.students[name]
-            key = f"{self.task.name}-student-{name}-{self.settings.fingerprint()}-seed{self.seed}"
+            key = (
+                f"{self.task.name}-student-{name}-{self.settings.fingerprint()}"
+                f"-t{self.teacher_fingerprint}-seed{self.seed}"
+            )
             model = build()
             model.load_state_dict(self.cache.get_or_create(key, lambda: self._distill(name)))
             self._models[name] = model.eval()
@@ -141,6 +147,16 @@ class StudentPool:
             seed=self.seed,
         )
         return student.state_dict()
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """Short hash of a model's state dict (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:10]
 
 
 def check_student_layers(task: Task, name: str, student: nn.Module) -> None:

@@ -55,3 +55,19 @@ def test_settings_validate_at_construction() -> None:
         DistillationSettings(alpha=1.5)
     assert DistillationSettings().fingerprint() != DistillationSettings(epochs=3).fingerprint()
     assert distillation.DistillationSettings is DistillationSettings
+
+
+def test_students_of_another_teacher_are_not_reused(digits_task: Task, tmp_path) -> None:
+    import copy
+    import dataclasses
+
+    settings = DistillationSettings(epochs=1)
+    first = StudentPool(digits_task, WeightCache(tmp_path), settings, seed=0)
+    first.get("w0.25")
+    other_teacher = copy.deepcopy(digits_task.model)
+    with torch.no_grad():
+        other_teacher.fc2.bias.add_(1.0)
+    other = dataclasses.replace(digits_task, model=other_teacher)
+    cache = WeightCache(tmp_path)
+    StudentPool(other, cache, settings, seed=0).get("w0.25")
+    assert len(cache.created) == 1  # distilled again, from the new teacher
