@@ -72,6 +72,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "repeats": _INT,
         "runtime": _STR,
         "mode": _STR,
+        "builds": _INT,
     },
     "budget": {
         "max_size": _SIZE,
