@@ -67,7 +67,7 @@ def test_predicted_latency_search_times_the_front(tmp_path: Path) -> None:
     text = text.replace('name = "digits_cnn"', 'name = "pred"').replace(
         "repeats = 50", 'repeats = 30\nmode = "predicted"'
     )
-    text = text.replace('runtime = "onnxruntime"', 'runtime = "torch"')
+    assert 'runtime = "onnxruntime"' in text  # predicted on ONNX Runtime's optimized graph
     study.write_text(text.replace("epochs = 100", "epochs = 3"))
     res = run_cli(
         "run", str(study), "--n-trials", "5", "--no-progress", "--out", str(tmp_path / "o")
