@@ -132,7 +132,10 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(digits_task: Task) ->
     errors = {}
     for name, model in models.items():
         predicted = evaluator.evaluate(_Candidate(model))["latency_ms"]
-        measured = min(measure(model, batch, settings)["latency_ms"] for _ in range(3))
+        measured = float("inf")
+        for _ in range(3):  # timed in quiet moments, as the table's entries are
+            evaluator.predictor.table.wait_for_quiet()
+            measured = min(measured, measure(model, batch, settings)["latency_ms"])
         errors[name] = predicted / measured - 1
     # a loose bound: the machine running the tests is shared; BENCHMARKS.md has the real figure
     assert all(abs(e) < 0.35 for e in errors.values()), errors
