@@ -1,10 +1,17 @@
 """8-bit activation quantization: calibrated on training batches, simulated exactly, deployable.
 
 A layer with 8-bit activations quantizes its input and its output to unsigned 8-bit affine
-codes, ``q = clamp(round(x / scale) + zero_point, 0, 255)``, and computes with
+codes, ``q = clamp(round(x / scale) + zero_point, 0, 127)``, and computes with
 ``(q - zero_point) * scale``. That is the arithmetic of torch's int8 kernels (quint8
 activations, qint8 weights) and of ONNX Runtime's QLinearConv / QGemm, so the same candidate
 deploys to either (see :mod:`evaluators.runtimes`) with the ranges it was evaluated with.
+
+The codes use 7 of the 8 bits (``reduce_range``, as PyTorch's x86 default observers do): x86
+int8 kernels on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiply uint8 by int8
+with ``vpmaddubsw``, which saturates the int16 sum of two products; with activations below 128
+it never does (127 * 127 * 2 < 32767), so the kernels compute exactly what is simulated on
+every x86 CPU. With the full 0-255 range, an AVX2 machine's int8 forms differ from the
+simulation by several logits.
 
 Ranges are the minimum and maximum seen on training batches only (never the validation or test
 split); zero is always representable, so ReLU outputs and zero padding stay exact. The
@@ -24,7 +31,7 @@ from torch import nn
 
 from evaluators._task import Split
 
-QMIN, QMAX = 0, 255
+QMIN, QMAX = 0, 127
 BUFFER = "act_qparams"
 #: Training rows the ranges are calibrated on (or the whole split when it is smaller).
 CALIBRATION_ROWS = 512

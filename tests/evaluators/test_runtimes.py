@@ -18,7 +18,10 @@ def _int8_linear() -> nn.Linear:
     with torch.no_grad():
         layer.weight.copy_(code.dequantize())
     mark_quantized(layer, code)
-    activations.attach(layer, torch.tensor([4.0 / 255, 128.0, 8.0 / 255, 128.0]))
+    mid = float((activations.QMAX + 1) // 2)  # ranges [-2, 2] in, [-4, 4] out
+    activations.attach(
+        layer, torch.tensor([4.0 / activations.QMAX, mid, 8.0 / activations.QMAX, mid])
+    )
     return layer.eval()
 
 
@@ -44,7 +47,7 @@ def test_a_single_int8_layer_can_be_timed_in_every_runtime(runtime: str) -> None
     out = torch.as_tensor(out[0] if isinstance(out, list) else out)
     with torch.no_grad():
         ref = layer(x)
-    assert float((out - ref).abs().max()) <= 2 * 8.0 / 255 + 1e-6
+    assert float((out - ref).abs().max()) <= 2 * 8.0 / activations.QMAX + 1e-6
 
 
 def test_latency_evaluator_uses_the_study_runtime(digits_task: Task) -> None:
