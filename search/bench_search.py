@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.bench import machine, update_section
+from search.bench import _load, machine, update_section
 from search.quality import front_hypervolume, reference_text
 from search.spec import StudySpec, load_spec
 
@@ -119,8 +119,8 @@ def _header(
         f"## {title}",
         "",
         f"Command: `{cmd}`",
-        f"Study: `{spec_file.as_posix()}`. Machine: {machine()}, shared with other work "
-        f"while measured. Date: {_dt.date.today().isoformat()}. Teacher and students "
+        f"Study: `{spec_file.as_posix()}`. Machine: {machine()}. Load average after the "
+        f"run: {_load()}. Date: {_dt.date.today().isoformat()}. Teacher and students "
         f"trained once ({setup_s:.0f}s), shared by every run.",
         quality + extra,
         "",

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.bench import machine, update_section
+from search.bench import _load, machine, update_section
 from search.spec import load_spec
 
 NAME = "teachers"
@@ -90,7 +90,7 @@ def bench_teachers(study_files: Sequence[Path], seeds: int) -> str:
         "## Teachers and their distilled students",
         "",
         f"Command: `python -m search.bench teachers {files} --seeds {seeds}`",
-        f"Machine: {machine()}, shared with other work while measured. Date: "
+        f"Machine: {machine()}. Load average after the run: {_load()}. Date: "
         f"{_dt.date.today().isoformat()}. Each seed in a fresh cache, trained with the "
         "study's thread count; students distilled with the study's `[distillation]` settings "
         "and scored on the validation split.",
