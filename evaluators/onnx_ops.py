@@ -21,9 +21,7 @@ that is what a table should hold.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluators.predictor import OpCall, Trace
+from evaluators.predictor import OpCall, Trace, time_call
 
 
 def _session(
@@ -127,20 +125,7 @@ def _single_node_model(
 
 def time_session(session: Any, feeds: dict[str, np.ndarray], *, budget_s: float) -> float:
     """Median milliseconds of one ``session.run``, timed in blocks of back-to-back runs."""
-    for _ in range(3):
-        session.run(None, feeds)
-    start = time.perf_counter()
-    session.run(None, feeds)
-    once = max(time.perf_counter() - start, 1e-7)
-    per_block = max(1, min(200, int(2e-4 / once)))  # blocks of >= 0.2 ms
-    blocks = max(7, min(51, int(budget_s / (once * per_block))))
-    samples = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(per_block):
-            session.run(None, feeds)
-        samples.append((time.perf_counter() - start) / per_block)
-    return statistics.median(samples) * 1e3
+    return time_call(session.run, (None, feeds), {}, budget_s=budget_s)
 
 
 class _NodeTimer:

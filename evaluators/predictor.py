@@ -226,16 +226,17 @@ def module_call_ms(budget_s: float = 0.2) -> float:
     return time_call(deep, (x,), {}, budget_s=budget_s) / (depth + 1)
 
 
-def _int8(layer: nn.Module) -> None:
-    """Give ``layer`` 8-bit weights and activations (as a candidate's int8 layer has)."""
-    from spaces.activations import attach
+def int8_layer(layer: nn.Module) -> None:
+    """Give ``layer`` 8-bit weights and activations in place (as a candidate's int8 layer has)."""
+    from spaces.activations import QMAX, attach
     from spaces.quantization import mark_quantized, quantize_weight
 
     code = quantize_weight(layer.weight.detach(), 8)  # type: ignore[operator]
     with torch.no_grad():
         layer.weight.copy_(code.dequantize())  # type: ignore[operator]
     mark_quantized(layer, code)
-    attach(layer, torch.tensor([0.05, 128.0, 0.05, 128.0]))
+    mid = float((QMAX + 1) // 2)  # a range around zero, as calibration would give
+    attach(layer, torch.tensor([4.0 / QMAX, mid, 8.0 / QMAX, mid]))
 
 
 def calibration_models(batch_size: int, seed: int = 0) -> list[tuple[nn.Module, torch.Tensor]]:
@@ -277,7 +278,7 @@ def calibration_models(batch_size: int, seed: int = 0) -> list[tuple[nn.Module, 
         if i % 2 == 1:
             for layer in model:
                 if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)) and pick([0, 1]):
-                    _int8(layer)
+                    int8_layer(layer)
         out.append((model, x))
     return out
 

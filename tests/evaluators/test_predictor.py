@@ -17,20 +17,11 @@ from evaluators.predictor import (
     LatencyTable,
     PredictedLatencyEvaluator,
     architecture_key,
+    int8_layer,
     trace,
     trace_deployed,
 )
 from spaces._layers import compressible_layers
-from spaces.activations import attach
-from spaces.quantization import mark_quantized, quantize_weight
-
-
-def _int8(layer: nn.Module) -> None:
-    code = quantize_weight(layer.weight.detach(), 8)  # type: ignore[operator]
-    with torch.no_grad():
-        layer.weight.copy_(code.dequantize())  # type: ignore[operator]
-    mark_quantized(layer, code)
-    attach(layer, torch.tensor([0.05, 128.0, 0.05, 128.0]))
 
 
 @dataclass
@@ -58,7 +49,7 @@ def test_onnxruntime_trace_holds_the_optimized_graph_nodes() -> None:
     float_ops = [op.name for op in trace_deployed(model, x, settings).ops]
     # ONNX Runtime fuses Conv + Relu and Gemm: the table holds what actually runs
     assert "Relu" not in float_ops and "Conv" in float_ops
-    _int8(model[2])
+    int8_layer(model[2])
     ops = trace_deployed(model, x, settings).ops
     names = [op.name for op in ops]
     assert "QLinearConv" in names  # Q/DQ around the 8-bit layer fused into an integer kernel
@@ -73,7 +64,7 @@ def test_architecture_key_sees_int8_layers_not_weight_values() -> None:
     with torch.no_grad():
         b[0].weight.mul_(2)  # type: ignore[operator]
     assert architecture_key(a) == architecture_key(b)
-    _int8(b[2])
+    int8_layer(b[2])
     assert architecture_key(a) != architecture_key(b)
 
 
@@ -125,9 +116,9 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(digits_task: Task) ->
     batch = example_batch(digits_task, 64)
     int8_teacher = copy.deepcopy(digits_task.model)
     for layer in compressible_layers(int8_teacher).values():
-        _int8(layer)
+        int8_layer(layer)
     half = digits_task.students["w0.5"]().eval()
-    _int8(compressible_layers(half)["conv2"])
+    int8_layer(compressible_layers(half)["conv2"])
     models = {"teacher": digits_task.model, "teacher int8": int8_teacher, "w0.5 conv2 int8": half}
     errors = {}
     for name, model in models.items():
