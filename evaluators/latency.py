@@ -80,15 +80,6 @@ def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[...,
     return runner(settings.runtime, model, threads=settings.threads)
 
 
-def time_forward(
-    run: Callable[..., object], batch: tuple[torch.Tensor, ...], settings: LatencySettings
-) -> list[float]:
-    """Milliseconds of ``settings.repeats`` timed calls after ``settings.warmup`` untimed ones."""
-    torch.set_num_threads(settings.threads)
-    with torch.inference_mode():
-        return time_run(run, batch, warmup=settings.warmup, repeats=settings.repeats)
-
-
 def measure(
     model: torch.nn.Module, batch: tuple[torch.Tensor, ...], settings: LatencySettings
 ) -> dict[str, float]:
