@@ -9,7 +9,7 @@ import torch
 
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
-from evaluators.runtimes import RUNTIMES, runner, summarize, time_run
+from evaluators.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
 
 #: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
 #: lookup-table prediction (:mod:`evaluators.predictor`) and only the front is timed.
@@ -93,8 +93,10 @@ def measure(
     """
     share = -(-settings.repeats // settings.builds)
     times: list[float] = []
-    for _ in range(settings.builds):
-        run = deployed(model, settings)
+    run = deployed(model, settings)
+    for build in range(settings.builds):
+        if build:  # a fresh build; an ONNX export is made once and shared
+            run = rebuilt(run, settings.runtime, model, settings.threads, batch)
         torch.set_num_threads(settings.threads)
         with torch.inference_mode():
             times += time_run(run, batch, warmup=settings.warmup, repeats=share)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,24 @@ torch.set_num_threads(1)
 os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-tests-"))
 
 
+@pytest.fixture(autouse=True)
+def _timing_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``timing`` run alone: under pytest-xdist (the suite runs with ``-n``) every
+    other test holds a shared lock and a timing test an exclusive one, so no other test's work
+    shares the CPUs while it measures latency."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if uid is None:  # not under xdist: tests run one at a time anyway
+        yield
+        return
+    exclusive = request.node.get_closest_marker("timing") is not None
+    with open(Path(tempfile.gettempdir()) / f"frontier-tests-{uid}.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
@@ -39,6 +59,22 @@ def pool(digits_task: Task, tmp_path: Path) -> StudentPool:
     """A student pool with quick distillation, caching into a fresh folder."""
     settings = DistillationSettings(epochs=3)
     return StudentPool(digits_task, WeightCache(tmp_path / "students"), settings, seed=0)
+
+
+def cli_in_process(
+    capsys: pytest.CaptureFixture[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``frontier`` in this process (saves the ~4 s start-up of a subprocess); for the
+    command line's error paths. Exits of argparse count as return codes."""
+    from search.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["frontier", *args], code, out.out, out.err)
 
 
 def run_cli(

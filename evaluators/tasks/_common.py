@@ -7,7 +7,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from evaluators._cache import WeightCache
@@ -24,6 +23,8 @@ def stratified_splits(
 ) -> tuple[Split, Split, Split]:
     """Seeded stratified train / validation / test splits of a classification data set."""
     idx = np.arange(len(y))
+    from sklearn.model_selection import train_test_split  # lazily: ~1.5 s to import
+
     rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=DATA_SEED)
     train_idx, val_idx = train_test_split(
         rest, test_size=val / (1 - test), stratify=y[rest], random_state=DATA_SEED

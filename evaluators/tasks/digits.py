@@ -6,7 +6,6 @@ from functools import partial
 
 import numpy as np
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
 from evaluators._cache import WeightCache
@@ -67,6 +66,8 @@ class DigitsMLP(nn.Module):
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # lazily: ~1.5 s to import
+
     x, y = load_digits(return_X_y=True)
     return (x / 16.0).astype(np.float32), y.astype(np.int64)
 

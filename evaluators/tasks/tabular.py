@@ -11,7 +11,6 @@ from functools import partial
 
 import numpy as np
 import torch.nn.functional as F
-from sklearn.datasets import load_breast_cancer
 from torch import Tensor, nn
 
 from evaluators._cache import WeightCache
@@ -42,6 +41,8 @@ def standardise(train: Split, *others: Split) -> tuple[Split, ...]:
 
 def breast_cancer_mlp(*, cache: WeightCache, seed: int = 0) -> Task:
     """``breast-cancer-mlp``: a 30-64-32-2 MLP; students at width 0.5 and 0.25."""
+    from sklearn.datasets import load_breast_cancer  # lazily: ~1.5 s to import
+
     data = load_breast_cancer()
     x = np.asarray(data.data, dtype=np.float32)
     y = np.asarray(data.target, dtype=np.int64)

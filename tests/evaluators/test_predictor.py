@@ -108,6 +108,7 @@ def test_table_is_cached_on_disk_and_keyed_by_threads_and_batch(
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_prediction_tracks_measured_latency_on_onnxruntime(
     digits_task: Task, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ from search.pareto import non_dominated
 from search.results import front_mask
 from search.spec import StudyFileError, parse_spec
 from spaces import CompressionConfig, FinetuneSettings
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process, run_cli
 from tests.search._cluster import warm_cache
 
 FOUR = ("accuracy", "size_bytes", "latency_ms", "bops")
@@ -87,10 +87,12 @@ def test_bad_objective_lists_give_one_line(objectives: object, message: str) -> 
     assert str(err.value) == message
 
 
-def test_the_cli_refuses_a_bad_objective_list_with_one_line(tmp_path: Path) -> None:
+def test_the_cli_refuses_a_bad_objective_list_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[study]\nobjectives = ["accuracy", "energy"]\n[task]\nname = "digits-cnn"\n')
-    res = run_cli("run", str(path), "--no-progress")
+    res = cli_in_process(capsys, "run", str(path), "--no-progress")
     assert res.returncode == 2
     assert res.stderr.strip() == "frontier: error: " + _ALLOWED.format("['accuracy', 'energy']")
 

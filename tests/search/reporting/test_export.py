@@ -17,7 +17,7 @@ from search.rebuild import RebuildMismatch, rebuild
 from search.report import build_report
 from search.stored import open_stored
 from spaces import CompressionConfig, unpack
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process, run_cli
 from tests.search.reporting.conftest import SmallStudies
 
 
@@ -119,9 +119,17 @@ def test_rebuild_refuses_a_candidate_that_is_not_the_measured_one(
 
 
 @pytest.mark.slow
-def test_export_of_a_missing_trial_exits_2_with_one_line(small_studies: SmallStudies) -> None:
-    res = run_cli(
-        "export", str(small_studies.quant), "--out", str(small_studies.root), "--trial", "999"
+def test_export_of_a_missing_trial_exits_2_with_one_line(
+    small_studies: SmallStudies, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = cli_in_process(
+        capsys,
+        "export",
+        str(small_studies.quant),
+        "--out",
+        str(small_studies.root),
+        "--trial",
+        "999",
     )
     assert res.returncode == 2
     assert res.stderr.strip() == (
