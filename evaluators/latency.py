@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import torch
 
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
+from evaluators.quiet import gate
 from evaluators.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
 
 #: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
@@ -33,6 +35,9 @@ class LatencySettings:
             lookup-table prediction, then time the front).
         builds: Deployable forms built per measurement, the timed passes split among them
             (see :func:`measure`).
+        quiet: Time each pass only in a quiet moment of the machine (:mod:`evaluators.quiet`):
+            repeatable figures on a machine whose speed changes under it, at the cost of waiting
+            for quiet moments (up to 3 s per build). Predicted latency always means this.
     """
 
     batch_size: int = 64
@@ -42,6 +47,7 @@ class LatencySettings:
     runtime: str = "torch"
     mode: str = "measured"
     builds: int = 5
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "threads", "builds"):
@@ -54,6 +60,8 @@ class LatencySettings:
             raise ValueError(
                 f"'latency.repeats' must be an int >= 30. Got {self.repeats!r} instead."
             )
+        if not isinstance(self.quiet, bool):
+            raise ValueError(f"'latency.quiet' must be true or false. Got {self.quiet!r} instead.")
         if self.runtime not in RUNTIMES:
             raise ValueError(
                 f"'latency.runtime' must be one of {sorted(RUNTIMES)}. "
@@ -81,7 +89,11 @@ def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[...,
 
 
 def measure(
-    model: torch.nn.Module, batch: tuple[torch.Tensor, ...], settings: LatencySettings
+    model: torch.nn.Module,
+    batch: tuple[torch.Tensor, ...],
+    settings: LatencySettings,
+    *,
+    quiet: bool | None = None,
 ) -> dict[str, float]:
     """``model``'s latency figures (:func:`summarize`) as deployed with ``settings``.
 
@@ -90,7 +102,12 @@ def measure(
     buffers land). So the measurement builds the deployable form ``settings.builds`` times,
     gives each ``warmup`` untimed passes and a share of the ``repeats`` timed ones, and
     summarises the pooled times: the median is that of a typical build.
+
+    With ``quiet`` (default: ``settings.quiet``) each timed pass runs between two quiet probes
+    of the machine (:mod:`evaluators.quiet`): the latency of the unloaded machine, repeatable
+    on a machine whose speed changes under it; what the latency predictor predicts.
     """
+    quiet = settings.quiet if quiet is None else quiet
     share = -(-settings.repeats // settings.builds)
     times: list[float] = []
     run = deployed(model, settings)
@@ -99,7 +116,11 @@ def measure(
             run = rebuilt(run, settings.runtime, model, settings.threads, batch)
         torch.set_num_threads(settings.threads)
         with torch.inference_mode():
-            times += time_run(run, batch, warmup=settings.warmup, repeats=share)
+            if not quiet:
+                times += time_run(run, batch, warmup=settings.warmup, repeats=share)
+                continue
+            time_run(run, batch, warmup=settings.warmup, repeats=0)
+            times += [s * 1e3 for s in gate().time_blocks(functools.partial(run, *batch), share)]
     return summarize(times)
 
 

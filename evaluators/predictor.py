@@ -187,7 +187,10 @@ def trace_deployed(
 def time_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, budget_s: float
 ) -> float:
-    """Median milliseconds of one call, timed in blocks of back-to-back calls."""
+    """Median milliseconds of one call, timed in blocks of back-to-back calls, each block in
+    a quiet moment of the machine (:mod:`evaluators.quiet`)."""
+    from evaluators.quiet import gate
+
     with torch.inference_mode():
         for _ in range(3):
             func(*args, **kwargs)
@@ -196,26 +199,18 @@ def time_call(
         once = max(time.perf_counter() - start, 1e-7)
         per_block = max(1, min(200, int(2e-4 / once)))  # blocks of >= 0.2 ms
         blocks = max(7, min(51, int(budget_s / (once * per_block))))
-        samples = []
-        for _ in range(blocks):
-            start = time.perf_counter()
+
+        def block() -> None:
             for _ in range(per_block):
                 func(*args, **kwargs)
-            samples.append((time.perf_counter() - start) / per_block)
-    return statistics.median(samples) * 1e3
+
+        samples = gate().time_blocks(block, blocks)
+    return statistics.median(samples) / per_block * 1e3
 
 
 class _Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-_PROBE = (torch.randn(64, 64, generator=torch.Generator().manual_seed(0)),) * 2
-
-
-def _probe_ms() -> float:
-    """A fixed small workload (a 64x64 matmul), timed for a few milliseconds."""
-    return time_call(torch.matmul, _PROBE, {}, budget_s=0.005)
 
 
 def module_call_ms(budget_s: float = 0.2) -> float:
@@ -322,7 +317,6 @@ class LatencyTable:
         self.ident = ident
         self.entries: dict[str, float] = {}
         self.measured = 0  # entries this instance had to measure
-        self._probes: list[float] = []  # probe timings, see wait_for_quiet
         self._load()
 
     def _load(self) -> None:
@@ -371,8 +365,7 @@ class LatencyTable:
             timed: list[list[float]] = [[] for _ in models]
             for _ in range(self.ROUNDS):  # round-robin, as for ops; the fastest round is kept
                 for i, (model, x) in enumerate(models):
-                    self.wait_for_quiet()
-                    timed[i].append(measure(model, x, self.settings)["latency_ms"])
+                    timed[i].append(measure(model, x, self.settings, quiet=True)["latency_ms"])
             rows = []
             for t, values in zip(traces, timed, strict=True):
                 total = sum(self.lookup_all(t.ops)) + t.module_calls * self.module_call()
@@ -384,22 +377,6 @@ class LatencyTable:
             self.measured += 1
         e = self.entries
         return e[name + "a"], e[name + "g"], e[name]
-
-    def wait_for_quiet(self, max_wait_s: float = 2.0) -> None:
-        """Wait (up to ``max_wait_s``) until a fixed probe runs at its usual fast speed.
-
-        A shared machine has slow spells (here: 1.5-1.8x slower for a second or more); an
-        entry timed in one would be wrong for good, so timings start in a quiet moment: when
-        the probe is within 25% of the 20th percentile of its timings so far.
-        """
-        deadline = time.perf_counter() + max_wait_s
-        while True:
-            ms = _probe_ms()
-            self._probes.append(ms)
-            fast = sorted(self._probes)[len(self._probes) // 5]
-            if len(self._probes) < 5 or ms <= 1.25 * fast or time.perf_counter() > deadline:
-                return
-            time.sleep(0.05)
 
     def lookup(self, op: OpCall) -> float:
         """The op's latency; measured now (and kept) when the table lacks it."""
@@ -419,7 +396,6 @@ class LatencyTable:
             rounds: dict[str, list[float]] = {op.key: [] for op in missing}
             for _ in range(self.ROUNDS):
                 for op in missing:
-                    self.wait_for_quiet()
                     rounds[op.key].append(op.measure(self.OP_BUDGET_S))
             for key, values in rounds.items():
                 self.entries[key] = min(values)

@@ -174,13 +174,14 @@ def _random_config(space: Any, rng: random.Random) -> Any:
     return space.config_from_params(params)
 
 
-def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 5) -> str:
+def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 3) -> str:
     """Predicted against measured latency for random candidates of each study's task.
 
     All candidates are predicted first (the table fills as new operators appear), then each
-    is measured as the study measures it, ``rounds`` times round-robin over the candidates
-    (seconds apart). The fastest round is the reference (slow spells of a shared machine
-    only add time); how often a single round lands within +-10% of it is the noise floor.
+    is measured as the study measures it with ``quiet = true`` (each timed pass in a quiet
+    moment of the machine, what the prediction is for), ``rounds`` times round-robin over the
+    candidates (seconds apart). The fastest round is the reference; how often a single round
+    lands within +-10% of it is the noise floor.
     """
     from dataclasses import replace
 
@@ -214,7 +215,7 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
             timed: list[list[float]] = [[] for _ in built]
             for _ in range(rounds):
                 for i, (_, cand) in enumerate(built):
-                    figures = measure(cand.model, predictor.batch, spec.latency)
+                    figures = measure(cand.model, predictor.batch, spec.latency, quiet=True)
                     timed[i].append(figures["latency_ms"])
             errors, single, repeatable = [], [], []
             for (config, _), pred, times, p_s in zip(
@@ -262,6 +263,10 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
         .reset_index()
     )
     cmd = f"python -m search.bench predictor --candidates {candidates}"
+    from evaluators.quiet import gate
+
+    probe = gate()
+    quiet_share = probe.quiet_runs / max(1, probe.quiet_runs + probe.loaded_runs)
     out = [
         "## Latency prediction (lookup table)",
         "",
@@ -269,9 +274,12 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
         "built without fine-tuning; students distilled for one epoch, as weights do not change "
         "the operators). Every candidate is predicted first, then measured as the study "
         f"measures it (`evaluators.latency.measure`: {lines[0][2].builds if lines else 5} "
-        f"builds, median of the pooled timed passes) {rounds} times, round-robin over the "
-        "candidates (seconds apart). The reference is the candidate's fastest round: this "
-        "machine has slow spells of about a second, up to 1.8x slower, which only add time. "
+        "builds, median of the pooled timed passes) with `quiet = true`: each timed pass "
+        "between two quiet probes of the machine (`evaluators.quiet`; this machine switches "
+        "between a quiet state and states 1.3-2x slower every second or so; in this run "
+        f"{quiet_share:.0%} of all timed runs, table entries included, were between quiet "
+        f"probes, the rest on a machine not quiet for 10 s), {rounds} times, round-robin over "
+        "the candidates (seconds apart). The reference is the candidate's fastest round. "
         "'Single rounds' compares the prediction with each round instead; 'rounds within "
         "+-10% of fastest' is the share of single measurements within +-10% of the reference: "
         "the noise floor of the figures beside it.",

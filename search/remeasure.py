@@ -2,7 +2,8 @@
 
 The search ranked candidates by predicted latency (:mod:`evaluators.predictor`); the front it
 found is rebuilt here, candidate by candidate, and timed as :class:`LatencyEvaluator` times
-every candidate in a measured study. A finished Optuna trial cannot take new user
+every candidate in a measured study, with ``quiet = true`` (only in quiet moments of the
+machine, as the table's entries were timed). A finished Optuna trial cannot take new user
 attributes, so the timings are stored as one study user attribute, ``latency_measured``
 (``{trial number: {latency_measured_ms, latency_p90_ms, latency_cv, latency_error}}``),
 which the result tables merge into the trials' rows. Running it again times only the
@@ -10,6 +11,8 @@ front points not timed yet.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import optuna
 
@@ -27,7 +30,8 @@ def measure_front_latency(ctx: StudyContext, study: optuna.Study) -> dict[str, d
     numbers = [int(n) for n in front.loc[front["front"], "trial"] if str(int(n)) not in stored]
     if not numbers:
         return stored
-    timer = LatencyEvaluator(ctx.task, ctx.spec.latency)
+    # timed in quiet moments of the machine, as the table behind the prediction was
+    timer = LatencyEvaluator(ctx.task, replace(ctx.spec.latency, quiet=True))
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number in numbers:
         trial = trials[number]

@@ -73,6 +73,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "runtime": _STR,
         "mode": _STR,
         "builds": _INT,
+        "quiet": _BOOL,
     },
     "budget": {
         "max_size": _SIZE,

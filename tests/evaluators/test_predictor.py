@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from evaluators.predictor import (
     trace,
     trace_deployed,
 )
+from evaluators.quiet import QuietGate, gate
 from spaces._layers import compressible_layers
 
 
@@ -68,14 +71,31 @@ def test_architecture_key_sees_int8_layers_not_weight_values() -> None:
     assert architecture_key(a) != architecture_key(b)
 
 
-def test_wait_for_quiet_returns_within_its_limit(tmp_path: Path) -> None:
-    import time
+def test_quiet_gate_stores_the_machine_floor_and_times_only_quiet_runs(tmp_path: Path) -> None:
+    gate = QuietGate(root=tmp_path, max_wait_s=0.5)
+    gate.SAMPLE_S = 0.3
+    floor = gate.floor()  # nothing stored yet: probed now
+    assert 1 < floor < 1e4 and len(gate.readings) >= gate.OWN_MIN
+    while len(gate.readings) < gate.OWN_STORE:
+        gate.level()
+    stored = json.loads(gate.path.read_text())["floors"]
+    assert len(stored) == 1 and stored[0] > 0
+    again = QuietGate(root=tmp_path)  # a later process starts from the stored floor
+    assert again.floor() == pytest.approx(stored[0]) and not again.readings
 
-    table = LatencyTable(LatencySettings(repeats=30), root=tmp_path)
-    table._probes = [1e-9] * 10  # a fast level the machine never reaches again
+    # a machine that never gets quiet: the gate waits max_wait_s, then takes the quietest runs
+    gate._floor, gate._history, gate.readings = 1e-6, [1e-6], []
+    gate._last_quiet = start = time.perf_counter()
+    runs = gate.time_blocks(lambda: None, 5)
+    assert len(runs) == 5 and 0.5 <= time.perf_counter() - start < 5.0
+    assert gate.loaded_runs == 5
+    start = time.perf_counter()  # loaded for longer than max_wait_s: no waiting any more
+    assert len(gate.time_blocks(lambda: None, 5)) == 5 and time.perf_counter() - start < 0.4
+    # every reading quiet (a dedicated machine): no waiting at all
+    gate._floor, gate._history, gate.readings = 1e9, [1e9], []
     start = time.perf_counter()
-    table.wait_for_quiet(max_wait_s=0.3)
-    assert 0.3 <= time.perf_counter() - start < 2.0
+    assert len(gate.time_blocks(lambda: None, 50)) == 50
+    assert time.perf_counter() - start < 0.5
 
 
 def test_trace_records_each_operator_with_its_shapes() -> None:
@@ -113,6 +133,7 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(
     digits_task: Task, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(LatencyTable, "ROUNDS", 2)  # CI time; BENCHMARKS.md uses 3
+    monkeypatch.setattr(gate(), "max_wait_s", 10.0)  # alone on the machine: wait as users do
     # the study's settings and the session's shared table folder: the predicted-latency study
     # test reuses this table and its calibration
     settings = LatencySettings(batch_size=64, repeats=30, runtime="onnxruntime")
@@ -127,11 +148,9 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(
     errors = {}
     for name, model in models.items():
         predicted = evaluator.evaluate(_Candidate(model))["latency_ms"]
-        measured = float("inf")
-        for _ in range(3):  # timed in quiet moments, as the table's entries are
-            evaluator.predictor.table.wait_for_quiet()
-            measured = min(measured, measure(model, batch, settings)["latency_ms"])
+        # timed in quiet moments, as the table's entries are (the fastest of two rounds)
+        measured = min(measure(model, batch, settings, quiet=True)["latency_ms"] for _ in "ab")
         errors[name] = predicted / measured - 1
-    # a loose bound that still catches a wrong trace (2x off): shared machines have slow
-    # phases that can skew a fresh table by a third; BENCHMARKS.md has the measured figures
-    assert all(abs(e) < 0.5 for e in errors.values()), errors
+    # looser than the benchmark's +-10% (two rounds per entry here, three there; a CI machine
+    # may stay loaded longer than the gate waits); a wrong trace is 50-100% off
+    assert all(abs(e) < 0.25 for e in errors.values()), errors

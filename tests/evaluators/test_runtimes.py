@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+import spaces.deploy
 from evaluators import LatencyEvaluator, LatencySettings, Task
+from evaluators.latency import example_batch, measure
+from evaluators.quiet import gate
 from evaluators.runtimes import RUNTIMES, runner, time_model
 from spaces import activations
 from spaces.quantization import mark_quantized, quantize_weight
@@ -59,6 +62,26 @@ def test_latency_evaluator_uses_the_study_runtime(digits_task: Task) -> None:
     figures = LatencyEvaluator(digits_task, settings).evaluate(Cand())
     assert set(figures) == {"latency_ms", "latency_p90_ms", "latency_cv"}
     assert 0 < figures["latency_ms"] <= figures["latency_p90_ms"]
+
+
+def test_quiet_measurement_times_every_pass_through_the_gate(
+    digits_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real_to_onnx = spaces.deploy.to_onnx
+
+    def counting_to_onnx(*args: object, **kwargs: object) -> bytes:
+        calls.append(1)
+        return real_to_onnx(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spaces.deploy, "to_onnx", counting_to_onnx)
+    settings = LatencySettings(runtime="onnxruntime", repeats=30, warmup=1, builds=3, quiet=True)
+    probe = gate()
+    before = probe.quiet_runs + probe.loaded_runs
+    figures = measure(digits_task.model, example_batch(digits_task, 8), settings)
+    assert figures["latency_ms"] > 0
+    assert probe.quiet_runs + probe.loaded_runs - before == 30  # 3 builds x 10 gated passes
+    assert len(calls) == 1  # one ONNX export shared by the three builds
 
 
 def test_unknown_runtime_is_refused() -> None:

@@ -12,10 +12,11 @@ def test_factory_options_mode_and_bops_are_read() -> None:
         {
             "study": {"name": "s"},
             "task": {"factory": "pkg.mod:make", "options": {"hidden": 16, "name": "x"}},
-            "latency": {"mode": "predicted"},
+            "latency": {"mode": "predicted", "quiet": True},
             "budget": {"max_bops": 2.5e8},
         }
     )
+    assert spec.latency.quiet
     assert spec.task == "pkg.mod:make" and spec.task_factory == "pkg.mod:make"
     assert dict(spec.task_options) == {"hidden": 16, "name": "x"}
     assert spec.latency.mode == "predicted" and spec.budget.max_bops == 2.5e8
@@ -29,6 +30,7 @@ def test_factory_options_mode_and_bops_are_read() -> None:
             {"mode": "guessed"},
             r"'latency.mode' must be one of \['measured', 'predicted'\]",
         ),
+        ("latency", {"quiet": "yes"}, r"'latency.quiet' must be true or false"),
         ("budget", {"max_bops": -1}, r"'budget.max_bops' must be > 0"),
         ("budget", {"max_bops": "many"}, r"'budget.max_bops' must be a number"),
         ("task", {"options": 3}, r"'task.options' must be a table of keyword arguments"),
