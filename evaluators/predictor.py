@@ -8,12 +8,14 @@ with its own shapes, plus the fixed cost of each module call. This module:
 1. traces a candidate's forward pass once (``TorchFunctionMode``) into the operators it calls,
    each keyed by its name and argument shapes (a ``linear`` on 64x512 by 64x512 is one key);
 2. looks each key up in a table of latencies measured on this machine, measuring (and
-   storing) any key it has not seen, each operator timed alone in a tight loop;
+   storing) any key it has not seen, each operator timed alone in a tight loop, only in
+   quiet moments of the machine (:mod:`evaluators.quiet`);
 3. adds the per-module-call overhead, measured once with a stack of trivial modules;
 4. corrects the sum with a linear calibration ``a * sum + g * operators + c``, fitted once
-   per table on a fixed family of small synthetic MLPs and CNNs (never the study's own
-   models) timed for real on this machine: operators in a chain run a little slower than
-   alone (cold caches, fresh allocations, the Python between them).
+   per table on a fixed family of small synthetic MLPs and CNNs and on the task's teacher and
+   students as built (never a candidate), timed for real (quietly) on this machine:
+   operators in a chain run a little slower than alone (cold caches, fresh allocations, the
+   Python between them).
 
 Tables are JSON files, built once and reused by every later study: one per machine (CPU,
 core count, torch version), runtime, thread count and batch size, under
@@ -300,7 +302,7 @@ class LatencyTable:
     merged with what other processes saved), so a table is built once per machine.
     """
 
-    #: Timing rounds per new op (median kept) and seconds of timing per round.
+    #: Timing rounds per new op (the fastest kept) and seconds of timing per round.
     ROUNDS = 3
     OP_BUDGET_S = 0.05
     #: Weight of a task's own model against one synthetic model in the calibration fit.
@@ -386,9 +388,9 @@ class LatencyTable:
         """Latencies of ``ops``; the ones the table lacks are measured now and kept.
 
         Each missing op is timed in :attr:`ROUNDS` rounds, round-robin over the missing ops,
-        and keeps the fastest round: on a shared machine slow spells (seconds long, up to
-        1.8x slower here) only ever add time, so the table holds the machine's unloaded
-        speed, which is what the prediction is for.
+        every block of calls between two quiet probes (:mod:`evaluators.quiet`), and keeps
+        the fastest round: the table holds the quiet machine's speed, which is what the
+        prediction is for.
         """
         missing = list({op.key: op for op in ops if op.key not in self.entries}.values())
         if missing:
