@@ -28,6 +28,12 @@ os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-te
 os.environ.setdefault("FRONTIER_QUIET_MAX_WAIT_S", "0.5")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: the workers (pytest-xdist) then share out the long ones at the start
+    and end together on short ones, instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _timing_alone(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tests marked ``timing`` run alone: under pytest-xdist (the suite runs with ``-n``) every

@@ -132,7 +132,7 @@ def test_table_is_cached_on_disk_and_keyed_by_threads_and_batch(
 def test_prediction_tracks_measured_latency_on_onnxruntime(
     digits_task: Task, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(LatencyTable, "ROUNDS", 2)  # CI time; BENCHMARKS.md uses 3
+    monkeypatch.setattr(LatencyTable, "ROUNDS", 1)  # CI time (it runs alone); BENCHMARKS.md: 3
     monkeypatch.setattr(gate(), "max_wait_s", 10.0)  # alone on the machine: wait as users do
     # the study's settings and the session's shared table folder: the predicted-latency study
     # test reuses this table and its calibration
@@ -148,9 +148,9 @@ def test_prediction_tracks_measured_latency_on_onnxruntime(
     errors = {}
     for name, model in models.items():
         predicted = evaluator.evaluate(_Candidate(model))["latency_ms"]
-        # timed in quiet moments, as the table's entries are (the fastest of two rounds)
-        measured = min(measure(model, batch, settings, quiet=True)["latency_ms"] for _ in "ab")
+        # timed in quiet moments, as the table's entries are
+        measured = measure(model, batch, settings, quiet=True)["latency_ms"]
         errors[name] = predicted / measured - 1
-    # looser than the benchmark's +-10% (two rounds per entry here, three there; a CI machine
+    # looser than the benchmark's +-10% (one round per entry here, three there; a CI machine
     # may stay loaded longer than the gate waits); a wrong trace is 50-100% off
     assert all(abs(e) < 0.25 for e in errors.values()), errors
