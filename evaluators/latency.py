@@ -37,7 +37,8 @@ class LatencySettings:
             (see :func:`measure`).
         quiet: Time each pass only in a quiet moment of the machine (:mod:`evaluators.quiet`):
             repeatable figures on a machine whose speed changes under it, at the cost of waiting
-            for quiet moments (up to 3 s per build). Predicted latency always means this.
+            for quiet moments (see :class:`evaluators.quiet.QuietGate`). Predicted latency
+            always means this.
     """
 
     batch_size: int = 64
@@ -116,11 +117,12 @@ def measure(
             run = rebuilt(run, settings.runtime, model, settings.threads, batch)
         torch.set_num_threads(settings.threads)
         with torch.inference_mode():
-            if not quiet:
+            if quiet:
+                time_run(run, batch, warmup=settings.warmup, repeats=0)
+                seconds = gate().time_blocks(functools.partial(run, *batch), share)
+                times += [s * 1e3 for s in seconds]
+            else:
                 times += time_run(run, batch, warmup=settings.warmup, repeats=share)
-                continue
-            time_run(run, batch, warmup=settings.warmup, repeats=0)
-            times += [s * 1e3 for s in gate().time_blocks(functools.partial(run, *batch), share)]
     return summarize(times)
 
 

@@ -48,6 +48,7 @@ from torch.overrides import TorchFunctionMode
 from evaluators._base import Candidate, Evaluator
 from evaluators._task import Task
 from evaluators.latency import LatencySettings, deployed, example_batch, measure
+from evaluators.quiet import gate
 
 TABLE_VERSION = 2
 _MODULE_KEY = "__module_call__"
@@ -191,8 +192,6 @@ def time_call(
 ) -> float:
     """Median milliseconds of one call, timed in blocks of back-to-back calls, each block in
     a quiet moment of the machine (:mod:`evaluators.quiet`)."""
-    from evaluators.quiet import gate
-
     with torch.inference_mode():
         for _ in range(3):
             func(*args, **kwargs)

@@ -89,9 +89,13 @@ class QuietGate:
         self._floor: float | None = None
         self._history: list[float] = []
         self._saved = False
+        self._read_history()
+
+    def _read_history(self) -> None:
+        """The floors stored by earlier processes (none when the file is missing or stale)."""
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
             data = json.loads(self.path.read_text())
-            if data["ident"] == ident:
+            if data["ident"] == self.ident:
                 self._history = [float(v) for v in data["floors"]][-self.HISTORY :]
 
     def floor(self) -> float:
@@ -118,10 +122,7 @@ class QuietGate:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError):
-                data = json.loads(self.path.read_text())
-                if data["ident"] == self.ident:
-                    self._history = [float(v) for v in data["floors"]]
+            self._read_history()  # with what other processes stored meanwhile
             self._history = [*self._history, self._own_floor()][-self.HISTORY :]
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"ident": self.ident, "floors": self._history}))

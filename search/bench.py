@@ -187,6 +187,7 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
 
     from evaluators.latency import measure
     from evaluators.predictor import LatencyPredictor
+    from evaluators.quiet import gate
     from search.objective import StudyContext
     from search.spec import load_spec
     from spaces import FinetuneSettings, compress
@@ -263,8 +264,6 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
         .reset_index()
     )
     cmd = f"python -m search.bench predictor --candidates {candidates}"
-    from evaluators.quiet import gate
-
     probe = gate()
     quiet_share = probe.quiet_runs / max(1, probe.quiet_runs + probe.loaded_runs)
     out = [
