@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from evaluators._base import Candidate, Evaluator
-from evaluators._cache import WeightCache
-from evaluators._task import ACCURACY, Metric, Split, Task
-from evaluators._training import TrainingDiverged, fit, predict
 from evaluators.accuracy import AccuracyEvaluator, NonFiniteOutput
 from evaluators.budgets import Budget
 from evaluators.latency import LatencyEvaluator, LatencySettings
 from evaluators.size import SizeEvaluator
 from evaluators.tasks import BUILTIN_TASKS
+from spaces.cache import WeightCache
+from spaces.task import ACCURACY, Metric, Split, Task
+from spaces.training import TrainingDiverged, fit, predict
 
 __all__ = [
     "ACCURACY",

@@ -7,8 +7,8 @@ import math
 import torch
 
 from evaluators._base import Candidate, Evaluator
-from evaluators._task import Split, Task
-from evaluators._training import predict
+from spaces.task import Split, Task
+from spaces.training import predict
 
 
 class NonFiniteOutput(RuntimeError):

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from spaces._config import TEACHER, CompressionConfig
-from spaces._layers import compressible_layers, weight_of
 from spaces.activations import BUFFER as ACT_BUFFER
+from spaces.config import TEACHER, CompressionConfig
+from spaces.layers import compressible_layers, weight_of
 from spaces.pruning import pruned_count
 from spaces.structured import prune_channels
 

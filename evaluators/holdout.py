@@ -12,9 +12,9 @@ import math
 import torch
 
 from evaluators._base import Candidate, Evaluator
-from evaluators._task import Metric, Task
-from evaluators._training import predict
 from evaluators.accuracy import AccuracyEvaluator
+from spaces.task import Metric, Task
+from spaces.training import predict
 
 #: Bootstrap resamples; 2,000 keeps the interval's ends stable to about 0.1 point.
 RESAMPLES = 2000

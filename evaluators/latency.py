@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from evaluators._base import Candidate, Evaluator
-from evaluators._task import Task
 from evaluators.quiet import gate
 from evaluators.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
+from spaces.task import Task
 
 #: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
 #: lookup-table prediction (:mod:`evaluators.predictor`) and only the front is timed.

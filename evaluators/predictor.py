@@ -46,9 +46,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from evaluators._base import Candidate, Evaluator
-from evaluators._task import Task
 from evaluators.latency import LatencySettings, deployed, example_batch, measure
 from evaluators.quiet import gate
+from spaces.task import Task
 
 TABLE_VERSION = 2
 _MODULE_KEY = "__module_call__"

@@ -98,7 +98,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> StudySpec:
     """
     from evaluators.budgets import Budget
     from evaluators.latency import LatencySettings
-    from spaces._space import SpaceSettings
+    from spaces.space import SpaceSettings
 
     space = dict(data["space"])
     students = space.pop("students", None)

@@ -21,9 +21,9 @@ from search.backends import RaySettings
 from search.early_stopping import EarlyStoppingSettings
 from search.objective_names import DEFAULT_OBJECTIVES, check_objectives
 from search.storage import StorageSettings
-from spaces._space import SpaceSettings
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
+from spaces.space import SpaceSettings
 
 SPEC_VERSION = 1
 SAMPLERS = ("tpe", "nsga2", "random")

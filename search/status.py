@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import fcntl
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +20,15 @@ from search.quality import front_hypervolume, reference_text
 from search.results import trials_frame
 from search.spec import StudyFileError, load_spec
 from search.storage import StorageSettings, make_storage, sqlite_path, storage_kind
+from spaces.files import file_lock
 
 #: Speed is measured over at most this many of the most recently finished trials.
 RATE_WINDOW = 50
 
 
-@contextlib.contextmanager
-def outputs_lock(results_dir: Path) -> Iterator[None]:
+def outputs_lock(results_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise writing the output files of one results folder between processes."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    with open(results_dir / ".outputs.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return file_lock(results_dir / ".outputs.lock")
 
 
 @dataclass(frozen=True)

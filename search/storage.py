@@ -22,7 +22,6 @@ several workers together stop at exactly ``n_trials``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import warnings
 import weakref
@@ -34,6 +33,8 @@ import optuna
 import sqlalchemy as sa
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+
+from spaces.files import file_lock
 
 #: Prefix of journal-file storage URLs: ``journal:/shared/frontier/study.log``.
 JOURNAL_PREFIX = "journal:"
@@ -172,15 +173,9 @@ def study_lock(url: str, name: str) -> Iterator[None]:
         if db is None:
             yield
             return
-        db.parent.mkdir(parents=True, exist_ok=True)
         # not "<file>.lock": Optuna's journal file lock is a symlink of that name
-        lock_path = db.with_name(db.name + ".frontier-lock")
-        with open(lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with file_lock(db.with_name(db.name + ".frontier-lock")):
+            yield
         return
     if kind == "postgresql":
         engine = _lock_engine(url)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from evaluators._task import Split
+from spaces.task import Split
 
 QMIN, QMAX = 0, 127
 BUFFER = "act_qparams"

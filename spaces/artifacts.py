@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from evaluators._task import Task
 from spaces import activations
-from spaces._config import TEACHER, CompressionConfig
-from spaces._layers import compressible_layers
+from spaces.config import TEACHER, CompressionConfig
 from spaces.deploy import to_onnx
+from spaces.layers import compressible_layers
 from spaces.packing import unpack
 from spaces.quantization import mark_quantized
 from spaces.structured import prune_channels
+from spaces.task import Task
 
 ARTIFACT_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

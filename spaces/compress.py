@@ -25,15 +25,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from evaluators._training import fit
 from spaces import activations
-from spaces._config import FLOAT_BITS, CompressionConfig
-from spaces._layers import compressible_layers, weight_of
+from spaces.config import FLOAT_BITS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
+from spaces.layers import compressible_layers, weight_of
 from spaces.packing import pack
 from spaces.pruning import magnitude_mask
 from spaces.quantization import QuantizedWeight, fake_quantize, mark_quantized, quantize_weight
 from spaces.structured import prune_channels
+from spaces.training import fit
 
 
 @dataclass(frozen=True)

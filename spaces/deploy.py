@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces._layers import compressible_layers
 from spaces.activations import activation_params, has_quantized_activations
+from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, weight_codes
 
 OPSET = 17

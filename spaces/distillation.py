@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators._cache import WeightCache
-from evaluators._task import Task
-from evaluators._training import LossFn, fit, predict
-from spaces._config import TEACHER
-from spaces._layers import compressible_layers
+from spaces.cache import WeightCache
+from spaces.config import TEACHER
+from spaces.layers import compressible_layers
+from spaces.task import Task
+from spaces.training import LossFn, fit, predict
 
 
 @dataclass(frozen=True)

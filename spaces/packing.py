@@ -34,7 +34,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from spaces._layers import compressible_layers
+from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, qmax
 
 FORMAT_VERSION = 1

@@ -27,7 +27,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spaces._layers import COMPRESSIBLE_TYPES, compressible_layers
+from spaces.layers import COMPRESSIBLE_TYPES, compressible_layers
 
 log = logging.getLogger("frontier")
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from evaluators._imports import import_object
-from evaluators._task import Task
-from spaces._config import TEACHER
+from spaces.config import TEACHER
 from spaces.distillation import check_student_layers
+from spaces.imports import import_object
+from spaces.task import Task
 
 
 def _checked(name: str, target: str, build: Callable[..., object]) -> Callable[[], nn.Module]:

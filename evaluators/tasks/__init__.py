@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from evaluators._cache import WeightCache
-from evaluators._task import Task
 from evaluators.tasks._loader import check_task, load_task
 from evaluators.tasks.digits import digits_cnn, digits_mlp
 from evaluators.tasks.mnist1d import mnist1d_cnn
 from evaluators.tasks.tabular import breast_cancer_mlp
+from spaces.cache import WeightCache
+from spaces.task import Task
 
 
 def minilm(**kwargs: Any) -> Task:

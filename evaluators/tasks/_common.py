@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators._cache import WeightCache
-from evaluators._task import Split
-from evaluators._training import fit
+from spaces.cache import WeightCache
+from spaces.task import Split
+from spaces.training import fit
 
 #: Splits are fixed whatever the study's seed, so that studies with different seeds (and
 #: different samplers) are scored on the same validation and test rows.

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators._cache import WeightCache
-from evaluators._imports import import_object
-from evaluators._task import Task
-from spaces._layers import COMPRESSIBLE_TYPES, compressible_layers
+from spaces.cache import WeightCache
+from spaces.imports import import_object
+from spaces.layers import COMPRESSIBLE_TYPES, compressible_layers
+from spaces.task import Task
 
 _SUPPORTED = ", ".join(f"nn.{t.__name__}" for t in COMPRESSIBLE_TYPES)
 

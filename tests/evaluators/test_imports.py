@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators._imports import import_object
+from spaces.imports import import_object
 
 
 def test_import_object_finds_callables() -> None:

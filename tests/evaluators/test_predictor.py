@@ -24,7 +24,7 @@ from evaluators.predictor import (
     trace_deployed,
 )
 from evaluators.quiet import QuietGate, gate
-from spaces._layers import compressible_layers
+from spaces.layers import compressible_layers
 
 
 @dataclass

@@ -7,16 +7,15 @@ around "look up, else create" makes sure that concurrent workers (Ray actors, se
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from spaces.files import atomic_write, file_lock
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
@@ -42,28 +41,10 @@ class WeightCache:
         path = self.path(key)
         if path.exists():
             return load_file(path)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(path.with_suffix(".lock")):
+        with file_lock(path.with_suffix(".lock")):
             if path.exists():  # another worker created it while we waited
                 return load_file(path)
             tensors = {k: v.detach().contiguous().clone() for k, v in create().items()}
-            fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-            os.close(fd)
-            try:
-                save_file(tensors, tmp)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            atomic_write(path, lambda tmp: save_file(tensors, tmp))
             self.created.append(key)
             return tensors
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from evaluators._task import Split
+from spaces.task import Split
 
 #: ``loss_fn(outputs, targets, index)``; ``index`` holds the rows' positions in the split so a
 #: loss can look up precomputed per-row data (the teacher's outputs for distillation).

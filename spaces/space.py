@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from spaces._config import (
+from spaces.config import (
     ALLOWED_ACT_BITS,
     ALLOWED_BITS,
     FLOAT_BITS,
