@@ -273,9 +273,7 @@ def bench_ray(args: argparse.Namespace) -> str:
             shutil.copytree(Path(tmp) / "warm" / "cache", out / "cache")
             ctx = StudyContext(spec, out)
             study = open_study(spec, f"sqlite:///{out / 'study.db'}")
-            summary = run_ray(
-                ctx, study, spec_file=args.study_file, n_trials=args.trials, workers=workers
-            )
+            summary = run_ray(ctx, study, n_trials=args.trials, workers=workers)
             done = sorted(t.datetime_complete for t in study.get_trials() if t.datetime_complete)
             # steady state: from the first `workers` finished trials (actors started) on
             span = (done[-1] - done[workers - 1]).total_seconds() if len(done) > workers else 0

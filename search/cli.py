@@ -163,7 +163,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run_ray(
                 ctx,
                 study,
-                spec_file=args.study,
                 n_trials=n_trials,
                 timeout_s=timeout,
                 address=args.ray_address,

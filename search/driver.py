@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +13,16 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from search import leases
-from search.early_stopping import CandidateStopped, evaluate_candidate, judge_for
-from search.environment import SPEC_ATTR, record_study_info
-from search.objective import StudyContext, TrialOutcome
+from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
+from search.objective import StudyContext
 from search.objective_names import (
     DEFAULT_OBJECTIVES,
     directions,
     recorded_objectives,
-    study_objectives,
 )
 from search.spec import StudyFileError, StudySpec
 from search.storage import open_shared_study, storage_of, study_lock
+from search.trial import prepare, run_trial, tell
 from spaces import CompressionConfig, SearchSpace
 
 log = logging.getLogger("frontier")
@@ -117,7 +113,9 @@ def check_same_objectives(
     trials) optimised the three defaults; a study just created has recorded nothing yet.
     """
     recorded = recorded_objectives(study)
-    if recorded is None and (SPEC_ATTR in study.user_attrs or study.get_trials(deepcopy=False)):
+    attrs = study.user_attrs
+    made = SPEC_ATTR in attrs or LEGACY_SPEC_ATTR in attrs
+    if recorded is None and (made or study.get_trials(deepcopy=False)):
         recorded = DEFAULT_OBJECTIVES
     if recorded is not None and recorded != spec.study.objectives:
         raise StudyFileError(
@@ -142,77 +140,11 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
     return queued
 
 
-def tell_outcome(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    outcome: TrialOutcome,
-    objectives: Sequence[str] | None = None,
-) -> None:
-    """Record a measured candidate: figures as attributes, constraints, objective values.
-
-    ``objectives`` are the study's (``spec.study.objectives``); ``None`` reads them from the
-    study (see :func:`search.objective_names.study_objectives`).
-    """
-    names = objectives if objectives is not None else study_objectives(study)
-    for key, value in outcome.figures.items():
-        trial.set_user_attr(key, value)
-    if outcome.skipped:
-        trial.set_user_attr("skipped", outcome.skipped)
-    for key, value in outcome.constraints.items():
-        trial.set_constraint(key, value)
-    study.tell(trial, outcome.values_for(names))
-
-
-def tell_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Record a candidate that failed (NaN, exception) with its reason; the study goes on."""
-    trial.set_user_attr("fail_reason", reason[:2000])
-    study.tell(trial, state=TrialState.FAIL)
-
-
-def tell_pruned(
-    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, reason: str
-) -> None:
-    """Record a candidate stopped early: pruned, with its figures at the rung it reached."""
-    for key, value in outcome.figures.items():
-        trial.set_user_attr(key, value)
-    trial.set_user_attr("prune_reason", reason)
-    for key, value in outcome.constraints.items():
-        trial.set_constraint(key, value)
-    study.tell(trial, state=TrialState.PRUNED)
-
-
 def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) -> None:
-    """Sample, evaluate and tell one trial; a failing candidate becomes a failed trial.
-
-    A candidate clearly dominated at a fine-tuning rung stops early and becomes a pruned
-    trial (see :mod:`search.early_stopping`).
-    """
-    objectives = ctx.spec.study.objectives
-    try:
-        config = ctx.space.suggest(trial)
-        trial.set_user_attr("config", config.to_json())
-        judge = judge_for(
-            ctx.spec.early_stopping,
-            ctx.spec.finetune,
-            study.get_trials(deepcopy=False),
-            objectives=objectives,
-        )
-        outcome = evaluate_candidate(
-            ctx, config, seed=ctx.spec.study.seed + trial.number, judge=judge
-        )
-        values = outcome.values_for(objectives)
-        if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(f"non-finite objective values {values}")
-    except CandidateStopped as stop:
-        constraints = ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy)
-        tell_pruned(study, trial, TrialOutcome(stop.figures, constraints), stop.reason)
-        return
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        log.debug("trial %d failed:\n%s", trial.number, traceback.format_exc())
-        tell_failure(study, trial, reason)
-        return
-    tell_outcome(study, trial, outcome, objectives)
+    """Prepare, run and tell one claimed trial in this process (see :mod:`search.trial`)."""
+    job = prepare(study, trial, ctx)
+    if job is not None:
+        tell(study, trial, run_trial(ctx, job), ctx.spec.study.objectives)
 
 
 def count_finished(study: optuna.Study) -> int:

@@ -21,28 +21,20 @@ pruned trial with its figures at the rung where it stopped (``stopped_epoch``, `
 
 Which trials a candidate is compared with is a snapshot taken when its trial starts (the
 *rung table*), so that a Ray worker needs no access to the storage and a decision can be
-replayed.
+replayed. This module decides; :mod:`search.staged` evaluates a candidate rung by rung.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
-from evaluators import AccuracyEvaluator
 from search.objective_names import DEFAULT_OBJECTIVES
-from spaces import CompressionConfig, compress
 from spaces.compress import FinetuneSettings
-
-if TYPE_CHECKING:
-    from search.objective import StudyContext, TrialOutcome
 
 #: Latency within this fraction of another trial's counts as "no slower" (measurement noise).
 LATENCY_TOLERANCE = 0.05
@@ -230,82 +222,3 @@ def judge_for(
     if not settings.enabled or not settings.rungs_for(finetune.epochs):
         return None
     return RungJudge(settings, finetune.epochs, rung_table(trials), tuple(objectives))
-
-
-def evaluate_candidate(
-    ctx: StudyContext, config: CompressionConfig, *, seed: int, judge: RungJudge | None
-) -> TrialOutcome:
-    """:func:`search.objective.evaluate_config`, stopping the candidate at a dominated rung.
-
-    Returns the `TrialOutcome` (with ``accuracy@<epoch>`` figures for every rung, so later
-    candidates can be compared with it), or raises :class:`CandidateStopped`.
-    """
-    from evaluators.holdout import TestSplitEvaluator
-    from search.objective import cheap_check, evaluate_config
-
-    if judge is None:
-        return evaluate_config(ctx, config, seed=seed)
-    cheap = cheap_check(ctx, config)
-    if not cheap.feasible:  # over budget before training: recorded as it is, never staged
-        return cheap
-    if config.is_identity() or ctx.spec.finetune.epochs == 0:
-        outcome = evaluate_config(ctx, config, seed=seed)
-        for epoch in judge.rungs:  # nothing is fine-tuned: the same figures at every rung
-            outcome.figures[rung_key(epoch)] = outcome.figures["accuracy"]
-        return outcome
-
-    t0 = time.perf_counter()
-    threads = torch.get_num_threads()  # the latency evaluator sets its own; training keeps ours
-    first = compress(
-        ctx.pool,
-        config,
-        finetune=FinetuneSettings(epochs=0),
-        seed=seed,
-        importance=ctx.spec.space.channel_importance,
-    )
-    base: dict[str, float] = dict(cheap.figures)  # BOPs, MACs, size bound: exact already
-    for evaluator in ctx.evaluators:
-        if not isinstance(evaluator, TestSplitEvaluator):  # the test split is for the end
-            base.update(evaluator.evaluate(first))
-    torch.set_num_threads(threads)
-    rungs: dict[str, float] = {rung_key(0): base["accuracy"]}
-    accuracy = next(e for e in ctx.evaluators if isinstance(e, AccuracyEvaluator))
-
-    clock = {"rung0_s": 0.0, "finetune_start": 0.0}
-
-    def stop_check(epoch: int, figures: dict[str, float]) -> None:
-        try:
-            judge.check(epoch, figures)
-        except CandidateStopped as stop:
-            stop.figures.update(rungs)
-            stop.figures["stopped_epoch"] = float(epoch)
-            # time split as for finished trials: rung 0 apart, compress_s is the fine-tuning
-            now = time.perf_counter()
-            stop.figures["rung0_s"] = clock["rung0_s"] if epoch else now - t0
-            stop.figures["compress_s"] = now - clock["finetune_start"] if epoch else 0.0
-            raise
-
-    stop_check(0, dict(base))
-    clock["rung0_s"] = time.perf_counter() - t0
-    clock["finetune_start"] = time.perf_counter()
-
-    def on_epoch(epoch: int, model: nn.Module) -> None:
-        if epoch not in judge.rungs:
-            return
-        figures = {**base, **accuracy.evaluate(_Shown(model))}
-        rungs[rung_key(epoch)] = figures["accuracy"]
-        stop_check(epoch, figures)
-
-    latency = {k: v for k, v in base.items() if k.startswith("latency_")}
-    outcome = evaluate_config(ctx, config, seed=seed, on_epoch=on_epoch, latency=latency)
-    outcome.figures.update(rungs)
-    outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s
-    return outcome
-
-
-@dataclass(frozen=True)
-class _Shown:
-    """A model mid fine-tuning, as evaluators see it (no artifact yet)."""
-
-    model: nn.Module
-    artifact: bytes = b""

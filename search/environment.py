@@ -1,8 +1,10 @@
 """What a study records about itself when it is created: its settings and its machine.
 
-Stored as Optuna study user attributes (``spec``, ``environment``, ``results_dir``), so a
-report, ``select`` or ``export`` of a study opened from any storage URL knows how the study
-was run without the study file, and optuna-dashboard shows the same facts.
+Stored as Optuna study user attributes (``study_file``, ``environment``, ``results_dir``), so
+``report``, ``status``, ``select`` or ``export`` of a study opened from its storage URL alone
+knows how the study was run, and optuna-dashboard shows the same facts. ``study_file`` is the
+study file as parsed TOML (:meth:`search.spec.StudySpec.to_data`), read back by the one
+parser (:func:`search.spec.parse_spec`): every setting survives the round trip.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from typing import Any
 import optuna
 
 from search.objective_names import OBJECTIVES_ATTR
-from search.spec import StudySettings, StudySpec
+from search.spec import StudySettings, StudySpec, parse_spec
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
 
 log = logging.getLogger("frontier")
 
-SPEC_ATTR = "spec"
+SPEC_ATTR = "study_file"
+#: Where releases before the lossless form kept a partial dict of the settings.
+LEGACY_SPEC_ATTR = "spec"
 ENV_ATTR = "environment"
 RESULTS_ATTR = "results_dir"
 
@@ -82,8 +86,8 @@ def record_study_info(
             study.set_metric_names(list(spec.study.objectives))
     if OBJECTIVES_ATTR not in attrs:
         study.set_user_attr(OBJECTIVES_ATTR, list(spec.study.objectives))
-    if SPEC_ATTR not in attrs:
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    if SPEC_ATTR not in attrs and LEGACY_SPEC_ATTR not in attrs:
+        study.set_user_attr(SPEC_ATTR, spec.to_data())
     if ENV_ATTR not in attrs:
         study.set_user_attr(ENV_ATTR, environment_info(spec))
     if RESULTS_ATTR not in attrs and results_dir is not None:
@@ -91,7 +95,10 @@ def record_study_info(
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> StudySpec:
-    """Inverse of :meth:`StudySpec.to_dict` (the form stored in the study).
+    """The settings of a study created before the lossless form (``spec`` attribute).
+
+    That form lost ``task.factory``, ``task.options``, ``storage``, ``early_stopping`` and
+    ``ray``; they come back as their defaults.
 
     Raises:
         ValueError, TypeError, KeyError: the stored form does not fit this release.
@@ -123,11 +130,12 @@ def spec_from_dict(data: Mapping[str, Any]) -> StudySpec:
 
 def stored_spec(study: optuna.Study) -> StudySpec | None:
     """The settings the study was created with, or ``None`` when not recorded or unreadable."""
-    data = study.user_attrs.get(SPEC_ATTR)
-    if not isinstance(data, Mapping):
-        return None
+    attrs = study.user_attrs
     try:
-        return spec_from_dict(data)
+        if isinstance(attrs.get(SPEC_ATTR), Mapping):
+            return parse_spec(attrs[SPEC_ATTR])
+        if isinstance(attrs.get(LEGACY_SPEC_ATTR), Mapping):
+            return spec_from_dict(attrs[LEGACY_SPEC_ATTR])
     except (ValueError, TypeError, KeyError) as exc:
         log.warning("study %r: its stored settings cannot be read (%s)", study.study_name, exc)
-        return None
+    return None

@@ -1,14 +1,15 @@
 """Scoring one candidate: the study's context, and config -> figures + constraints.
 
-This is the single seam between deciding a candidate (Optuna, Ray) and evaluating it: both
-drivers call :func:`evaluate_config` with a `CompressionConfig` and get a `TrialOutcome`.
+:func:`evaluate_config` compresses a copy of the model and measures it; the trial path
+(:mod:`search.trial`) calls it, through :mod:`search.staged` when early stopping is on, in
+whichever process runs the trial.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from evaluators.latency import LatencySettings
 from evaluators.predictor import PredictedLatencyEvaluator
 from evaluators.tasks import load_task
 from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
+from search.outcome import TrialOutcome
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
@@ -45,29 +47,6 @@ from spaces.students import add_custom_students
 #: The default objectives' names and directions, in the order Optuna stores the values. A
 #: study's own are ``spec.study.objectives`` (see :mod:`search.objective_names`).
 OBJECTIVES: tuple[tuple[str, str], ...] = tuple((n, DIRECTIONS[n]) for n in DEFAULT_OBJECTIVES)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """What one candidate measured: figures (result columns) and budget constraints."""
-
-    figures: dict[str, float]
-    constraints: dict[str, float] = field(default_factory=dict)
-    #: Values told to the sampler instead of the figures', by objective name (a candidate
-    #: stopped by the cheap checks has no accuracy or latency; its figures say NaN, the
-    #: sampler gets placeholders).
-    objective_values: Mapping[str, float] | None = None
-    #: Why the candidate was not built (the cheap checks stopped it), else empty.
-    skipped: str = ""
-
-    @property
-    def feasible(self) -> bool:
-        return all(v <= 0 for v in self.constraints.values())
-
-    def values_for(self, objectives: Sequence[str]) -> list[float]:
-        """The values told to the sampler for ``objectives`` (a study's, in its order)."""
-        source = self.objective_values if self.objective_values is not None else self.figures
-        return [float(source[name]) for name in objectives]
 
 
 class StudyContext:

@@ -4,8 +4,9 @@ This is the only module that imports ray. :class:`OptunaAskTell` is a Ray Tune s
 the study's own Optuna storage: ``suggest`` claims a trial exactly as a local run does (dead
 workers' trials are queued again first, the study stops at ``n_trials``, a lease and
 heartbeats mark it as held) and samples its configuration; ``on_trial_complete`` tells the
-outcome with the same functions as the local driver. A Ray study and a local study are
-therefore the same kind of study: same trials, same attributes, same outputs.
+outcome record with the same function as the local driver (:mod:`search.trial`). A Ray study
+and a local study are therefore the same kind of study: same trials, same attributes, same
+outputs.
 
 Trials run in :func:`trial_trainable`, a function trainable in this installed package (Ray
 workers import it by name). Actors are reused across trials (``reuse_actors=True``), and each
@@ -23,12 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
@@ -83,13 +82,13 @@ def _context(job: Mapping[str, Any]) -> StudyContext:
 
     key = json.dumps([job["results_dir"], job["spec"]], sort_keys=True)
     if key not in _CONTEXTS:
-        spec = parse_spec(job["spec"], default_name=job["spec_name"])
-        _CONTEXTS[key] = StudyContext(spec, job["results_dir"])
+        _CONTEXTS[key] = StudyContext(parse_spec(job["spec"]), job["results_dir"])
     return _CONTEXTS[key]
 
 
 def trial_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: evaluate one candidate and report its outcome (one result).
+    """Ray Tune trainable: run one trial (:func:`search.trial.run_trial`) and report its
+    outcome record as one result.
 
     Whatever the candidate does (finish, stop early, fail) is reported as data; an exception
     that escapes (a lost worker) is for the searcher to fail and queue again.
@@ -97,54 +96,21 @@ def trial_trainable(config: dict[str, Any]) -> None:
     import torch
 
     from search import leases
-    from search.early_stopping import (
-        CandidateStopped,
-        RungJudge,
-        RungPoint,
-        evaluate_candidate,
-    )
-    from spaces import CompressionConfig
+    from search.outcome import TrialOutcome
+    from search.trial import TrialJob, run_trial
 
     job = config["frontier"]
-    result: dict[str, Any]
     try:
         # inside the try: a worker that cannot build the study (a missing cache folder on a
         # node, say) reports why instead of dying as a "lost worker"
         ctx = _context(job)
         torch.set_num_threads(int(job["cpus_per_trial"]))
-        compression = CompressionConfig.from_json(job["config"])
-        judge = None
-        if job["rungs"] is not None:
-            table = [RungPoint.from_json(p) for p in job["rungs"]]
-            judge = RungJudge(
-                ctx.spec.early_stopping,
-                ctx.spec.finetune.epochs,
-                table,
-                objectives=ctx.spec.study.objectives,
-            )
-        outcome = evaluate_candidate(ctx, compression, seed=int(job["seed"]), judge=judge)
-        values = outcome.values_for(ctx.spec.study.objectives)
-        if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(f"non-finite objective values {values}")
-        result = {
-            "status": "complete",
-            "figures": outcome.figures,
-            "constraints": outcome.constraints,
-            # a candidate the cheap checks stopped: placeholders for the sampler, and why
-            "objective_values": outcome.objective_values,
-            "skipped": outcome.skipped,
-        }
-    except CandidateStopped as stop:
-        result = {
-            "status": "pruned",
-            "figures": stop.figures,
-            "constraints": ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy),
-            "reason": stop.reason,
-        }
+        outcome = run_trial(ctx, TrialJob.from_json(job["trial"]))
     except Exception as exc:
-        result = {"status": "fail", "reason": f"{type(exc).__name__}: {exc}".strip()}
-    result["worker"] = leases.Worker.current().label
-    tune.report({"frontier": json.dumps(result)})
+        outcome = TrialOutcome.failed(f"{type(exc).__name__}: {exc}".strip())
+    record = outcome.to_json()
+    record["worker"] = leases.Worker.current().label
+    tune.report({"frontier": json.dumps(record)})
 
 
 # --- driver side -------------------------------------------------------------------------
@@ -187,8 +153,7 @@ class OptunaAskTell(Searcher):
 
     def suggest(self, trial_id: str) -> Any:  # a config, None (not now) or FINISHED
         from search import leases
-        from search.driver import tell_failure
-        from search.early_stopping import judge_for
+        from search.trial import prepare
 
         if self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline):
             return self._done()
@@ -196,45 +161,24 @@ class OptunaAskTell(Searcher):
         if trial is None:
             return self._done()
         self.keepalive.hold(trial)
-        try:
-            config = self.ctx.space.suggest(trial)
-            trial.set_user_attr("config", config.to_json())
-            judge = judge_for(
-                self.ctx.spec.early_stopping,
-                self.ctx.spec.finetune,
-                self.study.get_trials(deepcopy=False),
-                objectives=self.ctx.spec.study.objectives,
-            )
-        except Exception as exc:
-            tell_failure(self.study, trial, f"{type(exc).__name__}: {exc}")
+        job = prepare(self.study, trial, self.ctx)
+        if job is None:  # told as failed
             self.keepalive.release(trial)
             return None
         self.live[trial_id] = trial
-        return {
-            "frontier": {
-                **self.job,
-                "number": trial.number,
-                "config": config.to_json(),
-                "seed": self.ctx.spec.study.seed + trial.number,
-                "rungs": None if judge is None else judge.to_json(),
-            }
-        }
+        return {"frontier": {**self.job, "trial": job.to_json()}}
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        from search import leases
-        from search.driver import tell_failure, tell_outcome, tell_pruned
-        from search.objective import TrialOutcome
+        from search.outcome import TrialOutcome
+        from search.trial import tell
 
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
         self.keepalive.release(trial)
-        payload = None
-        if not error and result and "frontier" in result:
-            payload = json.loads(result["frontier"])
-        if payload is None:
+        if error or not result or "frontier" not in result:
             reason = (
                 "interrupted (Ctrl-C)"
                 if self.interrupted
@@ -242,19 +186,8 @@ class OptunaAskTell(Searcher):
             )
             self.release(trial, reason)
             return
-        trial.set_user_attr(leases.WORKER_ATTR, payload["worker"])
-        outcome = TrialOutcome(
-            payload.get("figures", {}),
-            payload.get("constraints", {}),
-            objective_values=payload.get("objective_values"),
-            skipped=payload.get("skipped", ""),
-        )
-        if payload["status"] == "complete":
-            tell_outcome(self.study, trial, outcome, self.ctx.spec.study.objectives)
-        elif payload["status"] == "pruned":
-            tell_pruned(self.study, trial, outcome, payload["reason"])
-        else:
-            tell_failure(self.study, trial, payload["reason"])
+        outcome = TrialOutcome.from_json(json.loads(result["frontier"]))
+        tell(self.study, trial, outcome, self.ctx.spec.study.objectives)
         self.ran += 1
         if self.progress is not None:
             self.progress(self.study)
@@ -334,7 +267,6 @@ def run_ray(
     ctx: StudyContext,
     study: optuna.Study,
     *,
-    spec_file: str | Path,
     n_trials: int,
     timeout_s: float | None = None,
     address: str | None = None,
@@ -346,7 +278,6 @@ def run_ray(
     Args:
         ctx: The driver's context (search space, settings; builds the teacher cache first).
         study: The study, opened with :func:`search.driver.open_study`.
-        spec_file: The study file; workers rebuild the study's settings from its contents.
         n_trials: The study's total.
         timeout_s: Stop starting trials after this long.
         address: Ray cluster to join; ``None`` uses ``ray.address`` or starts a local Ray.
@@ -367,10 +298,8 @@ def run_ray(
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrent = workers or settings.workers_for(cpus)
-    spec_path = Path(spec_file)
     job = {
-        "spec": tomllib.loads(spec_path.read_text(encoding="utf-8")),
-        "spec_name": spec_path.stem,
+        "spec": ctx.spec.to_data(),
         "results_dir": str(ctx.results_dir.resolve()),
         "cpus_per_trial": settings.cpus_per_trial,
     }

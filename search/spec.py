@@ -21,17 +21,26 @@ from search.backends import RaySettings
 from search.early_stopping import EarlyStoppingSettings
 from search.objective_names import DEFAULT_OBJECTIVES, check_objectives
 from search.storage import StorageSettings
+from search.units import StudyFileError, parse_duration, parse_latency, parse_size
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
 from spaces.space import SpaceSettings
 
+__all__ = [
+    "SPEC_VERSION",
+    "StudyFileError",
+    "StudySettings",
+    "StudySpec",
+    "load_spec",
+    "parse_duration",
+    "parse_latency",
+    "parse_size",
+    "parse_spec",
+]
+
 SPEC_VERSION = 1
 SAMPLERS = ("tpe", "nsga2", "random")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class StudyFileError(ValueError):
-    """A study file (or a command-line override) is wrong; the message says how to fix it."""
 
 
 # type tags of the schema: what a key takes, and how the message names it
@@ -92,53 +101,6 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR},
 }
 _LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}
-_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2}
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_size(value: Any, key: str = "budget.max_size") -> int:
-    """Bytes from an int or a string such as ``"20KB"`` (1000 bytes) or ``"1.5MiB"``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
-        if m and m.group(2).upper() in _UNITS and float(m.group(1)) > 0:
-            return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    raise StudyFileError(
-        f'\'{key}\' must be a positive number of bytes or a string like "20KB", "1.5MiB" '
-        f"(units B, KB, MB, GB, KiB, MiB). Got {value!r} instead."
-    )
-
-
-def parse_duration(value: Any, key: str = "study.timeout") -> float:
-    """Seconds from a number or a string such as ``"90s"``, ``"10m"``, ``"8h"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", value)
-        if m and float(m.group(1)) > 0:
-            return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
-    raise StudyFileError(
-        f'\'{key}\' must be a positive number of seconds or a string like "90s", "10m", '
-        f'"8h". Got {value!r} instead.'
-    )
-
-
-_MILLISECONDS = {"": 1.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
-
-
-def parse_latency(value: Any, key: str = "--max-latency") -> float:
-    """Milliseconds from a number (taken as ms) or a string such as ``"0.5ms"``, ``"500us"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|us|µs|s)?\s*", value)
-        if m and float(m.group(1)) > 0:
-            return float(m.group(1)) * _MILLISECONDS[m.group(2) or ""]
-    raise StudyFileError(
-        f"'{key}' must be a positive latency in milliseconds or a string like \"0.5ms\", "
-        f'"500us", "2s". Got {value!r} instead.'
-    )
 
 
 @dataclass(frozen=True)
@@ -193,9 +155,55 @@ class StudySpec:
     task_options: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for the study's storage and the report's environment section)."""
+        """Plain data, field by field (for the report's settings section)."""
         # not dataclasses.asdict: it deep-copies values, and mappingproxy cannot be copied
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def to_data(self) -> dict[str, Any]:
+        """The study file that gives this spec, as parsed TOML: ``parse_spec(spec.to_data())
+        == spec``. The study's storage keeps this form, so every setting survives the round
+        trip through it (a factory task and its options, early stopping, storage, Ray)."""
+        data: dict[str, Any] = {}
+        for section, value in (
+            ("study", self.study),
+            ("space", self.space),
+            ("distillation", self.distillation),
+            ("finetune", self.finetune),
+            ("latency", self.latency),
+            ("budget", self.budget),
+            ("storage", self.storage),
+            ("early_stopping", self.early_stopping),
+            ("ray", self.ray),
+        ):
+            table = {
+                _FILE_KEYS.get(f"{section}.{f.name}", f.name): _plain(getattr(value, f.name))
+                for f in fields(value)
+            }
+            data[section] = {k: v for k, v in table.items() if v is not None}
+        task: dict[str, Any] = (
+            {"factory": self.task_factory} if self.task_factory else {"name": self.task}
+        )
+        if self.task_options:
+            task["options"] = _plain(self.task_options)
+        data["task"] = task
+        space = data["space"]
+        layers: dict[str, dict[str, Any]] = {}
+        for key, file_key in (
+            ("layer_bits", "bits"),
+            ("layer_prune_max", "prune_max"),
+            ("layer_channels_max", "channels_max"),
+        ):
+            for layer, v in space.pop(key).items():
+                layers.setdefault(layer, {})[file_key] = v
+        if layers:
+            space["layers"] = layers
+        if not space["custom_students"]:
+            del space["custom_students"]
+        return data
+
+
+#: Settings fields whose study-file key has another name (``section.field`` -> key).
+_FILE_KEYS = {"study.timeout_s": "timeout", "budget.max_size_bytes": "max_size"}
 
 
 def _plain(value: Any) -> Any:

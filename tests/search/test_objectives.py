@@ -14,7 +14,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from evaluators.cost import CostModel
-from search.driver import open_study, tell_outcome
+from search.driver import open_study
 from search.early_stopping import (
     CandidateStopped,
     EarlyStoppingSettings,
@@ -22,17 +22,18 @@ from search.early_stopping import (
     RungPoint,
     judge_for,
 )
-from search.environment import SPEC_ATTR
-from search.objective import TrialOutcome
+from search.environment import LEGACY_SPEC_ATTR
 from search.objective_names import (
     DEFAULT_OBJECTIVES,
     DIRECTIONS,
     OBJECTIVES_ATTR,
     study_objectives,
 )
+from search.outcome import TrialOutcome
 from search.pareto import non_dominated
 from search.results import front_mask
 from search.spec import StudyFileError, parse_spec
+from search.trial import tell
 from spaces import CompressionConfig, FinetuneSettings
 from tests.conftest import cli_in_process, run_cli
 from tests.search._cluster import warm_cache
@@ -58,10 +59,8 @@ def test_objectives_default_to_three_and_keep_the_canonical_order() -> None:
     assert _spec(["bops", "accuracy"]).study.objectives == ("accuracy", "bops")
     assert _spec(list(reversed(FOUR))).study.objectives == FOUR
     # the stored form round-trips (a report of the storage alone rebuilds the spec)
-    from search.environment import spec_from_dict
-
     spec = _spec(["accuracy", "bops"])
-    assert spec_from_dict(spec.to_dict()).study.objectives == ("accuracy", "bops")
+    assert parse_spec(spec.to_data()) == spec
 
 
 _ALLOWED = (
@@ -185,7 +184,7 @@ def test_a_study_recorded_before_the_setting_means_the_three_defaults(tmp_path: 
     old = optuna.create_study(
         study_name="s", storage=url, directions=[DIRECTIONS[n] for n in DEFAULT_OBJECTIVES]
     )
-    old.set_user_attr(SPEC_ATTR, {"recorded": "by an older release"})
+    old.set_user_attr(LEGACY_SPEC_ATTR, {"recorded": "by an older release"})
     assert study_objectives(old) == DEFAULT_OBJECTIVES
     with pytest.raises(StudyFileError, match=r"optimises \['accuracy', 'size_bytes', 'latency"):
         open_study(_spec(list(FOUR)), url)
@@ -198,14 +197,14 @@ def test_told_values_follow_the_study_objectives_and_placeholders_for_skipped(
 ) -> None:
     study = open_study(_spec(list(FOUR)), f"sqlite:///{tmp_path / 'study.db'}")
     figures = {"accuracy": 0.9, "size_bytes": 100.0, "latency_ms": 1.5, "bops": 3e6}
-    tell_outcome(study, study.ask(), TrialOutcome(dict(figures)))  # objectives read from study
+    tell(study, study.ask(), TrialOutcome(dict(figures)))  # objectives read from study
     skipped = TrialOutcome(
         {**figures, "accuracy": math.nan, "latency_ms": math.nan},
         {"bops": 1.0},
         objective_values={"accuracy": 0.0, "size_bytes": 50.0, "latency_ms": 0.0, "bops": 3e6},
         skipped="over budget before training: bops",
     )
-    tell_outcome(study, study.ask(), skipped, FOUR)
+    tell(study, study.ask(), skipped, FOUR)
     done = study.get_trials()
     assert [t.state for t in done] == [TrialState.COMPLETE] * 2
     assert done[0].values == [0.9, 100.0, 1.5, 3e6]
@@ -224,19 +223,19 @@ def test_the_ray_searcher_tells_the_study_objectives_and_placeholders(tmp_path: 
     try:
         import json
 
-        payloads = [
-            {"status": "complete", "figures": {"accuracy": 0.9, "bops": 2e6}, "constraints": {}},
-            {  # stopped by the cheap checks (NaN accuracy): the placeholders are told
-                "status": "complete",
-                "figures": {"accuracy": math.nan, "bops": 9e6},
-                "constraints": {"bops": 1.0},
-                "objective_values": {"accuracy": 0.0, "bops": 9e6},
-                "skipped": "over budget before training: bops",
-            },
+        outcomes = [
+            TrialOutcome({"accuracy": 0.9, "bops": 2e6}, worker="w"),
+            TrialOutcome(  # stopped by the cheap checks (NaN accuracy): placeholders are told
+                {"accuracy": math.nan, "bops": 9e6},
+                {"bops": 1.0},
+                objective_values={"accuracy": 0.0, "bops": 9e6},
+                skipped="over budget before training: bops",
+                worker="w",
+            ),
         ]
-        for i, payload in enumerate(payloads):
+        for i, outcome in enumerate(outcomes):
             searcher.live[str(i)] = study.ask()
-            result = {"frontier": json.dumps({**payload, "worker": "w"})}
+            result = {"frontier": json.dumps(outcome.to_json())}
             searcher.on_trial_complete(str(i), result)
     finally:
         searcher.close()

@@ -15,12 +15,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.environment import ENV_ATTR, RESULTS_ATTR, SPEC_ATTR, spec_from_dict
+from search.environment import ENV_ATTR, RESULTS_ATTR, SPEC_ATTR
 from search.pareto import hypervolume
 from search.quality import REFERENCE as HV_REFERENCE
 from search.quality import front_hypervolume
 from search.report import build_report, hypervolume_curve, policy_tables
-from search.spec import load_spec
+from search.spec import load_spec, parse_spec
 from search.stored import open_stored
 from search.testsplit import REMEASURED_ATTR
 from tests.conftest import run_cli
@@ -43,7 +43,7 @@ def test_a_new_study_records_its_settings_environment_and_results_folder(
 ) -> None:
     study = optuna.load_study(study_name="joint", storage=small_studies.storage)
     spec = load_spec(small_studies.joint)
-    assert spec_from_dict(study.user_attrs[SPEC_ATTR]) == spec
+    assert parse_spec(study.user_attrs[SPEC_ATTR]) == spec
     env = study.user_attrs[ENV_ATTR]
     assert env["torch_threads"] == spec.latency.threads and env["seed"] == 0
     assert env["versions"]["torch"].startswith("2.13.0") and env["cpu"]

@@ -1,0 +1,152 @@
+"""The one trial path: ask (a job), run (an outcome record that never raises), tell.
+
+Both backends go through these three functions and nothing else:
+
+- the local driver (:func:`search.driver.run_study`): ``claim`` -> :func:`prepare` ->
+  :func:`run_trial` -> :func:`tell`, in one process;
+- Ray (:mod:`search.ray_backend`): the driver's searcher claims and calls :func:`prepare`, the
+  job travels as JSON to a worker that calls :func:`run_trial`, the outcome travels back as
+  JSON and the driver calls :func:`tell`.
+
+So a trial stores the same record whichever backend ran it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.early_stopping import CandidateStopped, RungJudge, RungPoint, rung_table
+from search.objective_names import study_objectives
+from search.outcome import COMPLETE, FAILED, PRUNED, TrialOutcome
+from spaces import CompressionConfig
+
+if TYPE_CHECKING:
+    from search.objective import StudyContext
+
+log = logging.getLogger("frontier")
+
+#: Longest failure reason stored on a trial.
+REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What a worker needs to evaluate one trial: the configuration, the training seed and
+    the early-stopping rung table (``None``: early stopping is off)."""
+
+    number: int
+    config: CompressionConfig
+    seed: int
+    rungs: tuple[RungPoint, ...] | None = None
+
+    def judge(self, ctx: StudyContext) -> RungJudge | None:
+        """The early-stopping judge over this job's rung table."""
+        if self.rungs is None:
+            return None
+        return RungJudge(
+            ctx.spec.early_stopping,
+            ctx.spec.finetune.epochs,
+            list(self.rungs),
+            objectives=ctx.spec.study.objectives,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "config": self.config.to_json(),
+            "seed": self.seed,
+            "rungs": None if self.rungs is None else [p.to_json() for p in self.rungs],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrialJob:
+        rungs = data.get("rungs")
+        return cls(
+            number=int(data["number"]),
+            config=CompressionConfig.from_json(data["config"]),
+            seed=int(data["seed"]),
+            rungs=None if rungs is None else tuple(RungPoint.from_json(p) for p in rungs),
+        )
+
+
+def prepare(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) -> TrialJob | None:
+    """Sample a claimed trial's configuration and snapshot the rung table.
+
+    Returns ``None`` when that fails (the trial is then told as failed with its reason).
+    """
+    try:
+        config = ctx.space.suggest(trial)
+        trial.set_user_attr("config", config.to_json())
+        settings, finetune = ctx.spec.early_stopping, ctx.spec.finetune
+        rungs = None
+        if settings.enabled and settings.rungs_for(finetune.epochs):
+            rungs = tuple(rung_table(study.get_trials(deepcopy=False)))
+        return TrialJob(trial.number, config, ctx.spec.study.seed + trial.number, rungs)
+    except Exception as exc:
+        tell(study, trial, TrialOutcome.failed(_reason(exc)))
+        return None
+
+
+def run_trial(ctx: StudyContext, job: TrialJob) -> TrialOutcome:
+    """Evaluate one job; never raises (but for KeyboardInterrupt).
+
+    A candidate clearly dominated at a fine-tuning rung is a pruned outcome with its figures
+    at that rung (see :mod:`search.early_stopping`); one that raises, or whose objective
+    values are not finite, is a failed outcome with its reason.
+    """
+    from search.staged import evaluate_candidate
+
+    try:
+        outcome = evaluate_candidate(ctx, job.config, seed=job.seed, judge=job.judge(ctx))
+    except CandidateStopped as stop:
+        constraints = ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy)
+        return TrialOutcome(stop.figures, constraints, state=PRUNED, reason=stop.reason)
+    except Exception as exc:
+        log.debug("trial %d failed:\n%s", job.number, traceback.format_exc())
+        return TrialOutcome.failed(_reason(exc))
+    return outcome.checked(ctx.spec.study.objectives)
+
+
+def tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: TrialOutcome,
+    objectives: Sequence[str] | None = None,
+) -> None:
+    """Record an outcome in the study: figures as user attributes, constraints, then the
+    objective values (complete), or the state with its reason (pruned, failed).
+
+    ``objectives`` are the study's (``spec.study.objectives``); ``None`` reads them from the
+    study (see :func:`search.objective_names.study_objectives`).
+    """
+    if outcome.state == COMPLETE:
+        names = objectives if objectives is not None else study_objectives(study)
+        outcome = outcome.checked(names)
+    attrs: dict[str, Any] = dict(outcome.figures)
+    if outcome.worker:
+        attrs["worker"] = outcome.worker
+    if outcome.skipped:
+        attrs["skipped"] = outcome.skipped
+    if outcome.state == PRUNED:
+        attrs["prune_reason"] = outcome.reason
+    elif outcome.state == FAILED:
+        attrs["fail_reason"] = outcome.reason[:REASON_CHARS]
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    for key, value in outcome.constraints.items():
+        trial.set_constraint(key, value)
+    if outcome.state == COMPLETE:
+        study.tell(trial, outcome.values_for(names))
+    else:
+        study.tell(trial, state=TrialState.PRUNED if outcome.state == PRUNED else TrialState.FAIL)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
