@@ -10,14 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.objective import OBJECTIVES, StudyContext, TrialOutcome, evaluate_config
+    from search.objective import OBJECTIVES, StudyContext, evaluate_config
+    from search.outcome import TrialOutcome
     from search.pareto import hypervolume, non_dominated
     from search.spec import StudyFileError, StudySpec, load_spec, parse_spec
 
 _WHERE = {
     "OBJECTIVES": "search.objective",
     "StudyContext": "search.objective",
-    "TrialOutcome": "search.objective",
+    "TrialOutcome": "search.outcome",
     "evaluate_config": "search.objective",
     "hypervolume": "search.pareto",
     "non_dominated": "search.pareto",
