@@ -185,9 +185,7 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
     """
     from dataclasses import replace
 
-    from evaluators.latency import measure
-    from evaluators.predictor import LatencyPredictor
-    from evaluators.quiet import gate
+    from evaluators.latency import LatencyPredictor, gate, measure
     from search.objective import StudyContext
     from search.spec import load_spec
     from spaces import FinetuneSettings, compress
@@ -274,8 +272,8 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
         "the operators). Every candidate is predicted first, then measured as the study "
         f"measures it (`evaluators.latency.measure`: {lines[0][2].builds if lines else 5} "
         "builds, median of the pooled timed passes) with `quiet = true`: each timed pass "
-        "between two quiet probes of the machine (`evaluators.quiet`; this machine switches "
-        "between a quiet state and states 1.3-2x slower every second or so; in this run "
+        "between two quiet probes of the machine (`evaluators.latency.quiet`; this machine "
+        "switches between a quiet state and states 1.3-2x slower every second or so; in this run "
         f"{quiet_share:.0%} of all timed runs, table entries included, were between quiet "
         f"probes, the rest on a machine not quiet for 10 s), {rounds} times, round-robin over "
         "the candidates (seconds apart). The reference is the candidate's fastest round. "

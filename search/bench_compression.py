@@ -29,8 +29,7 @@ import pandas as pd
 import torch
 
 from evaluators import AccuracyEvaluator
-from evaluators.latency import example_batch
-from evaluators.runtimes import RUNTIMES, time_model
+from evaluators.latency import RUNTIMES, example_batch, time_model
 
 MLP_STUDY = Path("studies/digits_mlp.toml")
 CNN_STUDY = Path("studies/digits_cnn.toml")

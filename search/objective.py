@@ -26,8 +26,7 @@ from evaluators import (
 )
 from evaluators.cost import CostModel
 from evaluators.holdout import TestSplitEvaluator
-from evaluators.latency import LatencySettings
-from evaluators.predictor import PredictedLatencyEvaluator
+from evaluators.latency import LatencySettings, PredictedLatencyEvaluator
 from evaluators.tasks import load_task
 from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
 from search.outcome import TrialOutcome

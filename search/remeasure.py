@@ -1,6 +1,6 @@
 """After a predicted-latency search: time the front's candidates for real.
 
-The search ranked candidates by predicted latency (:mod:`evaluators.predictor`); the front it
+The search ranked candidates by predicted latency (:mod:`evaluators.latency`); the front it
 found is rebuilt here, candidate by candidate, and timed as :class:`LatencyEvaluator` times
 every candidate in a measured study, with ``quiet = true`` (only in quiet moments of the
 machine, as the table's entries were timed). A finished Optuna trial cannot take new user

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 # latency lookup tables go to a throw-away folder, never to the user's cache
 os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-tests-"))
 # tests run beside each other (xdist): the machine is rarely quiet, so timings wait little for
-# quiet moments (evaluators.quiet); tests marked ``timing`` run alone and wait as users do
+# quiet moments (evaluators.latency.quiet); tests marked ``timing`` run alone and wait as users do
 os.environ.setdefault("FRONTIER_QUIET_MAX_WAIT_S", "0.5")
 
 

@@ -6,9 +6,7 @@ from torch import nn
 
 import spaces.deploy
 from evaluators import LatencyEvaluator, LatencySettings, Task
-from evaluators.latency import example_batch, measure
-from evaluators.quiet import gate
-from evaluators.runtimes import RUNTIMES, runner, time_model
+from evaluators.latency import RUNTIMES, example_batch, gate, measure, runner, time_model
 from spaces import activations
 from spaces.quantization import mark_quantized, quantize_weight
 

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluators.predictor import OpCall, Trace, time_call
+from evaluators.latency.tracing import OpCall, Trace, time_call
+from spaces.deploy import to_onnx
 
 
 def _session(
@@ -51,8 +52,6 @@ def _session(
 def optimized_graph(model: nn.Module, batch: tuple[torch.Tensor, ...], threads: int) -> Any:
     """The ONNX graph ONNX Runtime runs for ``model`` (an ``onnx.ModelProto``)."""
     import onnx
-
-    from spaces.deploy import to_onnx
 
     data = to_onnx(model.eval(), batch, int8=True, kernels_only=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +129,7 @@ def time_session(session: Any, feeds: dict[str, np.ndarray], *, budget_s: float)
 
 class _NodeTimer:
     """Times one node alone, in a one-node session built anew for each timing (sessions of
-    one graph differ, see :func:`evaluators.latency.measure`)."""
+    one graph differ, see :func:`evaluators.latency.measurement.measure`)."""
 
     def __init__(
         self,

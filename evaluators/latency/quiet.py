@@ -18,10 +18,7 @@ probe is quiet and the gate costs the probes' time (about 0.5 ms per timed block
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from evaluators.latency.machine import cache_root, machine_id
+from spaces.files import read_json, update_json
 
 _PROBE = (torch.randn(64, 64, generator=torch.Generator().manual_seed(0)),) * 2
 _PROBE_CALLS = 8
@@ -72,8 +72,6 @@ class QuietGate:
     def __init__(
         self, root: Path | None = None, tolerance: float = 0.15, max_wait_s: float | None = None
     ) -> None:
-        from evaluators.predictor import cache_root, machine_id
-
         ident = f"quiet-probe v2 | {machine_id()}"
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.path = (root or cache_root()) / f"quiet-{digest}.json"
@@ -93,10 +91,18 @@ class QuietGate:
 
     def _read_history(self) -> None:
         """The floors stored by earlier processes (none when the file is missing or stale)."""
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
-            data = json.loads(self.path.read_text())
+        stored = self._stored_floors(read_json(self.path))
+        if stored is not None:
+            self._history = stored
+
+    def _stored_floors(self, data: Any) -> list[float] | None:
+        """The floors in the stored value ``data``; ``None`` when it is not this machine's."""
+        try:
             if data["ident"] == self.ident:
-                self._history = [float(v) for v in data["floors"]][-self.HISTORY :]
+                return [float(v) for v in data["floors"]][-self.HISTORY :]
+        except (KeyError, TypeError, ValueError):
+            pass
+        return None
 
     def floor(self) -> float:
         """The quiet probe level, in microseconds."""
@@ -119,14 +125,14 @@ class QuietGate:
 
     def _store_own_floor(self) -> None:
         self._saved = True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            self._read_history()  # with what other processes stored meanwhile
-            self._history = [*self._history, self._own_floor()][-self.HISTORY :]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"ident": self.ident, "floors": self._history}))
-            os.replace(tmp, self.path)
+
+        def merge(current: Any) -> dict[str, Any]:
+            stored = self._stored_floors(current)  # what other processes stored meanwhile
+            history = self._history if stored is None else stored
+            self._history = [*history, self._own_floor()][-self.HISTORY :]
+            return {"ident": self.ident, "floors": self._history}
+
+        update_json(self.path, merge)
 
     def level(self) -> float:
         """One probe reading, as a multiple of the floor (1.0 = quiet)."""

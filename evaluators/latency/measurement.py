@@ -1,4 +1,5 @@
-"""Latency: measured, in the form that would ship, with fixed threads and batch size."""
+"""Measured latency: a candidate timed in the form that would ship, with fixed threads and batch
+size (:class:`LatencySettings`, :func:`measure`, :class:`LatencyEvaluator`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from dataclasses import dataclass
 import torch
 
 from evaluators._base import Candidate, Evaluator
-from evaluators.quiet import gate
-from evaluators.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
+from evaluators.latency.quiet import gate
+from evaluators.latency.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
 from spaces.task import Task
 
 #: ``measured``: every candidate is timed. ``predicted``: the search uses the per-machine
-#: lookup-table prediction (:mod:`evaluators.predictor`) and only the front is timed.
+#: lookup-table prediction (:mod:`evaluators.latency.predictor`) and only the front is timed.
 LATENCY_MODES = ("measured", "predicted")
 
 
@@ -30,15 +31,15 @@ class LatencySettings:
         runtime: Where the candidate runs, in its deployable form: ``"torch"`` (eager,
             float32), ``"torch-int8"`` (torch's int8 kernels for 8-bit layers) or
             ``"onnxruntime"`` (ONNX Runtime, int8 QDQ for 8-bit layers); see
-            :mod:`evaluators.runtimes`.
+            :mod:`evaluators.latency.runtimes`.
         mode: ``"measured"`` (time every candidate) or ``"predicted"`` (search on the
             lookup-table prediction, then time the front).
         builds: Deployable forms built per measurement, the timed passes split among them
             (see :func:`measure`).
-        quiet: Time each pass only in a quiet moment of the machine (:mod:`evaluators.quiet`):
-            repeatable figures on a machine whose speed changes under it, at the cost of waiting
-            for quiet moments (see :class:`evaluators.quiet.QuietGate`). Predicted latency
-            always means this.
+        quiet: Time each pass only in a quiet moment of the machine
+            (:mod:`evaluators.latency.quiet`): repeatable figures on a machine whose speed
+            changes under it, at the cost of waiting for quiet moments (see
+            :class:`evaluators.latency.quiet.QuietGate`). Predicted latency always means this.
     """
 
     batch_size: int = 64
@@ -84,7 +85,7 @@ def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[...,
     """The candidate as it runs in ``settings.runtime``: a callable taking the input tensors.
 
     Every latency figure (measured, predicted, re-measured) goes through this one function;
-    the runtimes themselves live in :mod:`evaluators.runtimes`.
+    the runtimes themselves live in :mod:`evaluators.latency.runtimes`.
     """
     return runner(settings.runtime, model, threads=settings.threads)
 
@@ -105,8 +106,8 @@ def measure(
     summarises the pooled times: the median is that of a typical build.
 
     With ``quiet`` (default: ``settings.quiet``) each timed pass runs between two quiet probes
-    of the machine (:mod:`evaluators.quiet`): the latency of the unloaded machine, repeatable
-    on a machine whose speed changes under it; what the latency predictor predicts.
+    of the machine (:mod:`evaluators.latency.quiet`): the latency of the unloaded machine,
+    repeatable on a machine whose speed changes under it; what the latency predictor predicts.
     """
     quiet = settings.quiet if quiet is None else quiet
     share = -(-settings.repeats // settings.builds)

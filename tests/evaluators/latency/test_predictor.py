@@ -13,17 +13,19 @@ import torch
 from torch import nn
 
 from evaluators import LatencySettings, Task
-from evaluators.latency import example_batch, measure
-from evaluators.predictor import (
+from evaluators.latency import (
     LatencyPredictor,
     LatencyTable,
     PredictedLatencyEvaluator,
+    QuietGate,
     architecture_key,
+    example_batch,
+    gate,
     int8_layer,
+    measure,
     trace,
     trace_deployed,
 )
-from evaluators.quiet import QuietGate, gate
 from spaces.layers import compressible_layers
 
 
