@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from evaluators.latency.machine import cpu_model
 from search.objective_names import OBJECTIVES_ATTR
 from search.spec import StudySettings, StudySpec, parse_spec
 from spaces.compress import FinetuneSettings
@@ -35,17 +36,6 @@ ENV_ATTR = "environment"
 RESULTS_ATTR = "results_dir"
 
 _PACKAGES = ("frontier", "torch", "optuna", "numpy", "pandas", "scikit-learn", "safetensors")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(package: str) -> str:

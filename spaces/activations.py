@@ -4,7 +4,7 @@ A layer with 8-bit activations quantizes its input and its output to unsigned 8-
 codes, ``q = clamp(round(x / scale) + zero_point, 0, 127)``, and computes with
 ``(q - zero_point) * scale``. That is the arithmetic of torch's int8 kernels (quint8
 activations, qint8 weights) and of ONNX Runtime's QLinearConv / QGemm, so the same candidate
-deploys to either (see :mod:`evaluators.runtimes`) with the ranges it was evaluated with.
+deploys to either (the latency runtimes above this package) with the ranges it was evaluated with.
 
 The codes use 7 of the 8 bits (``reduce_range``, as PyTorch's x86 default observers do): x86
 int8 kernels on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiply uint8 by int8
