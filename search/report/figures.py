@@ -118,18 +118,22 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
                 _trace(p.tested, x, "test_accuracy", name=name, marker=ring, error_y=bars)
             )
         diamond = {"symbol": "diamond-open", "size": 16, "color": "black", "line": {"width": 2}}
-        knee_text = {"text": ["knee"] * len(p.knee), "textposition": "top left"}
-        fig.add_trace(
-            _trace(
-                p.knee, x, name="suggested knee", mode="markers+text", marker=diamond, **knee_text
-            )
-        )
+        knee: dict[str, Any] = {"name": "suggested knee", "mode": "markers+text"}
+        knee |= {"marker": diamond, "text": ["knee"] * len(p.knee), "textposition": "top left"}
+        fig.add_trace(_trace(p.knee, x, **knee))
     edge = {"color": "black", "width": 1}
     star = {"symbol": "star", "size": 14, "color": "#2ca02c", "line": edge}
     positions = [_POSITIONS[i % len(_POSITIONS)] for i in range(len(p.baselines))]
-    labels = {"text": p.baselines["baseline"].astype(str), "textposition": positions}
     fig.add_trace(
-        _trace(p.baselines, x, name="baselines", mode="markers+text", marker=star, **labels)
+        _trace(
+            p.baselines,
+            x,
+            name="baselines",
+            mode="markers+text",
+            marker=star,
+            text=p.baselines["baseline"].astype(str),
+            textposition=positions,
+        )
     )
     _set_x_range(fig, *p.x_range, log=p.log_x)
     if p.budget is not None:
