@@ -46,7 +46,8 @@ def report(tmp_path: Path) -> StudyReport:
     for acc, size, latency, feasible, baseline, test in TRIALS:
         attrs: dict[str, object] = {"accuracy": acc, "size_bytes": size, "latency_ms": latency}
         attrs["baseline"] = baseline
-        attrs["config"] = CompressionConfig(bits={"fc1": 4} if not baseline else {}).to_json()
+        compressed = CompressionConfig(bits={"fc1": 4}, prune={"fc1": 0.5})
+        attrs["config"] = (CompressionConfig() if baseline else compressed).to_json()
         if test is not None:
             attrs |= {"test_accuracy": test, "test_accuracy_low": test - 0.01}
             attrs["test_accuracy_high"] = min(1.0, test + 0.01)
