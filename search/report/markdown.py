@@ -7,14 +7,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from search.knee import __doc__ as KNEE_DOC
 from search.quality import REFERENCE as HV_REFERENCE
-from search.report import (
-    StudyReport,
+from search.report.data import StudyReport
+from search.report.tables import (
+    best_accuracy,
+    bits_label,
     environment_rows,
-    fmt_interval,
     fmt_pct,
     front_table,
+    knee_method,
+    knee_row,
+    knee_test_text,
 )
 
 
@@ -49,7 +52,7 @@ def _policy_md(report: StudyReport) -> str:
                 if isinstance(v, float) and math.isnan(v):
                     continue
                 if fam == "bits":
-                    parts.append("fp32" if v >= 32 else "fp16" if v >= 16 else f"{int(v)}b")
+                    parts.append(bits_label(v))
                 else:
                     parts.append(f"{fam} {v:.2f}" if v else "")
             row[layer] = " ".join(p for p in parts if p)
@@ -70,12 +73,9 @@ def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
     ]
     out += [f"![{name}]({name})" for name in pngs]
     out += ["", "### Pareto front", "", report.test_note, "", md_table(front_table(report)), ""]
-    if report.knee_trial is not None:
-        k = report.front[report.front["trial"] == report.knee_trial].iloc[0]
-        test = ""
-        if pd.notna(k["test_accuracy"]):
-            interval = fmt_interval(k["test_accuracy_low"], k["test_accuracy_high"])
-            test = f", test {fmt_pct(k['test_accuracy'])} {interval}"
+    k = knee_row(report)
+    if k is not None:
+        test = knee_test_text(k)
         out += [
             "### Suggested knee point",
             "",
@@ -110,7 +110,7 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
                 "feasible": r.counts()["feasible"],
                 "front": r.counts()["front"],
                 "hypervolume": f"{r.hypervolume:.4f}",
-                "best val acc": fmt_pct(r.front["accuracy"].max()) if len(r.front) else "-",
+                "best val acc": best_accuracy(r),
                 "CPU": r.environment.get("cpu", "-"),
             }
             for r in reports
@@ -122,7 +122,7 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
         own = [n for n in pngs if n.startswith(f"report-{r.name}-")]
         out += _study_md(r, own)
     ref = HV_REFERENCE
-    knee = " ".join((KNEE_DOC or "").split("\n\n", 1)[-1].split())
+    knee = knee_method()
     out += [
         "## Methods",
         "",

@@ -9,15 +9,17 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 import plotly.offline
 
-from search import report_figures as rf
-from search.knee import __doc__ as KNEE_DOC
 from search.quality import REFERENCE as HV_REFERENCE
-from search.report import (
-    StudyReport,
+from search.report import figures as rf
+from search.report.data import StudyReport
+from search.report.tables import (
+    best_accuracy,
     environment_rows,
-    fmt_interval,
     fmt_pct,
     front_table,
+    knee_method,
+    knee_row,
+    knee_test_text,
     table_rows,
 )
 
@@ -101,8 +103,8 @@ def _cards(report: StudyReport) -> str:
         t = report.teacher
         items.append((fmt_pct(t["accuracy"]), "teacher val accuracy"))
         items.append((f"{t['size_bytes']:,.0f} B", "teacher size"))
-    if report.knee_trial is not None:
-        k = report.front[report.front["trial"] == report.knee_trial].iloc[0]
+    k = knee_row(report)
+    if k is not None:
         items.append(
             (f"#{report.knee_trial}", f"knee: {fmt_pct(k['accuracy'])}, {k['size_bytes']:,.0f} B")
         )
@@ -116,13 +118,10 @@ def _cards(report: StudyReport) -> str:
 
 
 def _knee_text(report: StudyReport) -> str:
-    if report.knee_trial is None:
+    k = knee_row(report)
+    if k is None:
         return "<p>No knee: the front is empty.</p>"
-    k = report.front[report.front["trial"] == report.knee_trial].iloc[0]
-    test = ""
-    if k["test_accuracy"] == k["test_accuracy"]:  # not NaN
-        interval = fmt_interval(k["test_accuracy_low"], k["test_accuracy_high"])
-        test = f", test {fmt_pct(k['test_accuracy'])} {interval}"
+    test = knee_test_text(k)
     return (
         f"<p><b>Suggested knee: trial {report.knee_trial}</b> ({_e(k['summary'])}): validation "
         f"{fmt_pct(k['accuracy'])}{_e(test)}, {k['size_bytes']:,.0f} B, {k['latency_ms']:.3f} ms. "
@@ -176,7 +175,7 @@ def _compare_section(reports: Sequence[StudyReport]) -> str:
     rows = []
     for r in reports:
         c = r.counts()
-        best = fmt_pct(r.front["accuracy"].max()) if len(r.front) else "-"
+        best = best_accuracy(r)
         smallest = f"{r.front['size_bytes'].min():,.0f}" if len(r.front) else "-"
         sampler = r.settings.get("study", {}).get("sampler", "-")
         rows.append(
@@ -221,7 +220,7 @@ def _compare_section(reports: Sequence[StudyReport]) -> str:
 
 def _methods() -> str:
     ref = HV_REFERENCE
-    knee = " ".join((KNEE_DOC or "").split("\n\n", 1)[-1].split())
+    knee = knee_method()
     return (
         '<section id="methods"><h2>How to read this report</h2><ul class="note">'
         "<li>The search scores candidates on the validation split; the front is the set of "

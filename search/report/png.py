@@ -8,18 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from search.report import StudyReport
+from search.report.data import StudyReport
+from search.report.plot_data import (
+    AXES,
+    COLOURS,
+    LOG_AXES,
+    accuracy_plot,
+    front_by,
+    front_students,
+    objectives_plot,
+)
+from search.report.tables import bits_label
 
-COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 _DPI = 110
-#: Per x axis: its label, its budget key, its short name; size and BOPs on a log scale.
-_AXES = {
-    "size_bytes": ("packed size (bytes, log scale)", "max_size_bytes", "size"),
-    "latency_ms": ("median latency (ms)", "max_latency_ms", "latency"),
-    "bops": ("bit operations per example (BOPs, log scale)", "max_bops", "BOPs"),
-}
-_LOG = ("size_bytes", "bops")
 
 
 def _plt() -> Any:
@@ -31,33 +34,37 @@ def _plt() -> Any:
     return plt
 
 
+def _axes(height: float = 4.4) -> tuple[Any, Any]:
+    """A new figure of the report's width and one set of axes."""
+    return _plt().subplots(figsize=(7, height), dpi=_DPI)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
+
+
+def _front(ax: Any, front: pd.DataFrame, x: str, colour: str, **points: Any) -> None:
+    """A front (from ``front_by``) as its staircase of best accuracy and its points."""
+    ax.step(front[x], 100 * front["best"], where="post", c=colour, lw=1)
+    ax.scatter(front[x], 100 * front["accuracy"], c=colour, **points)
+
+
 def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
-    plt = _plt()
-    done = report.trials[report.trials["state"] == "COMPLETE"]
-    ok = done["feasible"].astype(bool)
-    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=_DPI)
-    ax.scatter(
-        done.loc[~ok, x], 100 * done.loc[~ok, "accuracy"], s=10, c="#cccccc", label="infeasible"
-    )
-    ax.scatter(done.loc[ok, x], 100 * done.loc[ok, "accuracy"], s=12, c="#7f9fbf", label="feasible")
-    front = report.front.sort_values(x)
-    if len(front):
-        ax.step(front[x], 100 * front["accuracy"].cummax(), where="post", c=COLOURS[0], lw=1)
-        ax.scatter(
-            front[x], 100 * front["accuracy"], s=26, c=COLOURS[0], zorder=3, label="front (val)"
-        )
-        tested = front[front["test_accuracy"].notna()]
-        if len(tested):
-            err = np.vstack(
-                [
-                    100 * (tested["test_accuracy"] - tested["test_accuracy_low"]).fillna(0),
-                    100 * (tested["test_accuracy_high"] - tested["test_accuracy"]).fillna(0),
-                ]
-            )
+    p = accuracy_plot(report, x)
+    fig, ax = _axes()
+    inf, ok = p.infeasible, p.feasible
+    ax.scatter(inf[x], 100 * inf["accuracy"], s=10, c="#cccccc", label="infeasible")
+    ax.scatter(ok[x], 100 * ok["accuracy"], s=12, c="#7f9fbf", label="feasible")
+    if len(p.front):
+        _front(ax, p.front, x, COLOURS[0], s=26, zorder=3, label="front (val)")
+        if len(p.tested):
             ax.errorbar(
-                tested[x],
-                100 * tested["test_accuracy"],
-                yerr=err,
+                p.tested[x],
+                100 * p.tested["test_accuracy"],
+                yerr=np.vstack([100 * p.tested["below"], 100 * p.tested["above"]]),
                 fmt="o",
                 mfc="none",
                 c="#ff7f0e",
@@ -67,10 +74,9 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
                 label="front (test, 95% CI)",
                 zorder=3,
             )
-        knee = front[front["knee"]]
         ax.scatter(
-            knee[x],
-            100 * knee["accuracy"],
+            p.knee[x],
+            100 * p.knee["accuracy"],
             s=170,
             marker="D",
             facecolors="none",
@@ -79,8 +85,7 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
             zorder=4,
             label="knee",
         )
-    base = done[done["baseline"].astype(str) != ""]
-    for _, row in base.iterrows():
+    for _, row in p.baselines.iterrows():
         ax.scatter(
             row[x], 100 * row["accuracy"], marker="*", s=130, c="#2ca02c", edgecolors="k", zorder=4
         )
@@ -91,77 +96,56 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
             xytext=(5, -10),
             fontsize=7,
         )
-    label, budget_key, short = _AXES[x]
-    limit = report.budget(budget_key)
-    if limit is not None:
-        ax.axvline(limit, ls="--", c="#444", lw=1)
-        ax.axvspan(limit, ax.get_xlim()[1], color="#d62728", alpha=0.06)
-    floor = report.accuracy_floor
-    if floor is not None:
-        ax.axhline(100 * floor, ls=":", c="#444", lw=1, label="accuracy floor (budget)")
-    if x in _LOG:
+    if p.budget is not None:
+        ax.axvline(p.budget, ls="--", c="#444", lw=1)
+        ax.axvspan(p.budget, ax.get_xlim()[1], color="#d62728", alpha=0.06)
+    if p.accuracy_floor is not None:
+        ax.axhline(100 * p.accuracy_floor, ls=":", c="#444", lw=1, label="accuracy floor (budget)")
+    if p.log_x:
         ax.set_xscale("log")
-    ax.set_xlabel(label)
+    ax.set_xlabel(p.label)
     ax.set_ylabel("accuracy (%)")
-    if len(done):
-        top = 100 * done["accuracy"].max()
-        ax.set_ylim(max(0.0, top - 15), min(101.0, top + 1.5))
-    ax.set_title(f"{report.name}: accuracy against {short}")
+    if p.y_range is not None:
+        ax.set_ylim(*p.y_range)
+    ax.set_title(f"{report.name}: accuracy against {p.short}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _objectives(report: StudyReport, path: Path) -> Path:
     """Size against latency, accuracy as colour; front points ringed in red."""
-    plt = _plt()
-    done = report.trials[report.trials["state"] == "COMPLETE"]
-    ok = done["feasible"].astype(bool)
-    feasible = done[ok]
-    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=_DPI)
-    ax.scatter(
-        done.loc[~ok, "size_bytes"],
-        done.loc[~ok, "latency_ms"],
-        s=10,
-        c="#cccccc",
-        label="infeasible",
-    )
-    acc = 100 * feasible["accuracy"]
-    lo = float(np.nanpercentile(acc, 5)) if len(acc) else 0.0
+    p = objectives_plot(report)
+    fig, ax = _axes()
+    inf, ok = p.infeasible, p.feasible
+    ax.scatter(inf["size_bytes"], inf["latency_ms"], s=10, c="#cccccc", label="infeasible")
     points = ax.scatter(
-        feasible["size_bytes"],
-        feasible["latency_ms"],
-        c=acc,
+        ok["size_bytes"],
+        ok["latency_ms"],
+        c=100 * ok["accuracy"],
         cmap="viridis",
-        vmin=lo,
+        vmin=p.colour_range[0],
         s=22,
         label="feasible (colour: accuracy)",
-        edgecolors=["#d62728" if f else "none" for f in feasible["front"]],
+        edgecolors=["#d62728" if f else "none" for f in ok["front"]],
         linewidths=1.2,
     )
     fig.colorbar(points, ax=ax, label="validation accuracy (%)")
-    for key, line in (("max_size_bytes", ax.axvline), ("max_latency_ms", ax.axhline)):
-        limit = report.budget(key)
-        if limit is not None:
-            line(limit, ls="--", c="#444", lw=1)
+    if p.size_budget is not None:
+        ax.axvline(p.size_budget, ls="--", c="#444", lw=1)
+    if p.latency_budget is not None:
+        ax.axhline(p.latency_budget, ls="--", c="#444", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("packed size (bytes, log scale)")
-    ax.set_ylabel("median latency (ms)")
+    ax.set_xlabel(AXES["size_bytes"][0])
+    ax.set_ylabel(AXES["latency_ms"][0])
     ax.set_title(f"{report.name}: size, latency and accuracy (front ringed in red)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _hypervolume(reports: Sequence[StudyReport], path: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=_DPI)
+    fig, ax = _axes(3.4)
     for i, r in enumerate(reports):
         ax.step(
             r.hv["trial"],
@@ -175,17 +159,14 @@ def _hypervolume(reports: Sequence[StudyReport], path: Path) -> Path:
     ax.set_title("hypervolume over trials")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _policy(report: StudyReport, path: Path) -> Path:
-    plt = _plt()
     fams = list(report.policies)
     n_rows = max(1, len(report.front))
-    fig, axes = plt.subplots(
+    students = front_students(report)
+    fig, axes = _plt().subplots(
         1,
         max(1, len(fams)),
         figsize=(3.4 * max(1, len(fams)) + 1, 1.2 + 0.28 * n_rows),
@@ -198,10 +179,7 @@ def _policy(report: StudyReport, path: Path) -> Path:
         if fam == "bits":
             shown = np.log2(np.nan_to_num(z, nan=32.0))
             im = ax.imshow(shown, cmap="Blues_r", vmin=1, vmax=5, aspect="auto")
-            labels = [
-                ["fp32" if v >= 32 else "fp16" if v >= 16 else f"{int(v)}" for v in row]
-                for row in z
-            ]
+            labels = [[bits_label(v, unit="") for v in row] for row in z]
         else:
             im = ax.imshow(z, cmap="Oranges", vmin=0, vmax=1, aspect="auto")
             labels = [["" if math.isnan(v) else f"{v:.2f}" for v in row] for row in z]
@@ -213,7 +191,6 @@ def _policy(report: StudyReport, path: Path) -> Path:
                 colour = "white" if dark[i, j] else "black"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
         ax.set_xticks(range(len(table.columns)), list(table.columns), fontsize=8, rotation=30)
-        students = dict(zip(report.front["trial"], report.front["student"], strict=True))
         ax.set_yticks(
             range(len(table.index)),
             [f"#{t} {students.get(t, '')}" for t in table.index],
@@ -221,40 +198,25 @@ def _policy(report: StudyReport, path: Path) -> Path:
         )
         ax.set_title(fam, fontsize=9)
     fig.suptitle(f"{report.name}: per-layer policy of the front (most accurate first)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _compare(reports: Sequence[StudyReport], x: str, path: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=_DPI)
+    fig, ax = _axes()
     markers = "os^Dv<>"
     for i, r in enumerate(reports):
-        f = r.front.sort_values(x)
-        colour = COLOURS[i % len(COLOURS)]
-        ax.step(f[x], 100 * f["accuracy"].cummax(), where="post", c=colour, lw=1)
-        ax.scatter(
-            f[x],
-            100 * f["accuracy"],
-            c=colour,
-            marker=markers[i % len(markers)],
-            s=24,
-            label=f"{r.name} (HV {r.hypervolume:.4f})",
-        )
-    if x in _LOG:
+        label = f"{r.name} (HV {r.hypervolume:.4f})"
+        marker = markers[i % len(markers)]
+        _front(ax, front_by(r, x), x, COLOURS[i % len(COLOURS)], marker=marker, s=24, label=label)
+    if x in LOG_AXES:
         ax.set_xscale("log")
-    ax.set_xlabel(_AXES[x][0])
+    ax.set_xlabel(AXES[x][0])
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"fronts compared: accuracy against {_AXES[x][2]}")
+    ax.set_title(f"fronts compared: accuracy against {AXES[x][2]}")
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.08, y=0.12)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_pngs(reports: Sequence[StudyReport], dest: Path) -> tuple[Path, ...]:

@@ -1,12 +1,6 @@
-"""A study (or several) as a report: the data behind it and the files it writes.
+"""What one study's report shows, read from the stored study: :class:`StudyReport`.
 
-``frontier report STUDY [STUDY ...]`` writes, into one folder:
-
-- ``report.html``: one self-contained page (plotly.js inlined once; no network needed):
-  the front as a table, interactive plots, hypervolume, the knee point, per-layer policies
-  and the environment; with several studies, their fronts overlaid first;
-- ``report.md``: the same facts in Markdown, linking
-- ``report-*.png``: static plots (matplotlib) for papers and slides.
+Plain data only (DataFrames, numbers, strings); the renderers in this package draw it.
 
 The front, the hypervolume and the knee are over the study's own objectives (recorded in the
 study; accuracy, size and latency unless ``[study] objectives`` said otherwise). Hypervolume is
@@ -17,25 +11,24 @@ compare by relative gains. Only feasible trials count.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 
 from search.environment import ENV_ATTR
 from search.knee import knee_index
+from search.objective import describe
 from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.quality import hypervolume_curve
 from search.results import front_frame, trials_frame
 from search.stored import StoredStudy
 from search.testsplit import TEST_COLUMNS, held_out_figures
+from spaces import CompressionConfig
 
 #: Trial user attributes shown when present (other issues add them); not all are in
 #: ``trials_frame``'s columns.
@@ -78,6 +71,7 @@ class StudyReport:
 
     @property
     def hypervolume(self) -> float:
+        """The hypervolume after the last trial (0 before any)."""
         return float(self.hv["hypervolume"].iloc[-1]) if len(self.hv) else 0.0
 
     @property
@@ -89,10 +83,12 @@ class StudyReport:
         return float(self.teacher["accuracy"]) - drop / 100.0
 
     def budget(self, key: str) -> float | None:
+        """The study's budget ``key`` (``max_size_bytes``, ...), or ``None`` when unset."""
         value = self.settings.get("budget", {}).get(key)
         return float(value) if value is not None else None
 
     def counts(self) -> dict[str, int]:
+        """How many trials, complete, feasible, failed, pruned and front points."""
         t = self.trials
         return {
             "trials": len(t),
@@ -104,6 +100,7 @@ class StudyReport:
         }
 
     def wall_time_s(self) -> float:
+        """Seconds from the first trial's start to the last trial's end (NaN before any)."""
         starts = [t.datetime_start for t in self.stored.study.get_trials(deepcopy=False)]
         ends = [t.datetime_complete for t in self.stored.study.get_trials(deepcopy=False)]
         s = [x for x in starts if x is not None]
@@ -178,10 +175,8 @@ def policy_tables(front: pd.DataFrame, layers: Sequence[str]) -> dict[str, pd.Da
     return tables
 
 
-def _summary(row: pd.Series) -> str:
-    from search.objective import describe
-    from spaces import CompressionConfig
-
+def config_summary(row: pd.Series) -> str:
+    """A trial row's compression in words (its student's name when it stored no config)."""
     raw = row.get("config")
     try:
         if isinstance(raw, str):
@@ -216,7 +211,7 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
         front[col] = [values.get(int(n), math.nan) for n in front["trial"]]
     if teacher is not None:
         teacher = trials[trials["trial"] == teacher["trial"]].iloc[0]
-    front["summary"] = [_summary(r) for _, r in front.iterrows()]
+    front["summary"] = [config_summary(r) for _, r in front.iterrows()]
     objectives = study_objectives(study)
     knee = knee_trial(front, objectives)
     front["knee"] = front["trial"] == knee
@@ -236,138 +231,3 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
         settings=settings,
         objectives=objectives,
     )
-
-
-# ---------------------------------------------------------------- writing
-
-
-@dataclass(frozen=True)
-class ReportFiles:
-    """The files a report wrote."""
-
-    html: Path
-    markdown: Path
-    pngs: tuple[Path, ...]
-
-
-def write_report(reports: Sequence[StudyReport], dest: Path, *, png: bool = True) -> ReportFiles:
-    """Write ``report.html``, ``report.md`` and (unless ``png`` is false) ``report-*.png``."""
-    from search import report_html, report_markdown, report_png
-
-    if not reports:
-        raise ValueError("'reports' must hold at least one study report. Got none instead.")
-    dest.mkdir(parents=True, exist_ok=True)
-    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    pngs = report_png.write_pngs(reports, dest) if png else ()
-    html_path = dest / "report.html"
-    html_path.write_text(report_html.render(reports, generated=generated), encoding="utf-8")
-    md_path = dest / "report.md"
-    md_path.write_text(
-        report_markdown.render(reports, generated=generated, pngs=[p.name for p in pngs]),
-        encoding="utf-8",
-    )
-    return ReportFiles(html_path, md_path, tuple(pngs))
-
-
-# ---------------------------------------------------------------- shared formatting
-
-
-def fmt_pct(x: object, digits: int = 2) -> str:
-    return f"{100 * float(x):.{digits}f}%" if _num(x) else "-"  # type: ignore[arg-type]
-
-
-def fmt_interval(low: object, high: object) -> str:
-    if _num(low) and _num(high):
-        return f"[{100 * float(low):.1f}, {100 * float(high):.1f}]"  # type: ignore[arg-type]
-    return ""
-
-
-def _num(x: object) -> bool:
-    return isinstance(x, (int, float, np.number)) and math.isfinite(float(x))
-
-
-def table_rows(report: StudyReport) -> pd.DataFrame:
-    """The front, most accurate first, then the baselines that are not on it (for reference)."""
-    done = report.trials[report.trials["state"] == "COMPLETE"]
-    off = done[(done["baseline"].astype(str) != "") & ~done["front"].astype(bool)].copy()
-    off["summary"] = [_summary(r) for _, r in off.iterrows()]
-    off["knee"] = False
-    return pd.concat([report.front, off], ignore_index=True) if len(off) else report.front
-
-
-def front_table(report: StudyReport) -> pd.DataFrame:
-    """:func:`table_rows` as people read them (strings)."""
-    teacher_size = float(report.teacher["size_bytes"]) if report.teacher is not None else math.nan
-    rows = []
-    for _, r in table_rows(report).iterrows():
-        test = fmt_pct(r["test_accuracy"])
-        interval = fmt_interval(r["test_accuracy_low"], r["test_accuracy_high"])
-        base = str(r["baseline"] or "")
-        if base and not r["front"]:
-            base += (
-                " (baseline, not on the front" + ("" if r["feasible"] else ", over budget") + ")"
-            )
-        marks = [m for m in (base, "knee" if r["knee"] else "") if m]
-        rows.append(
-            {
-                "trial": int(r["trial"]),
-                "mark": ", ".join(marks),
-                "val acc": fmt_pct(r["accuracy"]),
-                "test acc [95% CI]": f"{test} {interval}".strip(),
-                "size (B)": f"{r['size_bytes']:,.0f}",
-                "smaller": f"{teacher_size / r['size_bytes']:.1f}x" if teacher_size > 0 else "-",
-                "latency (ms)": f"{r['latency_ms']:.3f}",
-                "BOPs": f"{r['bops']:.3g}" if _num(r.get("bops")) else "-",
-                "student": str(r.get("student", "")),
-                "compression": r["summary"],
-            }
-        )
-    table = pd.DataFrame(rows)
-    if len(table) and (table["BOPs"] == "-").all():
-        table = table.drop(columns="BOPs")
-    return table
-
-
-def environment_rows(report: StudyReport) -> list[tuple[str, str]]:
-    """(label, value) pairs describing the machine, versions and settings."""
-    env, s = report.environment, report.settings
-    rows: list[tuple[str, str]] = []
-    if env:
-        versions = env.get("versions", {})
-        rows += [
-            ("created", str(env.get("created_utc", "-"))),
-            ("CPU", f"{env.get('cpu', '-')} ({env.get('cpu_count', '-')} logical CPUs)"),
-            ("platform", str(env.get("platform", "-"))),
-            ("Python", str(env.get("python", "-"))),
-            ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
-            ("torch threads", str(env.get("torch_threads", "-"))),
-            ("latency runtime", str(env.get("latency_runtime", "-"))),
-        ]
-    else:
-        rows.append(("environment", "not recorded (study made by an older release)"))
-    if s:
-        st = s["study"]
-        lat = s["latency"]
-        rows += [
-            ("task", str(s.get("task"))),
-            ("seed", str(st.get("seed"))),
-            ("sampler", str(st.get("sampler"))),
-            ("objectives", ", ".join(report.objectives)),
-            ("trials asked", str(st.get("n_trials"))),
-            (
-                "latency",
-                f"batch {lat.get('batch_size')}, {lat.get('threads')} thread(s), "
-                f"{lat.get('warmup')} warm-up + {lat.get('repeats')} timed runs, median",
-            ),
-            ("budget", ", ".join(f"{k} = {v}" for k, v in s["budget"].items() if v is not None)),
-        ]
-    wall = report.wall_time_s()
-    if math.isfinite(wall):
-        rows.append(
-            ("study wall time", f"{wall:,.0f} s from the first trial's start to the last's end")
-        )
-    rows += [
-        ("storage", report.stored.storage_url),
-        ("results folder", str(report.stored.results_dir)),
-    ]
-    return rows
