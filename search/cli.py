@@ -1,21 +1,271 @@
-"""The ``frontier`` command line."""
+"""The ``frontier`` command line: the argument parser, and nothing else.
+
+The work of each command lives in :mod:`search.commands`; this module builds the parser,
+parses, calls the command with plain arguments, and is the one place that turns a bad study
+file, flag or budget into one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
+from evaluators.budgets import Budget, BudgetError
 from search.backends import BACKENDS
-from search.commands import add_commands
-from search.spec import StudyFileError, StudySpec, load_spec, parse_duration
+from search.commands import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    export_command,
+    report_command,
+    run_command,
+    select_command,
+    status_command,
+)
+from search.spec import StudyFileError, parse_duration, parse_latency, parse_size
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``frontier`` with ``argv`` (default: the process's); return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (StudyFileError, BudgetError) as exc:
+        print(f"frontier: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the search loop (which handles Ctrl-C itself)
+        print("frontier: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``frontier`` parser; each sub-command's ``func`` takes the parsed arguments."""
+    parser = argparse.ArgumentParser(
+        prog="frontier",
+        description="Search quantization, pruning and distilled students jointly; "
+        "return the measured Pareto front.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, helptext in (
+        ("run", "run a study (continues it when it already exists)"),
+        ("resume", "continue an existing study (same as run)"),
+    ):
+        _add_run(sub.add_parser(name, help=helptext))
+
+    p = sub.add_parser("report", help="write an HTML + Markdown report (several studies: compare)")
+    _add_study_args(p, many=True)
+    p.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="folder for report.html, report.md and PNGs (default: the study's results folder)",
+    )
+    p.add_argument("--no-png", action="store_true", help="skip the static PNG plots")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("select", help="pick the best front point under budgets and say why")
+    _add_study_args(p, many=False)
+    _add_budget_args(p)
+    p.set_defaults(func=_select)
+
+    p = sub.add_parser("export", help="write a trial's artifact, config, ONNX and model card")
+    _add_study_args(p, many=False)
+    p.add_argument("--trial", type=_trial, default=None, help="trial number (default: select)")
+    _add_budget_args(p)
+    p.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="export folder (default: <results folder>/export/trial-<N>)",
+    )
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "status",
+        help="trials by state, front size, hypervolume, speed and time left of a study",
+    )
+    p.add_argument("study", nargs="?", default=None, help="study file (TOML)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (instead of a file)")
+    p.add_argument("--study", dest="study_name", default=None, help="study name in --storage")
+    p.add_argument("--out", type=Path, default=None, help="results folder of the study file")
+    p.set_defaults(func=_status)
+    return parser
+
+
+# --- from parsed arguments to a command's plain arguments ---------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_command(
+        args.study,
+        n_trials=args.n_trials,
+        timeout_s=args.timeout,
+        out=args.out,
+        storage=args.storage,
+        progress=not args.no_progress,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        workers=args.workers,
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    return status_command(
+        args.study, storage=args.storage, study_name=args.study_name, out=args.out
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    return report_command(
+        args.study,
+        storage=args.storage,
+        names=args.names,
+        out=args.out,
+        remeasure=not args.no_remeasure,
+        dest=args.dest,
+        png=not args.no_png,
+    )
+
+
+def _budget(args: argparse.Namespace) -> Budget:
+    return Budget.from_flags(
+        max_size_bytes=args.max_size,
+        max_latency_ms=args.max_latency,
+        max_accuracy_drop=args.max_drop,
+        max_bops=args.max_bops,
+    )
+
+
+def _select(args: argparse.Namespace) -> int:
+    return select_command(
+        args.study,
+        budget=_budget(args),
+        storage=args.storage,
+        names=args.names,
+        out=args.out,
+        remeasure=not args.no_remeasure,
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    return export_command(
+        args.study,
+        trial=args.trial,
+        budget=_budget(args),
+        storage=args.storage,
+        names=args.names,
+        out=args.out,
+        remeasure=not args.no_remeasure,
+        dest=args.dest,
+    )
+
+
+# --- arguments -----------------------------------------------------------------------------
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="study file (TOML), e.g. studies/digits_cnn.toml")
+    p.add_argument(
+        "--n-trials",
+        type=_positive_int,
+        default=None,
+        help="total trials the study should hold (default: the study file's)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        help="stop starting trials after this long, e.g. 90s, 10m, 8h",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default: studies/results/<study name>)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: SQLite in the results folder)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: trials one after another in this process; ray: in parallel on Ray "
+        "workers (default: local)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (default: the study's [ray] address, else a local Ray)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="Ray trials at once (default: the study's [ray] workers, else CPUs)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _add_study_args(p: argparse.ArgumentParser, *, many: bool) -> None:
+    p.add_argument(
+        "study",
+        nargs="*" if many else "?",
+        help="study file (.toml), storage file (.db, .log), or a study name with --storage",
+    )
+    p.add_argument("--storage", default=None, help="Optuna storage URL (any backend)")
+    p.add_argument(
+        "--study",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="study name in --storage" + (" (repeat to compare)" if many else ""),
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the results folder, when the run used --out (for every study named)",
+    )
+    p.add_argument(
+        "--no-remeasure",
+        action="store_true",
+        help="use only test figures the run stored; never rebuild candidates to measure the "
+        "test split (points without one fall back to validation accuracy, with a note)",
+    )
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    """The budget flags; their ranges are checked by :class:`Budget` (the error names them)."""
+    p.add_argument("--max-size", type=_size, default=None, help='largest artifact, e.g. "20KB"')
+    p.add_argument(
+        "--max-latency", type=_latency, default=None, help='largest latency, e.g. "0.5ms", "500us"'
+    )
+    p.add_argument(
+        "--max-drop",
+        type=_number,
+        default=None,
+        help="largest accuracy drop below the teacher, in points (0.5 = half a point)",
+    )
+    p.add_argument(
+        "--max-bops", type=_number, default=None, help="largest bit operations per example, e.g. 1e6"
+    )
+
+
+# --- argument types: a bad value is a usage error naming the flag (argparse, exit code 2) ---
 
 
 def _positive_int(text: str) -> int:
@@ -35,252 +285,34 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="frontier",
-        description="Search quantization, pruning and distilled students jointly; "
-        "return the measured Pareto front.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, helptext in (
-        ("run", "run a study (continues it when it already exists)"),
-        ("resume", "continue an existing study (same as run)"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("study", help="study file (TOML), e.g. studies/digits_cnn.toml")
-        p.add_argument(
-            "--n-trials",
-            type=_positive_int,
-            default=None,
-            help="total trials the study should hold (default: the study file's)",
-        )
-        p.add_argument(
-            "--timeout",
-            type=_duration,
-            default=None,
-            help="stop starting trials after this long, e.g. 90s, 10m, 8h",
-        )
-        p.add_argument(
-            "--out",
-            type=Path,
-            default=None,
-            help="results folder (default: studies/results/<study name>)",
-        )
-        p.add_argument(
-            "--storage",
-            default=None,
-            help="Optuna storage URL (default: SQLite in the results folder)",
-        )
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.add_argument(
-            "--backend",
-            choices=BACKENDS,
-            default="local",
-            help="local: trials one after another in this process; ray: in parallel on Ray "
-            "workers (default: local)",
-        )
-        p.add_argument(
-            "--ray-address",
-            default=None,
-            help="join this Ray cluster (default: the study's [ray] address, else a local Ray)",
-        )
-        p.add_argument(
-            "--workers",
-            type=_positive_int,
-            default=None,
-            help="Ray trials at once (default: the study's [ray] workers, else CPUs)",
-        )
-        p.set_defaults(func=cmd_run)
-    add_commands(sub)  # report, select, export
-    p = sub.add_parser(
-        "status",
-        help="trials by state, front size, hypervolume, speed and time left of a study",
-    )
-    p.add_argument("study", nargs="?", default=None, help="study file (TOML)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (instead of a file)")
-    p.add_argument("--study", dest="study_name", default=None, help="study name in --storage")
-    p.add_argument("--out", type=Path, default=None, help="results folder of the study file")
-    p.set_defaults(func=cmd_status)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+def _size(text: str) -> int:
     try:
-        return int(args.func(args))
+        return parse_size(text, "--max-size")
     except StudyFileError as exc:
-        print(f"frontier: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:  # before the search loop (which handles Ctrl-C itself)
-        print("frontier: interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _setup(args: argparse.Namespace) -> tuple[StudySpec, Path, str]:
-    spec = load_spec(args.study)
-    out = args.out.resolve() if args.out is not None else None
-    from search.driver import default_results_dir, default_storage
-
-    results_dir = out or default_results_dir(spec, args.study)
-    storage = args.storage or spec.study.storage or default_storage(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    return spec, results_dir, storage
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    spec, results_dir, storage = _setup(args)
-    from search.driver import count_finished, open_study, run_study
-    from search.objective import StudyContext
-    from search.results import write_outputs
-    from search.status import outputs_lock
-
-    n_trials = args.n_trials or spec.study.n_trials
-    timeout = args.timeout if args.timeout is not None else spec.study.timeout_s
-    print(f"frontier: study {spec.study.name!r} on task {spec.task!r}; results in {results_dir}")
-    print("frontier: preparing the teacher (trained once, then cached) ...", flush=True)
+def _latency(text: str) -> float:
     try:
-        ctx = StudyContext(spec, results_dir)
-    except ValueError as exc:  # a bad layer or student name, discovered against the model
-        raise StudyFileError(str(exc)) from None
-    study = open_study(spec, storage, results_dir=results_dir)
-    done = count_finished(study)
-    if done >= n_trials:
-        print(
-            f"frontier: the study already holds {done} finished trials (n_trials = "
-            f"{n_trials}); pass a larger --n-trials to add more."
-        )
-    bar = _progress_bar(n_trials, done, disable=args.no_progress)
+        return parse_latency(text, "--max-latency")
+    except StudyFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _number(text: str) -> float:
     try:
-        if args.backend == "ray":
-            from search.ray_backend import run_ray
-
-            summary = run_ray(
-                ctx,
-                study,
-                n_trials=n_trials,
-                timeout_s=timeout,
-                address=args.ray_address,
-                workers=args.workers,
-                progress=bar.update,
-            )
-        else:
-            summary = run_study(
-                ctx, study, n_trials=n_trials, timeout_s=timeout, progress=bar.update
-            )
-    finally:
-        bar.close()
-    if spec.latency.mode == "predicted":
-        from search.remeasure import measure_front_latency
-
-        print("frontier: timing the front (the search used predicted latency) ...", flush=True)
-        measure_front_latency(ctx, study)
-    with outputs_lock(results_dir):  # several workers may share one results folder
-        trials, front = write_outputs(study, results_dir)
-    _print_front(front, trials, spec.study.objectives)
-    print(
-        f"frontier: {summary.ran} trials run in {summary.wall_s:.1f}s; "
-        f"{len(trials)} in the study. Wrote {results_dir / 'trials.csv'}, "
-        f"{results_dir / 'front.csv'} and {results_dir / 'front.png'}."
-    )
-    if summary.interrupted:
-        print(
-            "frontier: interrupted; everything finished so far is saved. Run the same "
-            "command again to continue.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    return 0
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from search.status import open_for_status, render, summarize
-
-    study, target = open_for_status(args)
-    print(render(summarize(study, target)))
-    return 0
-
-
-class _Bar:
-    def __init__(self, total: int, initial: int, disable: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.tqdm = tqdm(
-            total=total,
-            initial=initial,
-            disable=disable,
-            unit="trial",
-            desc="trials",
-            dynamic_ncols=True,
-        )
-
-    def update(self, study: object) -> None:
-        from search.driver import count_finished
-        from search.results import trials_frame
-
-        df = trials_frame(study)  # type: ignore[arg-type]
-        ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool)]
-        best = f"{100 * ok['accuracy'].max():.2f}%" if len(ok) else "-"
-        self.tqdm.n = count_finished(study)  # type: ignore[arg-type]
-        self.tqdm.set_postfix(feasible=len(ok), best_acc_in_budget=best, refresh=False)
-        self.tqdm.refresh()
-
-    def close(self) -> None:
-        self.tqdm.close()
-
-
-def _progress_bar(total: int, initial: int, *, disable: bool) -> _Bar:
-    return _Bar(total, initial, disable)
-
-
-def _print_front(front: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[str] = ()) -> None:
-    if front.empty:
-        print(
-            "frontier: no feasible trial yet: the front is empty. Loosen [budget] or run "
-            "more trials."
-        )
-        return
-    teacher = trials[trials["baseline"] == "teacher"]
-    ref_size = float(teacher["size_bytes"].iloc[0]) if len(teacher) else float("nan")
-    table = pd.DataFrame(
-        {
-            "trial": front["trial"],
-            "accuracy %": (100 * front["accuracy"]).round(2),
-            "size_bytes": front["size_bytes"].astype(int),
-            "smaller": (ref_size / front["size_bytes"]).round(1).astype(str) + "x",
-            "latency_ms": front["latency_ms"].round(3),
-            "student": front.get("student", ""),
-            "baseline": front["baseline"],
-        }
-    )
-    if "test_accuracy" in front:
-        # validation chose these points; the test split reports them (95% bootstrap interval)
-        table.insert(
-            2,
-            "test % [95% CI]",
-            [
-                f"{100 * a:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-                for a, lo, hi in zip(
-                    front["test_accuracy"],
-                    front["test_accuracy_low"],
-                    front["test_accuracy_high"],
-                    strict=True,
-                )
-            ],
-        )
-    if "latency_measured_ms" in front:
-        table["measured_ms"] = front["latency_measured_ms"].round(3)
-    if "bops" in objectives:
-        at = table.columns.get_loc("latency_ms") + 1
-        table.insert(at, "bops", front["bops"].map("{:.3g}".format))
-    print(f"\nPareto front ({len(front)} feasible points, validation split):")
-    print(table.to_string(index=False))
-    print()
+def _trial(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a trial number (an int >= 0), got {text!r}")
+    return int(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

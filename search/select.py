@@ -18,68 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-#: Budget name -> (result column, command-line flag, unit).
-BUDGETS = {
-    "max_size_bytes": ("size_bytes", "--max-size", "B"),
-    "max_latency_ms": ("latency_ms", "--max-latency", "ms"),
-    "max_drop_points": ("drop_points", "--max-drop", "points"),
-    "max_bops": ("bops", "--max-bops", "BOPs"),
-}
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Limits a chosen model must meet; ``None`` means no limit.
-
-    Attributes:
-        max_size_bytes: Largest packed artifact in bytes.
-        max_latency_ms: Largest median latency in milliseconds.
-        max_drop_points: Largest accuracy drop below the teacher's, in points (0.01).
-        max_bops: Largest bit operations per example.
-    """
-
-    max_size_bytes: int | None = None
-    max_latency_ms: float | None = None
-    max_drop_points: float | None = None
-    max_bops: float | None = None
-
-    def __post_init__(self) -> None:
-        for name, (_, flag, _) in BUDGETS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            low_ok = value >= 0 if name == "max_drop_points" else value > 0
-            if not ok or not math.isfinite(value) or not low_ok:
-                allowed = ">= 0" if name == "max_drop_points" else "> 0"
-                raise ValueError(f"'{flag}' must be a number {allowed}. Got {value!r} instead.")
-
-    def items(self) -> list[tuple[str, float]]:
-        return [(n, float(getattr(self, n))) for n in BUDGETS if getattr(self, n) is not None]
-
-    def describe(self) -> str:
-        parts = [f"{_label(n)} <= {_fmt(n, v)}" for n, v in self.items()]
-        return ", ".join(parts) if parts else "no budget"
-
-
-def _label(name: str) -> str:
-    return {
-        "max_size_bytes": "size",
-        "max_latency_ms": "latency",
-        "max_drop_points": "drop",
-        "max_bops": "BOPs",
-    }[name]
-
-
-def _fmt(name: str, value: float) -> str:
-    if name == "max_size_bytes":
-        return f"{value:,.0f} B"
-    if name == "max_latency_ms":
-        return f"{value:.3f} ms"
-    if name == "max_bops":
-        return f"{value:.4g} BOPs"
-    return f"{value:.2f} points"
-
+from evaluators.budgets import LIMIT_BY_FIELD, Budget
 
 @dataclass(frozen=True)
 class Selection:
@@ -89,18 +28,18 @@ class Selection:
         table: One row per front point: ``trial``, ``score`` (the accuracy ranked on),
             ``score_split`` (``"test"`` or ``"validation"``), ``drop_points``, ``excess.*``
             (amount over each budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
-        budgets: The budgets applied.
+        budget: The budget applied.
         reference_accuracy: The teacher's accuracy that drops are measured from.
         reference_split: ``"test"`` or ``"validation"``: the split of that accuracy.
         chosen: The selected trial number, or ``None`` when no point meets the budgets.
         closest: The point nearest to meeting the budgets when none does.
-        relaxations: Per budget name, the value that would admit a point if only that
+        relaxations: Per budget field (``max_size_bytes``, ...), the value that would admit a point if only that
             budget were relaxed, and that point's trial; ``None`` when relaxing it alone
             does not help.
     """
 
     table: pd.DataFrame
-    budgets: Budgets
+    budget: Budget
     reference_accuracy: float
     reference_split: str
     chosen: int | None
@@ -113,19 +52,19 @@ class Selection:
 
 def select_point(
     front: pd.DataFrame,
-    budgets: Budgets,
+    budget: Budget,
     *,
     reference_accuracy: float,
     reference_split: str = "test",
 ) -> Selection:
-    """Choose the best front point under ``budgets``.
+    """Choose the best front point under ``budget``.
 
     Args:
         front: Front rows with ``trial``, ``accuracy`` (validation), ``size_bytes``,
-            ``latency_ms``, optionally ``bops`` (needed by ``budgets.max_bops``) and
+            ``latency_ms``, optionally ``bops`` (needed by ``budget.max_bops``) and
             ``test_accuracy`` (NaN where unknown: that point is ranked on its validation
             accuracy).
-        budgets: The limits.
+        budget: The limits.
         reference_accuracy: The teacher's accuracy on the split ranked on (fraction).
         reference_split: The split of ``reference_accuracy`` (for the explanation).
     """
@@ -136,15 +75,14 @@ def select_point(
     t["drop_points"] = 100.0 * (reference_accuracy - t["score"])
     excess_cols = []
     relative = pd.Series(0.0, index=t.index)
-    for name, limit in budgets.items():
-        col = BUDGETS[name][0]
-        excess = (t[col].astype(float) - limit).clip(lower=0.0)
+    for lim, value in budget.items():
+        col = lim.column
+        excess = (t[col].astype(float) - value).clip(lower=0.0)
         # a tolerance for float noise, so a drop of exactly the budget meets it
         excess = excess.where(excess > 1e-9, 0.0)
         t[f"excess.{col}"] = excess
         excess_cols.append(f"excess.{col}")
-        scale = max(limit, 1.0) if name == "max_drop_points" else limit
-        relative = relative + excess / scale
+        relative = relative + excess / lim.excess_scale(value)
     t["relative_excess"] = relative
     t["meets"] = (t[excess_cols] <= 0).all(axis=1) if excess_cols else True
     ties = ["size_bytes", "latency_ms", *(["bops"] if "bops" in t else [])]
@@ -161,16 +99,16 @@ def select_point(
         closest = int(near.iloc[0]["trial"])
     relaxations: dict[str, tuple[float, int] | None] = {}
     if chosen is None:
-        for name, _ in budgets.items():
-            col = BUDGETS[name][0]
-            others = [f"excess.{BUDGETS[n][0]}" for n, _ in budgets.items() if n != name]
+        for lim, _ in budget.items():
+            col = lim.column
+            others = [f"excess.{o.column}" for o, _ in budget.items() if o is not lim]
             cand = t[(t[others] <= 0).all(axis=1)] if others else t
             if cand.empty:
-                relaxations[name] = None
+                relaxations[lim.field] = None
             else:
                 best = cand.sort_values([col, "score"], ascending=[True, False]).iloc[0]
-                relaxations[name] = (float(best[col]), int(best["trial"]))
-    return Selection(t, budgets, reference_accuracy, reference_split, chosen, closest, relaxations)
+                relaxations[lim.field] = (float(best[col]), int(best["trial"]))
+    return Selection(t, budget, reference_accuracy, reference_split, chosen, closest, relaxations)
 
 
 def _pct(x: float) -> str:
@@ -201,7 +139,7 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
     ref = _pct(s.reference_accuracy)
     splits = set(t["score_split"])
     basis = "test" if splits == {"test"} else "validation" if splits == {"validation"} else "mixed"
-    header = f"Budgets: {s.budgets.describe()}; " + (
+    header = f"Budgets: {s.budget.describe()}; " + (
         f"drops are measured from the teacher's {s.reference_split} accuracy {ref}."
         if math.isfinite(s.reference_accuracy)
         else "the study has no teacher baseline to measure drops from."
@@ -246,46 +184,34 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
         if out:
             lines.append(f"  {out} front point(s) miss a budget{_miss_counts(s)}.")
         return "\n".join(lines)
-    lines.append(f"No front point meets the budgets ({s.budgets.describe()}).")
+    lines.append(f"No front point meets the budgets ({s.budget.describe()}).")
     if s.closest is not None:
         row = s.row(s.closest)
         lines.append(f"Closest: trial {s.closest}: {_point(row, teacher_size)}.")
-        for name, limit in s.budgets.items():
-            col, flag, _ = BUDGETS[name]
-            excess = float(row[f"excess.{col}"])
+        for lim, value in s.budget.items():
+            excess = float(row[f"excess.{lim.column}"])
             if excess > 0:
                 lines.append(
-                    f"  misses {flag} {_fmt(name, limit)} by {_amount(col, excess)} "
-                    f"(+{100 * excess / max(limit, 1e-12):.1f}%)"
+                    f"  misses {lim.flag} {lim.format(value)} by {lim.format(excess)} "
+                    f"(+{100 * excess / max(value, 1e-12):.1f}%)"
                 )
             else:
-                lines.append(f"  meets {flag} {_fmt(name, limit)}")
+                lines.append(f"  meets {lim.flag} {lim.format(value)}")
     lines.append("Relaxing one budget alone:")
-    for name, found in s.relaxations.items():
-        flag = BUDGETS[name][1]
+    for field, found in s.relaxations.items():
+        lim = LIMIT_BY_FIELD[field]
         if found is None:
-            lines.append(f"  {flag}: no value helps while the other budgets hold.")
+            lines.append(f"  {lim.flag}: no value helps while the other budgets hold.")
         else:
             value, trial = found
-            lines.append(f"  {flag} {_fmt(name, value)} would admit trial {trial}.")
+            lines.append(f"  {lim.flag} {lim.format(value)} would admit trial {trial}.")
     return "\n".join(lines)
-
-
-def _amount(col: str, value: float) -> str:
-    if col == "size_bytes":
-        return f"{value:,.0f} B"
-    if col == "latency_ms":
-        return f"{value:.3f} ms"
-    if col == "bops":
-        return f"{value:.4g} BOPs"
-    return f"{value:.2f} points"
 
 
 def _miss_counts(s: Selection) -> str:
     parts = []
-    for name, _ in s.budgets.items():
-        col = BUDGETS[name][0]
-        n = int((s.table[f"excess.{col}"] > 0).sum())
+    for lim, _ in s.budget.items():
+        n = int((s.table[f"excess.{lim.column}"] > 0).sum())
         if n:
-            parts.append(f"{n} over {_label(name)}")
+            parts.append(f"{n} over {lim.label}")
     return f" ({', '.join(parts)})" if parts else ""

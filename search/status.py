@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import math
@@ -118,20 +117,32 @@ def render(status: StudyStatus) -> str:
     return "\n".join(lines)
 
 
-def open_for_status(args: argparse.Namespace) -> tuple[optuna.Study, int | None]:
-    """Load the study named by a study file, or by ``--storage`` and ``--study``; never create."""
+def open_for_status(
+    study: str | Path | None,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    out: Path | None = None,
+) -> tuple[optuna.Study, int | None]:
+    """Load the study named by a study file, or by ``storage`` and ``study_name``; never create.
+
+    Returns:
+        The study and the number of trials it should hold (``None`` when unknown).
+
+    Raises:
+        StudyFileError: the study cannot be named or opened.
+    """
     from search.driver import default_results_dir, default_storage
 
     target: int | None = None
-    if args.study is not None:
-        spec = load_spec(args.study)
-        out = args.out.resolve() if args.out is not None else None
-        results_dir = out or default_results_dir(spec, args.study)
-        url = args.storage or spec.study.storage or default_storage(results_dir)
-        name = args.study_name or spec.study.name
+    if study is not None:
+        spec = load_spec(study)
+        results_dir = out.resolve() if out is not None else default_results_dir(spec, study)
+        url = storage or spec.study.storage or default_storage(results_dir)
+        name = study_name or spec.study.name
         target = spec.study.n_trials
-    elif args.storage and args.study_name:
-        url, name = args.storage, args.study_name
+    elif storage and study_name:
+        url, name = storage, study_name
     else:
         raise StudyFileError(
             "Name a study file, or both --storage URL and --study NAME "
@@ -143,13 +154,13 @@ def open_for_status(args: argparse.Namespace) -> tuple[optuna.Study, int | None]
             raise StudyFileError(f"No study database at {str(db)!r}; run the study first.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(url, StorageSettings()))
+        loaded = optuna.load_study(study_name=name, storage=make_storage(url, StorageSettings()))
     except KeyError:
         raise StudyFileError(f"No study named {name!r} in {url!r}.") from None
     except (ValueError, ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyFileError(f"Cannot open storage {url!r}: {detail}") from None
-    stored = study.user_attrs.get(TARGET_ATTR)
+    stored = loaded.user_attrs.get(TARGET_ATTR)
     if isinstance(stored, int):
         target = stored
-    return study, target
+    return loaded, target

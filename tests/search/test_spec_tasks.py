@@ -31,7 +31,7 @@ def test_factory_options_mode_and_bops_are_read() -> None:
             r"'latency.mode' must be one of \['measured', 'predicted'\]",
         ),
         ("latency", {"quiet": "yes"}, r"'latency.quiet' must be true or false"),
-        ("budget", {"max_bops": -1}, r"'budget.max_bops' must be > 0"),
+        ("budget", {"max_bops": -1}, r"'budget.max_bops' must be a number > 0"),
         ("budget", {"max_bops": "many"}, r"'budget.max_bops' must be a number"),
         ("task", {"options": 3}, r"'task.options' must be a table of keyword arguments"),
     ],

@@ -295,7 +295,8 @@ def test_studies_open_from_any_storage_and_errors_say_what_to_pass(
 def test_without_test_figures_the_report_says_validation_accuracy_is_used(
     small_studies: SmallStudies, tmp_path: Path
 ) -> None:
-    from search.select import Budgets, explain, select_point
+    from evaluators.budgets import Budget
+    from search.select import explain, select_point
 
     url = f"sqlite:///{tmp_path / 'copy.db'}"
     optuna.copy_study(from_study_name="quant", from_storage=small_studies.storage, to_storage=url)
@@ -305,7 +306,7 @@ def test_without_test_figures_the_report_says_validation_accuracy_is_used(
     assert "validation accuracy is used for them" in report.test_note
     sel = select_point(
         report.front,
-        Budgets(),
+        Budget(),
         reference_accuracy=report.teacher["accuracy"],
         reference_split="validation",
     )

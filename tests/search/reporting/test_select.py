@@ -11,7 +11,8 @@ import pytest
 
 from search.knee import knee_index, normalised
 from search.report import build_report
-from search.select import Budgets, explain, select_point
+from evaluators.budgets import Budget
+from search.select import explain, select_point
 from search.spec import StudyFileError, parse_latency
 from search.stored import open_stored
 from tests.conftest import run_cli
@@ -44,7 +45,7 @@ FRONT = _front(
 
 def test_budget_met_picks_the_highest_test_accuracy() -> None:
     sel = select_point(
-        FRONT, Budgets(max_size_bytes=20_000, max_latency_ms=0.5), reference_accuracy=TEACHER_TEST
+        FRONT, Budget(max_size_bytes=20_000, max_latency_ms=0.5), reference_accuracy=TEACHER_TEST
     )
     # trial 1 is too large and too slow; trials 2 and 3 tie at 97.0%: the smaller wins
     assert sel.chosen == 3
@@ -57,9 +58,9 @@ def test_budget_met_picks_the_highest_test_accuracy() -> None:
 
 
 def test_test_accuracy_ranks_not_validation() -> None:
-    sel = select_point(FRONT, Budgets(max_latency_ms=0.25), reference_accuracy=TEACHER_TEST)
+    sel = select_point(FRONT, Budget(max_latency_ms=0.25), reference_accuracy=TEACHER_TEST)
     assert sel.chosen == 5  # the only one this fast
-    sel = select_point(FRONT, Budgets(max_size_bytes=5_000), reference_accuracy=TEACHER_TEST)
+    sel = select_point(FRONT, Budget(max_size_bytes=5_000), reference_accuracy=TEACHER_TEST)
     assert sel.chosen == 4  # 96.0% test beats trial 5's 95.0% although 5 is 99% on validation
 
 
@@ -67,12 +68,12 @@ def test_ties_on_accuracy_and_size_go_to_the_faster_then_the_earlier_trial() -> 
     front = _front(
         [(7, 0.9, 0.9, 1_000, 0.3), (3, 0.9, 0.9, 1_000, 0.2), (9, 0.9, 0.9, 1_000, 0.2)]
     )
-    sel = select_point(front, Budgets(), reference_accuracy=0.9)
+    sel = select_point(front, Budget(), reference_accuracy=0.9)
     assert sel.chosen == 3
 
 
 def test_drop_budget_is_measured_from_the_teacher_in_points() -> None:
-    sel = select_point(FRONT, Budgets(max_drop_points=1.0), reference_accuracy=TEACHER_TEST)
+    sel = select_point(FRONT, Budget(max_accuracy_drop=1.0), reference_accuracy=TEACHER_TEST)
     # drop of trial 1: 0.5 points; of trials 2, 3: 1.0 point (exactly the budget: meets)
     meets = sel.table.set_index("trial")["meets"]
     assert meets.to_dict() == {1: True, 2: True, 3: True, 4: False, 5: False}
@@ -80,7 +81,7 @@ def test_drop_budget_is_measured_from_the_teacher_in_points() -> None:
 
 
 def test_impossible_budget_names_the_closest_point_and_what_it_misses() -> None:
-    budgets = Budgets(max_size_bytes=3_000, max_latency_ms=0.25, max_drop_points=0.5)
+    budgets = Budget(max_size_bytes=3_000, max_latency_ms=0.25, max_accuracy_drop=0.5)
     sel = select_point(FRONT, budgets, reference_accuracy=TEACHER_TEST)
     assert sel.chosen is None
     # relative excess: trial 4 = 1000/3000 + 0.05/0.25 + 1.5/1 = 2.03; trial 5 = 2000/3000 + 0
@@ -96,18 +97,18 @@ def test_impossible_budget_names_the_closest_point_and_what_it_misses() -> None:
     assert sel.relaxations == {
         "max_size_bytes": None,
         "max_latency_ms": None,
-        "max_drop_points": None,
+        "max_accuracy_drop": None,
     }
 
 
 def test_relaxing_one_budget_names_the_value_that_admits_a_point() -> None:
-    budgets = Budgets(max_size_bytes=4_500, max_drop_points=1.0)
+    budgets = Budget(max_size_bytes=4_500, max_accuracy_drop=1.0)
     sel = select_point(FRONT, budgets, reference_accuracy=TEACHER_TEST)
     assert sel.chosen is None
     # with the drop budget held, the smallest admissible point is trial 3 (7,000 B)
     assert sel.relaxations["max_size_bytes"] == (7_000.0, 3)
     # with the size budget held, trial 4 (4,000 B) needs a drop budget of 2.0 points
-    value, trial = sel.relaxations["max_drop_points"]  # type: ignore[misc]
+    value, trial = sel.relaxations["max_accuracy_drop"]  # type: ignore[misc]
     assert trial == 4 and math.isclose(value, 2.0)
     assert "--max-size 7,000 B would admit trial 3" in explain(sel)
 
@@ -115,16 +116,16 @@ def test_relaxing_one_budget_names_the_value_that_admits_a_point() -> None:
 def test_points_without_test_accuracy_fall_back_to_validation_with_a_note() -> None:
     front = FRONT.copy()
     front.loc[front["trial"] == 4, "test_accuracy"] = np.nan
-    sel = select_point(front, Budgets(max_size_bytes=4_500), reference_accuracy=TEACHER_TEST)
+    sel = select_point(front, Budget(max_size_bytes=4_500), reference_accuracy=TEACHER_TEST)
     assert sel.chosen == 4 and sel.row(4)["score_split"] == "validation"
     assert "ranked on their validation accuracy" in explain(sel)
 
 
-def test_bad_budgets_are_refused() -> None:
+def test_bad_budgets_from_flags_name_the_flag() -> None:
     with pytest.raises(ValueError, match=r"'--max-size' must be a number > 0\. Got -1 instead\."):
-        Budgets(max_size_bytes=-1)
+        Budget.from_flags(max_size_bytes=-1)
     with pytest.raises(ValueError, match="'--max-drop' must be a number >= 0"):
-        Budgets(max_drop_points=math.nan)
+        Budget.from_flags(max_accuracy_drop=math.nan)
 
 
 @pytest.mark.parametrize(

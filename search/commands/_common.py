@@ -1,0 +1,36 @@
+"""What the commands share: exit codes and opening the one study a command reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from search.spec import StudyFileError
+
+if TYPE_CHECKING:
+    from search.stored import StoredStudy
+
+#: ``select`` or ``export`` found no front point within the budget.
+EXIT_NOTHING_SELECTED = 1
+#: A bad study file, flag or budget (one line on stderr).
+EXIT_USAGE = 2
+#: Ctrl-C; everything finished before it is saved.
+EXIT_INTERRUPTED = 130
+
+
+def open_one(
+    study: str | None, *, storage: str | None, names: Sequence[str], out: Path | None
+) -> StoredStudy:
+    """The one study named by a study file, a storage file, or ``storage`` and ``names``.
+
+    Raises:
+        StudyFileError: none or several studies are named, or the study cannot be opened.
+    """
+    from search.stored import open_many
+
+    refs = [study] if study else []
+    opened = open_many(refs, storage=storage, names=names, out=out)
+    if len(opened) != 1:
+        raise StudyFileError("Name exactly one study.")
+    return opened[0]

@@ -1,0 +1,197 @@
+"""``frontier run`` and ``frontier resume``: run a study's missing trials, then write its front."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from search.commands._common import EXIT_INTERRUPTED
+from search.spec import StudyFileError, StudySpec, load_spec
+
+
+def run_command(
+    study_file: str | Path,
+    *,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    out: Path | None = None,
+    storage: str | None = None,
+    progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+) -> int:
+    """Run (or continue) a study until it holds ``n_trials`` finished trials.
+
+    Args:
+        study_file: The study file (TOML).
+        n_trials: Total trials the study should hold; default: the study file's.
+        timeout_s: Stop starting trials after this many seconds; default: the study file's.
+        out: The results folder; default ``<study file's folder>/results/<study name>``.
+        storage: An Optuna storage URL; default: the study file's, else SQLite in ``out``.
+        progress: Show a progress bar.
+        backend: ``"local"`` (trials one after another here) or ``"ray"``.
+        ray_address: The Ray cluster to join (``backend="ray"``).
+        workers: Ray trials at once (``backend="ray"``).
+
+    Returns:
+        0, or :data:`EXIT_INTERRUPTED` after Ctrl-C (what finished is saved).
+
+    Raises:
+        StudyFileError: the study file is invalid, or names a layer or student the model
+            does not have.
+    """
+    spec, results_dir, url = _locate(study_file, out=out, storage=storage)
+    from search.driver import count_finished, open_study, run_study
+    from search.objective import StudyContext
+    from search.results import write_outputs
+    from search.status import outputs_lock
+
+    n_trials = n_trials or spec.study.n_trials
+    timeout = timeout_s if timeout_s is not None else spec.study.timeout_s
+    print(f"frontier: study {spec.study.name!r} on task {spec.task!r}; results in {results_dir}")
+    print("frontier: preparing the teacher (trained once, then cached) ...", flush=True)
+    try:
+        ctx = StudyContext(spec, results_dir)
+    except ValueError as exc:  # a bad layer or student name, discovered against the model
+        raise StudyFileError(str(exc)) from None
+    study = open_study(spec, url, results_dir=results_dir)
+    done = count_finished(study)
+    if done >= n_trials:
+        print(
+            f"frontier: the study already holds {done} finished trials (n_trials = "
+            f"{n_trials}); pass a larger --n-trials to add more."
+        )
+    bar = _Bar(n_trials, done, disable=not progress)
+    try:
+        if backend == "ray":
+            from search.ray_backend import run_ray
+
+            summary = run_ray(
+                ctx,
+                study,
+                n_trials=n_trials,
+                timeout_s=timeout,
+                address=ray_address,
+                workers=workers,
+                progress=bar.update,
+            )
+        else:
+            summary = run_study(
+                ctx, study, n_trials=n_trials, timeout_s=timeout, progress=bar.update
+            )
+    finally:
+        bar.close()
+    if spec.latency.mode == "predicted":
+        from search.remeasure import measure_front_latency
+
+        print("frontier: timing the front (the search used predicted latency) ...", flush=True)
+        measure_front_latency(ctx, study)
+    with outputs_lock(results_dir):  # several workers may share one results folder
+        trials, front = write_outputs(study, results_dir)
+    print_front(front, trials, spec.study.objectives)
+    print(
+        f"frontier: {summary.ran} trials run in {summary.wall_s:.1f}s; "
+        f"{len(trials)} in the study. Wrote {results_dir / 'trials.csv'}, "
+        f"{results_dir / 'front.csv'} and {results_dir / 'front.png'}."
+    )
+    if summary.interrupted:
+        print(
+            "frontier: interrupted; everything finished so far is saved. Run the same "
+            "command again to continue.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _locate(
+    study_file: str | Path, *, out: Path | None, storage: str | None
+) -> tuple[StudySpec, Path, str]:
+    """The study's settings, its results folder (created) and its storage URL."""
+    spec = load_spec(study_file)
+    from search.driver import default_results_dir, default_storage
+
+    results_dir = out.resolve() if out is not None else default_results_dir(spec, study_file)
+    url = storage or spec.study.storage or default_storage(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return spec, results_dir, url
+
+
+class _Bar:
+    """A tqdm bar of finished trials, with the feasible count and best accuracy in budget."""
+
+    def __init__(self, total: int, initial: int, disable: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.tqdm = tqdm(
+            total=total,
+            initial=initial,
+            disable=disable,
+            unit="trial",
+            desc="trials",
+            dynamic_ncols=True,
+        )
+
+    def update(self, study: object) -> None:
+        from search.driver import count_finished
+        from search.results import trials_frame
+
+        df = trials_frame(study)  # type: ignore[arg-type]
+        ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool)]
+        best = f"{100 * ok['accuracy'].max():.2f}%" if len(ok) else "-"
+        self.tqdm.n = count_finished(study)  # type: ignore[arg-type]
+        self.tqdm.set_postfix(feasible=len(ok), best_acc_in_budget=best, refresh=False)
+        self.tqdm.refresh()
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def print_front(front: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[str] = ()) -> None:
+    """Print the front as a table: validation figures, test figures when known, baselines."""
+    if front.empty:
+        print(
+            "frontier: no feasible trial yet: the front is empty. Loosen [budget] or run "
+            "more trials."
+        )
+        return
+    teacher = trials[trials["baseline"] == "teacher"]
+    ref_size = float(teacher["size_bytes"].iloc[0]) if len(teacher) else float("nan")
+    table = pd.DataFrame(
+        {
+            "trial": front["trial"],
+            "accuracy %": (100 * front["accuracy"]).round(2),
+            "size_bytes": front["size_bytes"].astype(int),
+            "smaller": (ref_size / front["size_bytes"]).round(1).astype(str) + "x",
+            "latency_ms": front["latency_ms"].round(3),
+            "student": front.get("student", ""),
+            "baseline": front["baseline"],
+        }
+    )
+    if "test_accuracy" in front:
+        # validation chose these points; the test split reports them (95% bootstrap interval)
+        table.insert(
+            2,
+            "test % [95% CI]",
+            [
+                f"{100 * a:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                for a, lo, hi in zip(
+                    front["test_accuracy"],
+                    front["test_accuracy_low"],
+                    front["test_accuracy_high"],
+                    strict=True,
+                )
+            ],
+        )
+    if "latency_measured_ms" in front:
+        table["measured_ms"] = front["latency_measured_ms"].round(3)
+    if "bops" in objectives:
+        at = table.columns.get_loc("latency_ms") + 1
+        table.insert(at, "bops", front["bops"].map("{:.3g}".format))
+    print(f"\nPareto front ({len(front)} feasible points, validation split):")
+    print(table.to_string(index=False))
+    print()
