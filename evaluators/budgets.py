@@ -66,8 +66,11 @@ class Limit:
 
 #: Every budget, in the order explanations list them.
 LIMITS: tuple[Limit, ...] = (
+    # field, study-file key, flag, result column, label, format with unit
     Limit("max_size_bytes", "max_size", "--max-size", "size_bytes", "size", "{:,.0f} B"),
-    Limit("max_latency_ms", "max_latency_ms", "--max-latency", "latency_ms", "latency", "{:.3f} ms"),
+    Limit(
+        "max_latency_ms", "max_latency_ms", "--max-latency", "latency_ms", "latency", "{:.3f} ms"
+    ),
     Limit(
         "max_accuracy_drop",
         "max_accuracy_drop",

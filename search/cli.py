@@ -261,7 +261,10 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
         help="largest accuracy drop below the teacher, in points (0.5 = half a point)",
     )
     p.add_argument(
-        "--max-bops", type=_number, default=None, help="largest bit operations per example, e.g. 1e6"
+        "--max-bops",
+        type=_number,
+        default=None,
+        help="largest bit operations per example, e.g. 1e6",
     )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from evaluators.budgets import LIMIT_BY_FIELD, Budget
 
+
 @dataclass(frozen=True)
 class Selection:
     """The outcome of :func:`select_point`.
@@ -33,9 +34,9 @@ class Selection:
         reference_split: ``"test"`` or ``"validation"``: the split of that accuracy.
         chosen: The selected trial number, or ``None`` when no point meets the budgets.
         closest: The point nearest to meeting the budgets when none does.
-        relaxations: Per budget field (``max_size_bytes``, ...), the value that would admit a point if only that
-            budget were relaxed, and that point's trial; ``None`` when relaxing it alone
-            does not help.
+        relaxations: Per budget field (``max_size_bytes``, ...), the value that would admit
+            a point if only that budget were relaxed, and that point's trial; ``None`` when
+            relaxing it alone does not help.
     """
 
     table: pd.DataFrame

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluators.budgets import Budget
 from search.knee import knee_index, normalised
 from search.report import build_report
-from evaluators.budgets import Budget
 from search.select import explain, select_point
 from search.spec import StudyFileError, parse_latency
 from search.stored import open_stored
