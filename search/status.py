@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 from optuna.trial import TrialState
 
 from search import leases
@@ -17,8 +16,7 @@ from search.leases import TARGET_ATTR
 from search.objective_names import DEFAULT_OBJECTIVES, study_objectives
 from search.quality import front_hypervolume, reference_text
 from search.results import trials_frame
-from search.spec import StudyFileError, load_spec
-from search.storage import StorageSettings, make_storage, sqlite_path, storage_kind
+from search.spec import StudyFileError
 from spaces.files import file_lock
 
 #: Speed is measured over at most this many of the most recently finished trials.
@@ -124,7 +122,8 @@ def open_for_status(
     study_name: str | None = None,
     out: Path | None = None,
 ) -> tuple[optuna.Study, int | None]:
-    """Load the study named by a study file, or by ``storage`` and ``study_name``; never create.
+    """Load the study named as ``report``, ``select`` and ``export`` name one (a study file, a
+    storage file, or ``storage`` and ``study_name``); never create.
 
     Returns:
         The study and the number of trials it should hold (``None`` when unknown).
@@ -132,34 +131,17 @@ def open_for_status(
     Raises:
         StudyFileError: the study cannot be named or opened.
     """
-    from search.driver import default_results_dir, default_storage
+    from search.stored import open_stored
 
-    target: int | None = None
-    if study is not None:
-        spec = load_spec(study)
-        results_dir = out.resolve() if out is not None else default_results_dir(spec, study)
-        url = storage or spec.study.storage or default_storage(results_dir)
-        name = study_name or spec.study.name
-        target = spec.study.n_trials
-    elif storage and study_name:
-        url, name = storage, study_name
-    else:
+    if study is None and not storage:
         raise StudyFileError(
-            "Name a study file, or both --storage URL and --study NAME "
+            "Name a study file or storage file, or --storage URL (and --study NAME) "
             "(e.g. frontier status --storage postgresql://host/db --study digits_cnn)."
         )
-    if storage_kind(url) == "sqlite":
-        db = sqlite_path(url)
-        if db is not None and not db.exists():
-            raise StudyFileError(f"No study database at {str(db)!r}; run the study first.")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        loaded = optuna.load_study(study_name=name, storage=make_storage(url, StorageSettings()))
-    except KeyError:
-        raise StudyFileError(f"No study named {name!r} in {url!r}.") from None
-    except (ValueError, ImportError, OSError, sqlalchemy.exc.SQLAlchemyError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyFileError(f"Cannot open storage {url!r}: {detail}") from None
+    ref = str(study) if study is not None else None
+    opened = open_stored(ref, storage=storage, study_name=study_name, out=out)
+    loaded = opened.study
+    target = opened.spec.study.n_trials if opened.spec is not None else None
     stored = loaded.user_attrs.get(TARGET_ATTR)
     if isinstance(stored, int):
         target = stored

@@ -76,7 +76,11 @@ def test_status_of_a_study_from_its_file_or_its_storage(tmp_path: Path, warm_wei
 
     missing = run_cli("status", "--storage", url, "--study", "nope")
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"frontier: error: No study named 'nope' in {url!r}."
+    assert missing.stderr.strip().startswith(f"frontier: error: No study 'nope' in {url!r}")
+
+    by_db = run_cli("status", str(study_file.parent / "results" / "st" / "study.db"))
+    assert by_db.returncode == 0, by_db.stderr
+    assert by_db.stdout.splitlines()[:5] == lines[:5]
 
 
 def test_hypervolume_over_the_study_objectives_normalises_bops_to_the_teacher() -> None:

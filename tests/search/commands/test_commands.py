@@ -43,7 +43,7 @@ def test_status_command_reads_a_study_from_its_storage(
 
 
 def test_commands_raise_on_a_bad_study_instead_of_exiting(tmp_path: Path) -> None:
-    with pytest.raises(StudyFileError, match="Name a study file, or both --storage"):
+    with pytest.raises(StudyFileError, match="Name a study file or storage file, or --storage URL"):
         status_command()
     url = f"sqlite:///{tmp_path / 'study.db'}"
     _synthetic_study(url, "syn")
