@@ -50,17 +50,17 @@ def smoke_test(bench: Benchmark, args: argparse.Namespace, output: Path | None =
     """
     if bench.smoke is None:
         raise ValueError(f"The benchmark {bench.name!r} has no smoke test; give it one.")
-    # timed passes wait little for quiet moments: a smoke test's outcome never hangs on the load
-    os.environ.setdefault("FRONTIER_QUIET_MAX_WAIT_S", "0.5")
+    if output is None:
+        output = Path(tempfile.mkdtemp(prefix="bench-smoke-")) / "BENCHMARKS.md"
+    if output.resolve() == BENCHMARKS_MD.resolve():
+        raise ValueError(f"A smoke test never rewrites {BENCHMARKS_MD}; pass another --output.")
+    # timed passes do not wait for quiet moments: a smoke test's run never hangs on the load
+    os.environ.setdefault("FRONTIER_QUIET_MAX_WAIT_S", "0")
     with tempfile.TemporaryDirectory(prefix=f"bench-{bench.name}-") as tmp:
         tiny = bench.smoke(args, Path(tmp) / "studies")
         body = bench.run(tiny)
         expected = bench.rows(tiny)
     print(body)
-    if output is None:
-        output = Path(tempfile.mkdtemp(prefix="bench-smoke-")) / "BENCHMARKS.md"
-    if output.resolve() == BENCHMARKS_MD.resolve():
-        raise ValueError(f"A smoke test never rewrites {BENCHMARKS_MD}; pass another --output.")
     update_section(bench.name, body, output)
     section = read_section(bench.name, output) or ""
     missing = missing_rows(section, expected)

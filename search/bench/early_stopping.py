@@ -120,8 +120,9 @@ BENCHMARK = Benchmark(
     help="fine-tuning time saved by early stopping, hypervolume it costs",
     add_arguments=_add_arguments,
     run=bench_early_stopping,
+    # early stopping starts after two trials, so that the smoke test can stop one
     smoke=lambda args, folder: smoke_args(
-        argparse.Namespace(**{**vars(args), "trials": 6}), folder, seeds=1
+        args, folder, {"early_stopping": {"startup_trials": 2}}, trials=8, seeds=1
     ),
     rows=lambda args: ROWS,
 )

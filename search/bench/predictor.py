@@ -13,7 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from search.bench.common import Benchmark, load_average, machine, tiny_study, today
+from search.bench.common import (
+    SMOKE_STUDY,
+    Benchmark,
+    load_average,
+    machine,
+    tiny_study,
+    today,
+)
 
 DEFAULT_STUDIES = [Path("studies/digits_cnn.toml"), Path("studies/mnist1d_cnn.toml")]
 
@@ -173,7 +180,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
-    study_file = tiny_study(args.study_files[0], folder)
+    study_file = tiny_study(
+        SMOKE_STUDY if args.study_files == DEFAULT_STUDIES else args.study_files[0], folder
+    )
     return argparse.Namespace(
         **{**vars(args), "study_files": [study_file], "candidates": 2, "rounds": 1}
     )

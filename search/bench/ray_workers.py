@@ -89,8 +89,6 @@ BENCHMARK = Benchmark(
     help="trials per minute with Ray on 1 and 2 workers",
     add_arguments=_add_arguments,
     run=bench_ray,
-    smoke=lambda args, folder: smoke_args(
-        argparse.Namespace(**{**vars(args), "trials": 2}), folder, workers=[1]
-    ),
+    smoke=lambda args, folder: smoke_args(args, folder, trials=2, workers=[1]),
     rows=lambda args: [str(w) for w in args.workers],
 )

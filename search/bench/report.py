@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from search.bench.common import Benchmark, machine, tiny_study, today
+from search.bench.common import Benchmark, machine, smoke_source, tiny_study, today
 
 DEFAULT_STUDY = Path("studies/digits_cnn.toml")
 ROWS = (  # the start of each row's label
@@ -89,7 +89,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), "study_file": tiny_study(args.study_file, folder)})
+    study_file = tiny_study(smoke_source(args.study_file, DEFAULT_STUDY), folder)
+    return argparse.Namespace(**{**vars(args), "study_file": study_file})
 
 
 BENCHMARK = Benchmark(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.bench.common import load_average, machine, tiny_study, today
+from search.bench.common import load_average, machine, smoke_source, tiny_study, today
 from search.quality import reference_text
 from search.spec import StudySpec, load_spec
 
@@ -29,9 +29,16 @@ def add_study_arguments(p: argparse.ArgumentParser, *, trials: int) -> None:
     p.add_argument("--trials", type=int, default=trials)
 
 
-def smoke_args(args: argparse.Namespace, folder: Path, **changes: Any) -> argparse.Namespace:
-    """``args`` on a tiny copy of the study file, with ``changes``."""
-    study_file = tiny_study(args.study_file, folder, n_trials=args.trials)
+def smoke_args(
+    args: argparse.Namespace,
+    folder: Path,
+    tables: dict[str, dict[str, Any]] | None = None,
+    **changes: Any,
+) -> argparse.Namespace:
+    """``args`` with ``changes``, on a tiny copy of the study file (with ``tables``' settings)
+    and ``changes["trials"]`` trials."""
+    source = smoke_source(args.study_file, DEFAULT_STUDY)
+    study_file = tiny_study(source, folder, n_trials=changes["trials"], **(tables or {}))
     return argparse.Namespace(**{**vars(args), "study_file": study_file, **changes})
 
 

@@ -83,8 +83,6 @@ BENCHMARK = Benchmark(
     help="TPE vs NSGA-II vs random: hypervolume after N trials",
     add_arguments=_add_arguments,
     run=bench_samplers,
-    smoke=lambda args, folder: smoke_args(
-        argparse.Namespace(**{**vars(args), "trials": 4}), folder, seeds=1
-    ),
+    smoke=lambda args, folder: smoke_args(args, folder, trials=4, seeds=1),
     rows=lambda args: [f"{label} (`{name}`)" for name, label in SAMPLER_NAMES.items()],
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.bench.common import Benchmark, machine, tiny_study, today
+from search.bench.common import Benchmark, machine, smoke_source, tiny_study, today
 
 DEFAULT_STUDY = Path("studies/digits_cnn.toml")
 ROWS = (
@@ -115,7 +115,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
-    study_file = tiny_study(args.study_file, folder, n_trials=4)
+    study_file = tiny_study(smoke_source(args.study_file, DEFAULT_STUDY), folder)
     return argparse.Namespace(**{**vars(args), "study_file": study_file, "repeats": 1})
 
 

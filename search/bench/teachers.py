@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.bench.common import Benchmark, load_average, machine, tiny_study, today
+from search.bench.common import (
+    SMOKE_STUDY,
+    Benchmark,
+    load_average,
+    machine,
+    tiny_study,
+    today,
+)
 from search.spec import load_spec
 
 DEFAULT_STUDY = Path("studies/mnist1d_cnn.toml")
@@ -120,7 +127,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
-    study_file = tiny_study(args.study_files[0], folder)
+    study_file = tiny_study(
+        SMOKE_STUDY if args.study_files == [DEFAULT_STUDY] else args.study_files[0], folder
+    )
     return argparse.Namespace(**{**vars(args), "study_files": [study_file], "seeds": 1})
 
 
