@@ -157,13 +157,13 @@ def tiny_study(
     *,
     n_trials: int = 4,
     students: int = 2,
-    **tables: Mapping[str, Any],
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """A copy of ``study_file`` in ``folder`` on a smoke test's budget.
 
     ``n_trials`` trials, the first ``students`` entries of its students, one epoch of
     distillation and of fine-tuning, the fewest timed passes the latency settings allow;
-    ``tables`` overrides further keys, table by table (``study={"sampler": "random"}``).
+    ``tables`` overrides further keys, table by table (``{"study": {"sampler": "random"}}``).
     """
     data = tomllib.loads(study_file.read_text(encoding="utf-8"))
     shrink: dict[str, dict[str, Any]] = {
@@ -174,7 +174,7 @@ def tiny_study(
     }
     if "students" in data.get("space", {}):
         shrink["space"] = {"students": data["space"]["students"][:students]}
-    for table, values in [*shrink.items(), *tables.items()]:
+    for table, values in [*shrink.items(), *(tables or {}).items()]:
         data.setdefault(table, {}).update(values)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / study_file.name

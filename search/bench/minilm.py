@@ -75,7 +75,7 @@ def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
         folder,
         n_trials=3,
         students=1,
-        task={"options": {"sentences": 30, "max_length": 16}},
+        tables={"task": {"options": {"sentences": 30, "max_length": 16}}},
     )
     return argparse.Namespace(**{**vars(args), "study_file": study_file})
 

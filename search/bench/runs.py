@@ -38,7 +38,7 @@ def smoke_args(
     """``args`` with ``changes``, on a tiny copy of the study file (with ``tables``' settings)
     and ``changes["trials"]`` trials."""
     source = smoke_source(args.study_file, DEFAULT_STUDY)
-    study_file = tiny_study(source, folder, n_trials=changes["trials"], **(tables or {}))
+    study_file = tiny_study(source, folder, n_trials=changes["trials"], tables=tables)
     return argparse.Namespace(**{**vars(args), "study_file": study_file, **changes})
 
 

@@ -47,7 +47,7 @@ def test_smoke_test_writes_its_section(
 def test_every_sub_command_keeps_its_arguments() -> None:
     """The commands of README.md and BENCHMARKS.md parse as before."""
     parser = build_parser()
-    cases = {
+    cases: dict[tuple[str, ...], dict[str, object]] = {
         ("study", "studies/digits_cnn.toml", "--repeats", "3"): {"repeats": 3},
         ("predictor", "--candidates", "40"): {"candidates": 40, "rounds": 3},
         ("samplers", "studies/digits_cnn.toml", "--trials", "60", "--seeds", "5"): {
