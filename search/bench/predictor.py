@@ -38,14 +38,22 @@ def _random_config(space: Any, rng: random.Random) -> Any:
     return space.config_from_params(params)
 
 
-def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 3) -> str:
+def bench_predictor(
+    study_files: Sequence[Path],
+    candidates: int,
+    rounds: int = 3,
+    *,
+    table_rounds: int | None = None,
+    op_budget_s: float | None = None,
+) -> str:
     """Predicted against measured latency for random candidates of each study's task.
 
     All candidates are predicted first (the table fills as new operators appear), then each
     is measured as the study measures it with ``quiet = true`` (each timed pass in a quiet
     moment of the machine, what the prediction is for), ``rounds`` times round-robin over the
     candidates (seconds apart). The fastest round is the reference; how often a single round
-    lands within +-10% of it is the noise floor.
+    lands within +-10% of it is the noise floor. ``table_rounds`` and ``op_budget_s`` replace
+    the table's own timing rounds and seconds per operator entry (smoke tests use fewer).
     """
     from dataclasses import replace
 
@@ -64,6 +72,10 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
             ctx = StudyContext(spec, Path(tmp))
             t0 = time.perf_counter()
             predictor = LatencyPredictor(ctx.task, spec.latency, root=Path(tmp) / "tables")
+            if table_rounds is not None:
+                predictor.table.ROUNDS = table_rounds
+            if op_budget_s is not None:
+                predictor.table.OP_BUDGET_S = op_budget_s
             predictor.predict(ctx.task.model)
             build_s = time.perf_counter() - t0
             rng = random.Random(0)
@@ -176,7 +188,7 @@ def bench_predictor(study_files: Sequence[Path], candidates: int, rounds: int = 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_files", nargs="*", type=Path, default=DEFAULT_STUDIES)
     p.add_argument("--candidates", type=int, default=40)
-    p.set_defaults(rounds=3)
+    p.set_defaults(rounds=3, table_rounds=None, op_budget_s=None)
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
@@ -184,7 +196,14 @@ def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
         SMOKE_STUDY if args.study_files == DEFAULT_STUDIES else args.study_files[0], folder
     )
     return argparse.Namespace(
-        **{**vars(args), "study_files": [study_file], "candidates": 2, "rounds": 1}
+        **{
+            **vars(args),
+            "study_files": [study_file],
+            "candidates": 2,
+            "rounds": 1,
+            "table_rounds": 1,
+            "op_budget_s": 0.01,
+        }
     )
 
 
@@ -198,7 +217,13 @@ BENCHMARK = Benchmark(
     name="predictor",
     help="latency predictor: share within +-10% of measured",
     add_arguments=_add_arguments,
-    run=lambda args: bench_predictor(args.study_files, args.candidates, args.rounds),
+    run=lambda args: bench_predictor(
+        args.study_files,
+        args.candidates,
+        args.rounds,
+        table_rounds=args.table_rounds,
+        op_budget_s=args.op_budget_s,
+    ),
     smoke=_smoke,
     rows=_rows,
 )
