@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import statistics
 import tempfile
 import time
@@ -22,10 +21,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.bench import _load, machine, update_section
+from search.bench.common import (
+    SMOKE_STUDY,
+    Benchmark,
+    load_average,
+    machine,
+    tiny_study,
+    today,
+)
 from search.spec import load_spec
 
-NAME = "teachers"
+DEFAULT_STUDY = Path("studies/mnist1d_cnn.toml")
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,8 @@ def bench_teachers(study_files: Sequence[Path], seeds: int) -> str:
         "## Teachers and their distilled students",
         "",
         f"Command: `python -m search.bench teachers {files} --seeds {seeds}`",
-        f"Machine: {machine()}. Load average after the run: {_load()}. Date: "
-        f"{_dt.date.today().isoformat()}. Each seed in a fresh cache, trained with the "
+        f"Machine: {machine()}. Load average after the run: {load_average()}. Date: "
+        f"{today()}. Each seed in a fresh cache, trained with the "
         "study's thread count; students distilled with the study's `[distillation]` settings "
         "and scored on the validation split.",
         "",
@@ -115,19 +121,27 @@ def bench_teachers(study_files: Sequence[Path], seeds: int) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(NAME, help="built-in teachers over seeds, and their distilled students")
-    p.add_argument("study_files", nargs="*", type=Path, default=[Path("studies/mnist1d_cnn.toml")])
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_files", nargs="*", type=Path, default=[DEFAULT_STUDY])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
 
 
-def run(args: argparse.Namespace) -> bool:
-    """Run the benchmark when ``args`` name it; ``False`` otherwise."""
-    if args.bench != NAME:
-        return False
-    body = bench_teachers(args.study_files, args.seeds)
-    print(body)
-    if not args.no_write:
-        update_section(NAME, body)
-    return True
+def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
+    study_file = tiny_study(
+        SMOKE_STUDY if args.study_files == [DEFAULT_STUDY] else args.study_files[0], folder
+    )
+    return argparse.Namespace(**{**vars(args), "study_files": [study_file], "seeds": 1})
+
+
+def _rows(args: argparse.Namespace) -> list[str]:
+    return [load_spec(f).task for f in args.study_files]
+
+
+BENCHMARK = Benchmark(
+    name="teachers",
+    help="built-in teachers over seeds, and their distilled students",
+    add_arguments=_add_arguments,
+    run=lambda args: bench_teachers(args.study_files, args.seeds),
+    smoke=_smoke,
+    rows=_rows,
+)

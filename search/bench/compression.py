@@ -18,7 +18,7 @@ checked against the stored one), measures it on the **test** split and reports:
 
 from __future__ import annotations
 
-import datetime as _dt
+import argparse
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ import torch
 
 from evaluators import AccuracyEvaluator
 from evaluators.latency import RUNTIMES, example_batch, time_model
+from search.bench.common import SMOKE_STUDY, Benchmark, machine, tiny_study, today
 
 MLP_STUDY = Path("studies/digits_mlp.toml")
 CNN_STUDY = Path("studies/digits_cnn.toml")
@@ -37,6 +38,7 @@ CNN_STUDY = Path("studies/digits_cnn.toml")
 
 @dataclass(frozen=True)
 class _Run:
+    study_file: Path
     ctx: Any
     trials: pd.DataFrame
     front: pd.DataFrame
@@ -57,7 +59,7 @@ def _run(study_file: Path, out: Path) -> _Run:
     configs = {t.number: t.user_attrs.get("config") for t in study.get_trials(deepcopy=False)}
     trials = trials.assign(config=trials["trial"].map(configs))
     front = front.assign(config=front["trial"].map(configs))
-    return _Run(ctx=ctx, trials=trials, front=front, wall_s=summary.wall_s)
+    return _Run(study_file=study_file, ctx=ctx, trials=trials, front=front, wall_s=summary.wall_s)
 
 
 def _rebuild(ctx: Any, row: pd.Series) -> Any:
@@ -95,34 +97,50 @@ def _teacher(df: pd.DataFrame) -> pd.Series:
     return df[df["baseline"] == "teacher"].iloc[0]
 
 
+@dataclass(frozen=True)
+class Timing:
+    """The interleaved timing of the digits-cnn models in every runtime."""
+
+    rounds: int = 5
+    warmup: int = 10
+    repeats: int = 40
+
+
 def _interleaved(
-    runtime: str, models: dict[str, torch.nn.Module], batch: tuple[torch.Tensor, ...], threads: int
+    runtime: str,
+    models: dict[str, torch.nn.Module],
+    batch: tuple[torch.Tensor, ...],
+    threads: int,
+    timing: Timing,
 ) -> dict[str, float]:
     """Median latency of each model, measured in alternating rounds (noise hits all alike)."""
     rounds: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(5):
+    for _ in range(timing.rounds):
         for name, model in models.items():
-            rounds[name].append(
-                statistics.median(
-                    time_model(runtime, model, batch, threads=threads, warmup=10, repeats=40)
-                )
+            times = time_model(
+                runtime, model, batch, threads=threads, warmup=timing.warmup, repeats=timing.repeats
             )
+            rounds[name].append(statistics.median(times))
     return {name: statistics.median(v) for name, v in rounds.items()}
 
 
-def bench_compression(out: Path | None = None) -> str:
+def bench_compression(
+    out: Path | None = None,
+    *,
+    mlp_study: Path = MLP_STUDY,
+    cnn_study: Path = CNN_STUDY,
+    timing: Timing = Timing(),
+) -> str:
     """Run both studies; return the Markdown section for BENCHMARKS.md.
 
     The studies run in ``out`` (kept, for a look at every trial) or in a temporary folder.
     """
-    from search.bench import machine
-
     lines = [
         "## Compression targets: `digits-mlp` size, `digits-cnn` latency",
         "",
         "Command: `python -m search.bench compression` (fresh results folder; every front point "
         "rebuilt from its configuration and scored on the test split).",
-        f"Machine: {machine()}. Date: {_dt.date.today().isoformat()}.",
+        f"Machine: {machine()}. Date: {today()}.",
         "",
         "The searches choose on the validation split; the figures below are test-split "
         "accuracies of the chosen front points. Both splits hold 360 rows, so one row is 0.28 "
@@ -133,10 +151,10 @@ def bench_compression(out: Path | None = None) -> str:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         root = out or Path(tmp)
-        mlp = _run(MLP_STUDY, root / "mlp")
+        mlp = _run(mlp_study, root / "mlp")
         lines += _mlp_section(mlp)
-        cnn = _run(CNN_STUDY, root / "cnn")
-        lines += _cnn_section(cnn)
+        cnn = _run(cnn_study, root / "cnn")
+        lines += _cnn_section(cnn, timing)
     return "\n".join(lines)
 
 
@@ -152,7 +170,7 @@ def _mlp_section(run: _Run) -> list[str]:
         flush=True,
     )
     lines = [
-        f"### `{MLP_STUDY.as_posix()}`: smallest front point within 0.5 points of the teacher "
+        f"### `{run.study_file.as_posix()}`: smallest front point within 0.5 points of the teacher "
         "(test split)",
         "",
         f"{len(run.trials)} trials in {run.wall_s:.0f} s; {len(run.front)} front points; all "
@@ -185,7 +203,7 @@ def _row(name: str, row: pd.Series, teacher: pd.Series) -> str:
     )
 
 
-def _cnn_section(run: _Run) -> list[str]:
+def _cnn_section(run: _Run, timing: Timing) -> list[str]:
     df = _with_test_accuracy(run)
     teacher = _teacher(df)
     spec = run.ctx.spec
@@ -204,7 +222,8 @@ def _cnn_section(run: _Run) -> list[str]:
     models = {"teacher": teacher["candidate"].model, "uniform-int8": int8["candidate"].model}
     if best is not None:
         models["best"] = best["candidate"].model
-    table = {rt: _interleaved(rt, models, batch, spec.latency.threads) for rt in sorted(RUNTIMES)}
+    threads = spec.latency.threads
+    table = {rt: _interleaved(rt, models, batch, threads, timing) for rt in sorted(RUNTIMES)}
     study_ratio = (
         float(teacher["latency_ms"] / best["latency_ms"]) if best is not None else float("nan")
     )
@@ -217,7 +236,7 @@ def _cnn_section(run: _Run) -> list[str]:
         flush=True,
     )
     lines = [
-        f"### `{CNN_STUDY.as_posix()}`: fastest front point within 1 point of the teacher "
+        f"### `{run.study_file.as_posix()}`: fastest front point within 1 point of the teacher "
         f"(test split), runtime `{rt}`, batch {spec.latency.batch_size}, "
         f"{spec.latency.threads} thread(s)",
         "",
@@ -247,7 +266,8 @@ def _cnn_section(run: _Run) -> list[str]:
         f"{again:.2f}x re-measured interleaved** (target 2x). Uniform int8 baseline dominated "
         f"or matched by {len(dominating)} front point(s) (validation accuracy, size, latency).",
         "",
-        "Every runtime, same models, median of 5 interleaved rounds of 40 passes (ms):",
+        f"Every runtime, same models, median of {timing.rounds} interleaved rounds of "
+        f"{timing.repeats} passes (ms):",
         "",
         "| runtime | " + " | ".join(models) + " |",
         "| --- | " + " | ".join("---" for _ in models) + " |",
@@ -256,3 +276,35 @@ def _cnn_section(run: _Run) -> list[str]:
         lines.append(f"| `{name}` | " + " | ".join(f"{row[m]:.3f}" for m in models) + " |")
     lines.append("")
     return lines
+
+
+ROWS = ("fp32 teacher", "uniform int8 baseline", "`onnxruntime`", "`torch`")
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
+    p.set_defaults(mlp_study=MLP_STUDY, cnn_study=CNN_STUDY, timing=Timing())
+
+
+def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
+    return argparse.Namespace(
+        **{
+            **vars(args),
+            # the smallest built-in task in place of both studies: the code path is the same
+            "mlp_study": tiny_study(SMOKE_STUDY, folder / "mlp"),
+            "cnn_study": tiny_study(SMOKE_STUDY, folder / "cnn"),
+            "timing": Timing(rounds=1, warmup=1, repeats=3),
+        }
+    )
+
+
+BENCHMARK = Benchmark(
+    name="compression",
+    help="digits-mlp size and digits-cnn latency targets, on the test split",
+    add_arguments=_add_arguments,
+    run=lambda args: bench_compression(
+        args.out, mlp_study=args.mlp_study, cnn_study=args.cnn_study, timing=args.timing
+    ),
+    smoke=_smoke,
+    rows=lambda args: ROWS,
+)
