@@ -21,11 +21,11 @@ from tests.search._cluster import (
     start_cli,
     wait_for,
     warm_cache,
-    write_study,
 )
+from tests.studyfile import write_study
 
-NO_EARLY_STOP = "[early_stopping]\nenabled = false\n"
-FAST_HEARTBEAT = "[storage]\nheartbeat_interval = 1\ngrace_period = 3\n"
+NO_EARLY_STOP = {"enabled": False}
+FAST_HEARTBEAT = {"heartbeat_interval": 1, "grace_period": 3}
 
 
 def _log(path: Path) -> str:
@@ -36,7 +36,9 @@ def _log(path: Path) -> str:
 def test_four_workers_x_10_trials_end_with_exactly_40_as_computed(
     tmp_path: Path, postgres_url: str, warm_weights: Path
 ) -> None:
-    study_file = write_study(tmp_path, "pg4x10", n=40, ft_epochs=0)
+    study_file = write_study(
+        tmp_path, study={"name": "pg4x10", "n_trials": 40}, finetune={"epochs": 0}
+    )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)
     logs = [tmp_path / f"worker{i}.log" for i in range(4)]
@@ -93,7 +95,12 @@ def test_killed_worker_trial_is_failed_and_retried_by_the_next_worker(
     tmp_path: Path, postgres_url: str, warm_weights: Path
 ) -> None:
     # 60 fine-tuning epochs: each compressed candidate trains for a few seconds
-    study_file = write_study(tmp_path, "pgkill", n=3, ft_epochs=60, extra=NO_EARLY_STOP)
+    study_file = write_study(
+        tmp_path,
+        study={"name": "pgkill", "n_trials": 3},
+        finetune={"epochs": 60},
+        early_stopping=NO_EARLY_STOP,
+    )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)
     args = ("run", str(study_file), "--storage", postgres_url, "--out", str(out), "--no-progress")
@@ -133,7 +140,11 @@ def test_heartbeats_fail_a_dead_remote_worker_trial_after_the_grace_period(
     tmp_path: Path, postgres_url: str, warm_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study_file = write_study(
-        tmp_path, "pgbeat", n=3, ft_epochs=60, extra=NO_EARLY_STOP + FAST_HEARTBEAT
+        tmp_path,
+        study={"name": "pgbeat", "n_trials": 3},
+        finetune={"epochs": 60},
+        early_stopping=NO_EARLY_STOP,
+        storage=FAST_HEARTBEAT,
     )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)

@@ -22,7 +22,8 @@ from search.storage import (
     storage_kind,
 )
 from tests.conftest import REPO, run_cli
-from tests.search._cluster import load, warm_cache, write_study
+from tests.search._cluster import load, warm_cache
+from tests.studyfile import write_study
 
 
 def test_storage_urls() -> None:
@@ -137,7 +138,9 @@ def test_failed_trials_queued_again_do_not_count_toward_n_trials(tmp_path: Path)
 
 @pytest.mark.slow
 def test_two_workers_share_a_journal_file_study(tmp_path: Path, warm_weights: Path) -> None:
-    study_file = write_study(tmp_path, "journal", n=8, ft_epochs=0)
+    study_file = write_study(
+        tmp_path, study={"name": "journal", "n_trials": 8}, finetune={"epochs": 0}
+    )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)
     url = f"journal:{tmp_path / 'shared' / 'study.log'}"
