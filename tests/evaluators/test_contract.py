@@ -13,8 +13,9 @@ import inspect
 import math
 import pkgutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ from spaces import (
 
 #: Few timed passes, one build, no waiting for quiet moments: the figures' values are not what
 #: these tests check.
-FAST_TIMING = {"batch_size": 16, "warmup": 1, "repeats": 30, "builds": 1, "quiet": False}
+FAST_TIMING = LatencySettings(batch_size=16, warmup=1, repeats=30, builds=1, quiet=False)
 LATENCY_KEYS = frozenset({"latency_ms", "latency_p90_ms", "latency_cv"})
 
 
@@ -83,21 +84,21 @@ CASES = {
     ),
     "latency-torch": Case(
         LatencyEvaluator,
-        lambda t, r: LatencyEvaluator(t, LatencySettings(**FAST_TIMING)),
+        lambda t, r: LatencyEvaluator(t, FAST_TIMING),
         LATENCY_KEYS,
         positive=frozenset({"latency_ms", "latency_p90_ms"}),
         deterministic=False,
     ),
     "latency-onnxruntime": Case(
         LatencyEvaluator,
-        lambda t, r: LatencyEvaluator(t, LatencySettings(**FAST_TIMING, runtime="onnxruntime")),
+        lambda t, r: LatencyEvaluator(t, replace(FAST_TIMING, runtime="onnxruntime")),
         LATENCY_KEYS,
         positive=frozenset({"latency_ms", "latency_p90_ms"}),
         deterministic=False,
     ),
     "latency-predicted": Case(
         PredictedLatencyEvaluator,
-        lambda t, r: PredictedLatencyEvaluator(t, LatencySettings(**FAST_TIMING), root=r),
+        lambda t, r: PredictedLatencyEvaluator(t, FAST_TIMING, root=r),
         frozenset({"latency_ms", "latency_predicted_ms"}),
         positive=frozenset({"latency_ms", "latency_predicted_ms"}),
     ),
@@ -185,7 +186,7 @@ def _evaluator_classes() -> Iterator[type[Evaluator]]:
     """Every concrete Evaluator defined in the ``evaluators`` package."""
     for info in pkgutil.walk_packages(evaluators.__path__, "evaluators."):
         importlib.import_module(info.name)
-    seen: list[type[Evaluator]] = [Evaluator]
+    seen: list[type[Any]] = [Evaluator]
     while seen:
         cls = seen.pop()
         seen.extend(cls.__subclasses__())
