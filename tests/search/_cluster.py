@@ -113,12 +113,8 @@ def warm_weights(cache_dir: Path, digits_task: object) -> Path:
     from evaluators import WeightCache
     from spaces import DistillationSettings, StudentPool
 
-    pool = StudentPool(
-        digits_task,
-        WeightCache(cache_dir),
-        DistillationSettings(**DEFAULTS["distillation"]),
-        seed=0,
-    )  # type: ignore[arg-type]
+    settings = DistillationSettings(**DEFAULTS["distillation"])
+    pool = StudentPool(digits_task, WeightCache(cache_dir), settings, seed=0)  # type: ignore[arg-type]
     pool.get("w0.5")
     return cache_dir
 
