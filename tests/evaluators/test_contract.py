@@ -31,7 +31,7 @@ from evaluators import (
     WeightCache,
 )
 from evaluators.holdout import TestSplitEvaluator
-from evaluators.predictor import LatencyTable, PredictedLatencyEvaluator
+from evaluators.latency import LatencyTable, PredictedLatencyEvaluator
 from evaluators.tasks.digits import digits_mlp
 from spaces import (
     Compressed,

@@ -2,7 +2,7 @@
 
 Each test runs once per storage kind (the ``storage_url`` fixture) and goes through the public
 functions a worker uses: :func:`search.storage.open_shared_study`,
-:func:`search.storage.study_lock`, :func:`search.leases.claim_trial`, the driver's ``tell_*``
+:func:`search.storage.study_lock`, :func:`search.leases.claim_trial`, :func:`search.trial.tell`
 and :func:`search.leases.recover_stale_trials`.
 """
 
@@ -21,10 +21,10 @@ import pytest
 from optuna.trial import TrialState
 
 from search import leases
-from search.driver import tell_failure, tell_outcome, tell_pruned
-from search.objective import TrialOutcome
 from search.objective_names import DEFAULT_OBJECTIVES, directions
+from search.outcome import PRUNED, TrialOutcome
 from search.storage import OPENS_ATTR, StorageSettings, make_storage, open_shared_study, study_lock
+from search.trial import tell
 from tests.conftest import REPO
 from tests.search._cluster import wait_for
 from tests.search.storage._worker import SETTINGS
@@ -138,16 +138,20 @@ def test_told_outcomes_read_back_the_same(storage_url: str, study_name: str) -> 
         objective_values={"accuracy": 0.0, "size_bytes": 99999.0, "latency_ms": 1e9},
         skipped="over budget before training: size",
     )
-    stopped = TrialOutcome({"accuracy": 0.5, "size_bytes": 2048.0}, {"accuracy": 2.0})
+    stopped = TrialOutcome(
+        {"accuracy": 0.5, "size_bytes": 2048.0},
+        {"accuracy": 2.0},
+        state=PRUNED,
+        reason="dominated at rung 1",
+    )
     trials = [leases.claim_trial(study, 4) for _ in range(4)]
     for trial in trials:
         assert trial is not None
         trial.suggest_int("bits", 2, 8)
         trial.suggest_categorical("student", ["teacher", "w0.5"])
-    tell_outcome(study, trials[0], measured, DEFAULT_OBJECTIVES)  # type: ignore[arg-type]
-    tell_outcome(study, trials[1], skipped, DEFAULT_OBJECTIVES)  # type: ignore[arg-type]
-    tell_pruned(study, trials[2], stopped, "dominated at rung 1")  # type: ignore[arg-type]
-    tell_failure(study, trials[3], "RuntimeError: boom")  # type: ignore[arg-type]
+    failure = TrialOutcome.failed("RuntimeError: boom")
+    for trial, outcome in zip(trials, (measured, skipped, stopped, failure), strict=True):
+        tell(study, trial, outcome, DEFAULT_OBJECTIVES)  # type: ignore[arg-type]
 
     told = {t.number: t.params for t in trials if t is not None}
     done, skip, pruned, failed = _reread(storage_url, study_name)
