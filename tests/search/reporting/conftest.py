@@ -33,9 +33,10 @@ class SmallStudies:
         return f"sqlite:///{self.root / 'study.db'}"
 
 
-def _write(
+def small_study_file(
     folder: Path, name: str, *, n: int, sampler: str, students: list[str], prune_max: float
 ) -> Path:
+    """A small digits-cnn study file with a size budget (60KB) and quick distillation."""
     return write_study(
         folder,
         study={"name": name, "n_trials": n, "sampler": sampler},
@@ -49,10 +50,12 @@ def _write(
 def small_studies(tmp_path_factory: pytest.TempPathFactory) -> SmallStudies:
     folder = tmp_path_factory.mktemp("studies")
     root = folder / "results"
-    joint = _write(
+    joint = small_study_file(
         folder, "joint", n=10, sampler="tpe", students=["teacher", "w0.5"], prune_max=0.8
     )
-    quant = _write(folder, "quant", n=8, sampler="random", students=["teacher"], prune_max=0.0)
+    quant = small_study_file(
+        folder, "quant", n=8, sampler="random", students=["teacher"], prune_max=0.0
+    )
     for path in (joint, quant):
         spec = load_spec(path)
         ctx = StudyContext(spec, root)
