@@ -17,7 +17,7 @@ from tests.evaluators.test_task_factory import readme_example
 from tests.studyfile import study_dict, write_study
 
 #: The README's wine study, with task options, early stopping and storage settings.
-WINE: dict[str, dict[str, Any]] = {
+WINE: dict[str, Any] = {
     "study": {"name": "wine", "n_trials": 5, "sampler": "random", "seed": None},
     "task": {
         "name": None,
