@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 
 from search.cli import main
 from tests.conftest import REPO, run_cli
+from tests.studyfile import write_study
 
 
 def readme_example(name: str) -> str:
@@ -87,14 +87,14 @@ def bare():
     [
         ("nowhere_mod:f", "", r"'task.factory' = 'nowhere_mod:f': cannot import module"),
         ("bad_tasks:missing", "", r"module 'bad_tasks' has no 'missing'"),
-        ("bad_tasks", "", r"'task.factory' must look like \"package.module:function\""),
-        ("bad_tasks:not_a_task", "", r"returned int, not an evaluators.Task"),
-        ("bad_tasks:no_layers", "", r"no layer the search can compress .*nn.Linear"),
-        ("bad_tasks:tied", "", r"layers '0' and '1' share one weight tensor"),
-        ("bad_tasks:broken", "", r"raised RuntimeError: the data file is missing"),
-        ("bad_tasks:broken", "colour = 1", r"'task.options' do not fit .*colour"),
-        ("bad_tasks:wrong_input", "", r"the model fails on its example_input"),
-        ("bad_tasks:bare", "", r"the model is a bare nn.Linear; .*wrap it"),
+        ("bad_tasks", {}, r"'task.factory' must look like \"package.module:function\""),
+        ("bad_tasks:not_a_task", {}, r"returned int, not an evaluators.Task"),
+        ("bad_tasks:no_layers", {}, r"no layer the search can compress .*nn.Linear"),
+        ("bad_tasks:tied", {}, r"layers '0' and '1' share one weight tensor"),
+        ("bad_tasks:broken", {}, r"raised RuntimeError: the data file is missing"),
+        ("bad_tasks:broken", {"colour": 1}, r"'task.options' do not fit .*colour"),
+        ("bad_tasks:wrong_input", {}, r"the model fails on its example_input"),
+        ("bad_tasks:bare", {}, r"the model is a bare nn.Linear; .*wrap it"),
     ],
 )
 def test_a_bad_factory_ends_with_one_line_naming_the_problem(
@@ -102,25 +102,16 @@ def test_a_bad_factory_ends_with_one_line_naming_the_problem(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     factory: str,
-    options: str,
+    options: dict[str, object],
     message: str,
 ) -> None:
     (tmp_path / "bad_tasks.py").write_text(BAD_TASKS)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("bad_tasks", None)
-    study = tmp_path / "s.toml"
-    opts = f"\n[task.options]\n{options}\n" if options else ""
-    study.write_text(
-        textwrap.dedent(
-            f"""
-            [study]
-            name = "s"
-            [task]
-            factory = "{factory}"
-            {opts}
-            """
-        )
-    )
+    task: dict[str, object] = {"factory": factory}
+    if options:
+        task["options"] = options
+    study = write_study(tmp_path, defaults=False, study={"name": "s"}, task=task)
     code = main(["run", str(study), "--no-progress", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

@@ -16,55 +16,12 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import REPO
+from tests.studyfile import DEFAULTS
 
 #: The PostgreSQL server the cluster tests use (started before each session and before CI).
 POSTGRES_ADMIN_URL = os.environ.get(
     "FRONTIER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
-
-STUDY = """
-[study]
-name = "{name}"
-seed = 0
-n_trials = {n}
-sampler = "{sampler}"
-
-[task]
-name = "digits-cnn"
-
-[space]
-students = ["teacher", "w0.5"]
-
-[distillation]
-epochs = 3
-
-[finetune]
-epochs = {ft_epochs}
-
-[latency]
-repeats = 30
-warmup = 2
-
-[budget]
-max_accuracy_drop = 5.0
-
-{extra}
-"""
-
-
-def write_study(
-    folder: Path,
-    name: str,
-    *,
-    n: int,
-    ft_epochs: int = 1,
-    sampler: str = "tpe",
-    extra: str = "",
-) -> Path:
-    """A tiny digits-cnn study file (students: teacher and w0.5)."""
-    path = folder / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, n=n, sampler=sampler, ft_epochs=ft_epochs, extra=extra))
-    return path
 
 
 def warm_cache(cache_dir: Path, out: Path) -> None:
@@ -151,11 +108,13 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def warm_weights(cache_dir: Path, digits_task: object) -> Path:
-    """The session cache with the teacher and the ``w0.5`` student of :data:`STUDY` trained."""
+    """The session cache with the teacher and the ``w0.5`` student of the default study of
+    :mod:`tests.studyfile` trained (its distillation settings)."""
     from evaluators import WeightCache
     from spaces import DistillationSettings, StudentPool
 
-    pool = StudentPool(digits_task, WeightCache(cache_dir), DistillationSettings(epochs=3), seed=0)  # type: ignore[arg-type]
+    settings = DistillationSettings(**DEFAULTS["distillation"])
+    pool = StudentPool(digits_task, WeightCache(cache_dir), settings, seed=0)  # type: ignore[arg-type]
     pool.get("w0.5")
     return cache_dir
 

@@ -9,64 +9,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import cli_in_process, run_cli
-
-TINY = """
-[study]
-name = "{name}"
-seed = 0
-n_trials = {n}
-sampler = "{sampler}"
-
-[task]
-name = "digits-cnn"
-
-[space]
-students = ["teacher", "w0.5"]
-{space_extra}
-
-[distillation]
-epochs = 3
-
-[finetune]
-epochs = {ft_epochs}
-lr = {ft_lr}
-
-[latency]
-repeats = 30
-warmup = 2
-
-[budget]
-max_accuracy_drop = 5.0
-"""
-
-
-def write_study(
-    folder: Path,
-    name: str = "tiny",
-    *,
-    n: int = 6,
-    sampler: str = "tpe",
-    ft_epochs: int = 1,
-    ft_lr: float = 1e-3,
-    space_extra: str = "",
-) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(
-        TINY.format(
-            name=name,
-            n=n,
-            sampler=sampler,
-            ft_epochs=ft_epochs,
-            ft_lr=ft_lr,
-            space_extra=space_extra,
-        )
-    )
-    return path
+from tests.studyfile import study_toml, write_study
 
 
 @pytest.mark.slow
 def test_run_writes_outputs_and_a_second_run_adds_trials_without_rerunning(tmp_path: Path) -> None:
-    study = write_study(tmp_path, n=6)
+    study = write_study(tmp_path, study={"n_trials": 6})
     first = run_cli("run", str(study), "--no-progress")
     assert first.returncode == 0, first.stderr
     out = tmp_path / "results" / "tiny"
@@ -114,7 +62,7 @@ def test_run_writes_outputs_and_a_second_run_adds_trials_without_rerunning(tmp_p
 @pytest.mark.slow
 def test_failing_candidates_become_failed_trials_and_the_study_goes_on(tmp_path: Path) -> None:
     # a learning rate this large makes recovery fine-tuning diverge to NaN
-    study = write_study(tmp_path, "diverge", n=4, ft_lr=1e30)
+    study = write_study(tmp_path, study={"name": "diverge", "n_trials": 4}, finetune={"lr": 1e30})
     res = run_cli("run", str(study), "--no-progress", "--out", str(tmp_path / "o"))
     assert res.returncode == 0, res.stderr
     trials = pd.read_csv(tmp_path / "o" / "trials.csv")
@@ -126,25 +74,23 @@ def test_failing_candidates_become_failed_trials_and_the_study_goes_on(tmp_path:
     assert failed["fail_reason"].str.contains("TrainingDiverged|NonFiniteOutput").all()
 
 
+def _bad(**sections: dict[str, object]) -> str:
+    """A minimal study file: the study name, the given sections, digits-cnn unless replaced."""
+    study = {"name": "x", **sections.pop("study", {})}
+    task = {"name": "digits-cnn", **sections.pop("task", {})}
+    return study_toml(defaults=False, study=study, task=task, **sections)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (
-            "[study]\nname = 'x'\ncolour = 1\n[task]\nname='digits-cnn'\n",
-            "Unknown key 'study.colour'",
-        ),
-        (
-            "[study]\nname = 'x'\nseed = 'a'\n[task]\nname='digits-cnn'\n",
-            "'study.seed' must be an int",
-        ),
-        (
-            "[study]\nname = 'x'\n[task]\nname='digits-cnn'\n[space]\nbits=[4, 12]\n",
-            "'space.bits' must hold bit widths",
-        ),
+        (_bad(study={"colour": 1}), "Unknown key 'study.colour'"),
+        (_bad(study={"seed": "a"}), "'study.seed' must be an int"),
+        (_bad(space={"bits": [4, 12]}), "'space.bits' must hold bit widths"),
         ("[study\nname = ", "is not valid TOML"),
-        ("[study]\nname = 'x'\n[task]\nname='nope'\n", "Unknown task 'task.name' = 'nope'"),
+        (_bad(task={"name": "nope"}), "Unknown task 'task.name' = 'nope'"),
         (
-            "[study]\nname = 'x'\n[task]\nname='digits-cnn'\n[space.layers.conv9]\nbits=[4]\n",
+            _bad(space={"layers": {"conv9": {"bits": [4]}}}),
             "Unknown layer name(s) ['conv9'] in 'space.layers'",
         ),
     ],

@@ -13,39 +13,25 @@ from evaluators.tasks.digits import digits_mlp
 from spaces import CompressionConfig, DistillationSettings, FinetuneSettings, StudentPool, compress
 from spaces.artifacts import load_candidate, save_candidate
 from tests.conftest import run_cli
+from tests.studyfile import write_study
 
-STUDY = """
-[study]
-name = "mlp"
-seed = 0
-n_trials = 8
-sampler = "random"
 
-[task]
-name = "digits-mlp"
-
-[space]
-bits = [3, 4, 8, 32]
-channels_max = 0.5
-channels_step = 0.25
-act_bits = [8, 32]
-granularity = ["channel", "tensor"]
-students = ["teacher", "w0.5-d1"]
-
-[distillation]
-epochs = 3
-
-[finetune]
-epochs = 1
-
-[latency]
-repeats = 30
-warmup = 2
-runtime = "{runtime}"
-
-[budget]
-max_accuracy_drop = 5.0
-"""
+def _mlp_study(folder: Path, runtime: str) -> Path:
+    """digits-mlp with every compression dimension in its space."""
+    return write_study(
+        folder,
+        study={"name": "mlp", "n_trials": 8, "sampler": "random"},
+        task={"name": "digits-mlp"},
+        space={
+            "bits": [3, 4, 8, 32],
+            "channels_max": 0.5,
+            "channels_step": 0.25,
+            "act_bits": [8, 32],
+            "granularity": ["channel", "tensor"],
+            "students": ["teacher", "w0.5-d1"],
+        },
+        latency={"runtime": runtime},
+    )
 
 
 @pytest.mark.slow
@@ -53,8 +39,7 @@ max_accuracy_drop = 5.0
 def test_digits_mlp_study_searches_channels_activations_and_granularity(
     tmp_path: Path, runtime: str
 ) -> None:
-    study = tmp_path / "mlp.toml"
-    study.write_text(STUDY.format(runtime=runtime))
+    study = _mlp_study(tmp_path, runtime)
     proc = run_cli("run", str(study), "--out", str(tmp_path / "out"), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")

@@ -24,7 +24,8 @@ from search.objective import StudyContext
 from search.spec import StudyFileError, load_spec, parse_spec
 from spaces import CompressionConfig, compress
 from spaces.compress import FinetuneSettings
-from tests.search._cluster import warm_cache, write_study
+from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
 
 FIG = {"accuracy": 0.90, "size_bytes": 1000.0, "latency_ms": 1.0}
 
@@ -108,13 +109,8 @@ def test_bad_early_stopping_settings_name_the_key(section: str, message: str) ->
         parse_spec(data)
 
 
-ES = """
-[early_stopping]
-enabled = {enabled}
-startup_trials = 1
-min_dominating = 1
-margin = 0.0
-"""
+def _early_stopping(*, enabled: bool) -> dict[str, object]:
+    return {"enabled": enabled, "startup_trials": 1, "min_dominating": 1, "margin": 0.0}
 
 
 @pytest.mark.slow
@@ -122,7 +118,10 @@ def test_dominated_candidates_stop_early_and_are_recorded_as_pruned(
     tmp_path: Path, warm_weights: Path
 ) -> None:
     study_file = write_study(
-        tmp_path, "es", n=14, ft_epochs=2, sampler="random", extra=ES.format(enabled="true")
+        tmp_path,
+        study={"name": "es", "n_trials": 14, "sampler": "random"},
+        finetune={"epochs": 2},
+        early_stopping=_early_stopping(enabled=True),
     )
     spec = load_spec(study_file)
     warm_cache(warm_weights, tmp_path / "out")
@@ -162,7 +161,10 @@ def test_dominated_candidates_stop_early_and_are_recorded_as_pruned(
 @pytest.mark.slow
 def test_early_stopping_off_prunes_nothing(tmp_path: Path, warm_weights: Path) -> None:
     study_file = write_study(
-        tmp_path, "noes", n=8, ft_epochs=2, sampler="random", extra=ES.format(enabled="false")
+        tmp_path,
+        study={"name": "noes", "n_trials": 8, "sampler": "random"},
+        finetune={"epochs": 2},
+        early_stopping=_early_stopping(enabled=False),
     )
     spec = load_spec(study_file)
     warm_cache(warm_weights, tmp_path / "out")

@@ -37,6 +37,7 @@ from search.trial import tell
 from spaces import CompressionConfig, FinetuneSettings
 from tests.conftest import cli_in_process, run_cli
 from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
 
 FOUR = ("accuracy", "size_bytes", "latency_ms", "bops")
 BASE = {"study": {"name": "s"}, "task": {"name": "digits-cnn"}}
@@ -89,8 +90,12 @@ def test_bad_objective_lists_give_one_line(objectives: object, message: str) -> 
 def test_the_cli_refuses_a_bad_objective_list_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "bad.toml"
-    path.write_text('[study]\nobjectives = ["accuracy", "energy"]\n[task]\nname = "digits-cnn"\n')
+    path = write_study(
+        tmp_path,
+        defaults=False,
+        study={"name": "bad", "objectives": ["accuracy", "energy"]},
+        task={"name": "digits-cnn"},
+    )
     res = cli_in_process(capsys, "run", str(path), "--no-progress")
     assert res.returncode == 2
     assert res.stderr.strip() == "frontier: error: " + _ALLOWED.format("['accuracy', 'energy']")
@@ -246,40 +251,20 @@ def test_the_ray_searcher_tells_the_study_objectives_and_placeholders(tmp_path: 
 
 # ---------------------------------------------------------------- end to end, real CLI
 
-STUDY = """
-[study]
-name = "{name}"
-seed = 0
-n_trials = {n}
-sampler = "random"
-objectives = {objectives}
 
-[task]
-name = "digits-cnn"
-
-[space]
-students = ["teacher", "w0.5"]
-
-[distillation]
-epochs = 3
-
-[finetune]
-epochs = 1
-
-[latency]
-repeats = 30
-warmup = 2
-
-[budget]
-max_accuracy_drop = 5.0
-{budget}
-"""
-
-
-def _run(tmp_path: Path, warm: Path, name: str, objectives: tuple[str, ...], n: int, budget=""):  # type: ignore[no-untyped-def]
-    path = tmp_path / f"{name}.toml"
-    listed = "[" + ", ".join(f'"{o}"' for o in objectives) + "]"
-    path.write_text(STUDY.format(name=name, n=n, objectives=listed, budget=budget))
+def _run(  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    warm: Path,
+    name: str,
+    objectives: tuple[str, ...],
+    n: int,
+    budget: dict[str, float] | None = None,
+):
+    path = write_study(
+        tmp_path,
+        study={"name": name, "n_trials": n, "sampler": "random", "objectives": list(objectives)},
+        budget=budget or {},
+    )
     out = tmp_path / "results" / name  # the study file's default results folder
     warm_cache(warm, out)
     res = run_cli("run", str(path), "--no-progress")
@@ -362,7 +347,8 @@ def test_a_study_of_accuracy_and_bops_only_ranks_by_them(
 ) -> None:
     costs = CostModel(digits_task.model, dict(digits_task.students), digits_task.example_input)  # type: ignore[attr-defined]
     teacher_bops = costs.figures(CompressionConfig())["bops"]
-    budget = f"max_bops = {teacher_bops / 2:.6g}"  # the float teacher is over; int8 is not
+    # the float teacher is over; int8 is not
+    budget = {"max_bops": float(f"{teacher_bops / 2:.6g}")}
     path, out, _ = _run(tmp_path, warm_weights, "ab", ("accuracy", "bops"), n=8, budget=budget)
     trials = pd.read_csv(out / "trials.csv")
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]

@@ -12,7 +12,8 @@ from search.objective import StudyContext
 from search.results import write_outputs
 from search.spec import load_spec
 from tests.conftest import run_cli
-from tests.search._cluster import warm_cache, write_study
+from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
 
 
 @pytest.mark.slow
@@ -20,8 +21,11 @@ def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
     tmp_path: Path, warm_weights: Path
 ) -> None:
     # early stopping from the 5th trial on: Ray workers get the rung table with the config
-    extra = "[early_stopping]\nstartup_trials = 4\nmin_dominating = 1\n"
-    study_file = write_study(tmp_path, "onray", n=12, ft_epochs=1, sampler="random", extra=extra)
+    study_file = write_study(
+        tmp_path,
+        study={"name": "onray", "n_trials": 12, "sampler": "random"},
+        early_stopping={"startup_trials": 4, "min_dominating": 1},
+    )
     out = tmp_path / "ray"
     warm_cache(warm_weights, out)
     res = run_cli(

@@ -11,9 +11,10 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import run_cli
-from tests.search._cluster import kill, load, start_cli, wait_for, warm_cache, write_study
+from tests.search._cluster import kill, load, start_cli, wait_for, warm_cache
+from tests.studyfile import write_study
 
-NO_EARLY_STOP = "[early_stopping]\nenabled = false\n"
+NO_EARLY_STOP = {"enabled": False}
 
 
 def _complete_and_running(db: Path, complete: int) -> bool:
@@ -42,7 +43,12 @@ def _cache_state(out: Path) -> dict[str, float]:
 def test_driver_killed_mid_trial_resumes_without_losing_or_rerunning_trials(
     tmp_path: Path, warm_weights: Path
 ) -> None:
-    study_file = write_study(tmp_path, "killed", n=4, ft_epochs=40, extra=NO_EARLY_STOP)
+    study_file = write_study(
+        tmp_path,
+        study={"name": "killed", "n_trials": 4},
+        finetune={"epochs": 40},
+        early_stopping=NO_EARLY_STOP,
+    )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)
     cache_before = _cache_state(out)
@@ -89,7 +95,12 @@ def test_driver_killed_mid_trial_resumes_without_losing_or_rerunning_trials(
 def test_ctrl_c_stops_cleanly_saves_outputs_and_the_next_run_retries(
     tmp_path: Path, warm_weights: Path
 ) -> None:
-    study_file = write_study(tmp_path, "sigint", n=3, ft_epochs=40, extra=NO_EARLY_STOP)
+    study_file = write_study(
+        tmp_path,
+        study={"name": "sigint", "n_trials": 3},
+        finetune={"epochs": 40},
+        early_stopping=NO_EARLY_STOP,
+    )
     out = tmp_path / "out"
     warm_cache(warm_weights, out)
     args = ("run", str(study_file), "--out", str(out), "--no-progress")

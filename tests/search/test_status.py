@@ -13,7 +13,8 @@ from search.quality import REFERENCE, front_hypervolume
 from search.results import trials_frame
 from search.spec import load_spec
 from tests.conftest import run_cli
-from tests.search._cluster import warm_cache, write_study
+from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
 
 
 def _frame(rows: list[tuple[str, float, float, float, bool]]) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def test_hypervolume_is_normalised_to_the_teacher_with_a_fixed_reference() -> No
 
 @pytest.mark.slow
 def test_status_of_a_study_from_its_file_or_its_storage(tmp_path: Path, warm_weights: Path) -> None:
-    study_file = write_study(tmp_path, "st", n=5, ft_epochs=1)
+    study_file = write_study(tmp_path, study={"name": "st", "n_trials": 5})
     out = tmp_path / "results" / "st"  # the default results folder of the study file
     warm_cache(warm_weights, out)
     spec = load_spec(study_file)

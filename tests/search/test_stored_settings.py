@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -13,50 +14,28 @@ from search.environment import SPEC_ATTR, stored_spec
 from search.spec import load_spec, parse_spec
 from tests.conftest import run_cli
 from tests.evaluators.test_task_factory import readme_example
+from tests.studyfile import study_dict, write_study
 
-STUDY = """
-[study]
-name = "wine"
-n_trials = 5
-sampler = "random"
-
-[task]
-factory = "my_tasks:wine_task"
-
-[task.options]
-hidden = 12
-epochs = 30
-
-[space]
-bits = [4, 8, 32]
-
-[distillation]
-epochs = 5
-
-[finetune]
-epochs = 2
-
-[latency]
-repeats = 30
-warmup = 2
-
-[budget]
-max_accuracy_drop = 5.0
-
-[early_stopping]
-startup_trials = 3
-min_dominating = 1
-margin = 1.0
-
-[storage]
-grace_period = 300
-"""
+#: The README's wine study, with task options, early stopping and storage settings.
+WINE: dict[str, Any] = {
+    "study": {"name": "wine", "n_trials": 5, "sampler": "random", "seed": None},
+    "task": {
+        "name": None,
+        "factory": "my_tasks:wine_task",
+        "options": {"hidden": 12, "epochs": 30},
+    },
+    "space": {"students": None, "bits": [4, 8, 32]},
+    "distillation": {"epochs": 5},
+    "finetune": {"epochs": 2},
+    "early_stopping": {"startup_trials": 3, "min_dominating": 1, "margin": 1.0},
+    "storage": {"grace_period": 300},
+}
 
 
 def test_every_setting_survives_the_stored_form() -> None:
     spec = parse_spec(
         {
-            **__import__("tomllib").loads(STUDY),
+            **study_dict(**WINE),
             "ray": {"workers": 3, "cpus_per_trial": 2},
         }
     )
@@ -74,8 +53,7 @@ def test_report_select_export_status_work_from_the_storage_alone_for_a_factory_s
     code = tmp_path / "code"
     code.mkdir()
     (code / "my_tasks.py").write_text(readme_example("my_tasks.py"))
-    study_file = tmp_path / "wine.toml"
-    study_file.write_text(STUDY)
+    study_file = write_study(tmp_path, **WINE)
     spec = load_spec(study_file)
     old = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{code}{os.pathsep}{old}"

@@ -16,7 +16,8 @@ from search.spec import load_spec, parse_spec
 from search.trial import TrialJob, tell
 from spaces import CompressionConfig
 from tests.conftest import run_cli
-from tests.search._cluster import warm_cache, write_study
+from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
 
 #: Figures that time something: they differ between any two runs.
 TIMED = ("latency_", "_s", "quiet_")
@@ -84,8 +85,11 @@ def _records(url: str, name: str) -> list[dict[str, object]]:
 def test_local_and_ray_backends_store_the_same_records(tmp_path: Path, warm_weights: Path) -> None:
     # no early stopping: its rung table depends on which trials finished first, which differs
     # between two Ray workers and one local process; everything else must be the same
-    extra = "[early_stopping]\nenabled = false\n"
-    study_file = write_study(tmp_path, "same", n=6, ft_epochs=1, sampler="random", extra=extra)
+    study_file = write_study(
+        tmp_path,
+        study={"name": "same", "n_trials": 6, "sampler": "random"},
+        early_stopping={"enabled": False},
+    )
     spec = load_spec(study_file)
 
     local = tmp_path / "local"

@@ -13,35 +13,7 @@ from search.driver import open_study, run_study
 from search.objective import StudyContext
 from search.results import write_outputs
 from search.spec import load_spec
-
-STUDY = """
-[study]
-name = "{name}"
-seed = 0
-n_trials = {n}
-sampler = "{sampler}"
-
-[task]
-name = "digits-cnn"
-
-[space]
-students = {students}
-prune_max = {prune_max}
-
-[distillation]
-epochs = 2
-
-[finetune]
-epochs = 1
-
-[latency]
-repeats = 30
-warmup = 2
-
-[budget]
-max_accuracy_drop = 5.0
-max_size = "60KB"
-"""
+from tests.studyfile import write_study
 
 
 @dataclass(frozen=True)
@@ -61,20 +33,29 @@ class SmallStudies:
         return f"sqlite:///{self.root / 'study.db'}"
 
 
-def _write(folder: Path, name: str, **values: object) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, **values))
-    return path
+def small_study_file(
+    folder: Path, name: str, *, n: int, sampler: str, students: list[str], prune_max: float
+) -> Path:
+    """A small digits-cnn study file with a size budget (60KB) and quick distillation."""
+    return write_study(
+        folder,
+        study={"name": name, "n_trials": n, "sampler": sampler},
+        space={"students": students, "prune_max": prune_max},
+        distillation={"epochs": 2},
+        budget={"max_size": "60KB"},
+    )
 
 
 @pytest.fixture(scope="session")
 def small_studies(tmp_path_factory: pytest.TempPathFactory) -> SmallStudies:
     folder = tmp_path_factory.mktemp("studies")
     root = folder / "results"
-    joint = _write(
-        folder, "joint", n=10, sampler="tpe", students='["teacher", "w0.5"]', prune_max=0.8
+    joint = small_study_file(
+        folder, "joint", n=10, sampler="tpe", students=["teacher", "w0.5"], prune_max=0.8
     )
-    quant = _write(folder, "quant", n=8, sampler="random", students='["teacher"]', prune_max=0.0)
+    quant = small_study_file(
+        folder, "quant", n=8, sampler="random", students=["teacher"], prune_max=0.0
+    )
     for path in (joint, quant):
         spec = load_spec(path)
         ctx = StudyContext(spec, root)

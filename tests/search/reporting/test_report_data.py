@@ -20,7 +20,7 @@ from search.report.tables import bits_label, fmt_interval, fmt_pct, knee_row
 from search.spec import load_spec
 from search.stored import StoredStudy
 from spaces import CompressionConfig
-from tests.search.reporting.conftest import STUDY
+from tests.search.reporting.conftest import small_study_file
 
 #: (accuracy, size in bytes, latency in ms, feasible, baseline, test accuracy) per trial.
 #: Trials 1, 2 and 3 are the front; 4 is dominated by 2; the teacher (0) is over the size
@@ -38,9 +38,8 @@ KNEE = 2
 
 @pytest.fixture
 def report(tmp_path: Path) -> StudyReport:
-    study_file = tmp_path / "known.toml"
-    study_file.write_text(
-        STUDY.format(name="known", n=5, sampler="random", students='["teacher"]', prune_max=0.5)
+    study_file = small_study_file(
+        tmp_path, "known", n=5, sampler="random", students=["teacher"], prune_max=0.5
     )
     study = optuna.create_study(study_name="known", directions=["maximize", "minimize", "minimize"])
     for acc, size, latency, feasible, baseline, test in TRIALS:
