@@ -18,7 +18,7 @@ from spaces import DistillationSettings, StudentPool
 REPO = Path(__file__).resolve().parents[1]
 
 # fixtures of the multi-process / cluster-storage tests (PostgreSQL database, warm caches)
-pytest_plugins = ["tests.search._cluster"]
+pytest_plugins = ["tests.search._cluster", "tests.search._small_studies"]
 
 torch.set_num_threads(1)
 # latency lookup tables go to a throw-away folder, never to the user's cache

@@ -11,7 +11,7 @@ from evaluators.budgets import Budget
 from search.commands import EXIT_NOTHING_SELECTED, select_command, status_command
 from search.spec import StudyFileError
 from tests.conftest import cli_in_process
-from tests.search.reporting.conftest import SmallStudies, small_studies  # noqa: F401
+from tests.search._small_studies import SmallStudies
 
 
 def _synthetic_study(url: str, name: str) -> None:
@@ -80,7 +80,7 @@ def test_a_budget_flag_that_is_no_number_is_a_usage_error(
 
 @pytest.mark.slow
 def test_select_command_prints_what_the_command_line_prints(
-    small_studies: SmallStudies,  # noqa: F811
+    small_studies: SmallStudies,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     budget = Budget(max_size_bytes=30_000)

@@ -16,7 +16,7 @@ from search.select import explain, select_point
 from search.spec import StudyFileError, parse_latency
 from search.stored import open_stored
 from tests.conftest import run_cli
-from tests.search.reporting.conftest import SmallStudies
+from tests.search._small_studies import SmallStudies
 
 TEACHER_TEST = 0.98
 

@@ -20,7 +20,7 @@ from search.report.tables import bits_label, fmt_interval, fmt_pct, knee_row
 from search.spec import load_spec
 from search.stored import StoredStudy
 from spaces import CompressionConfig
-from tests.search.reporting.conftest import small_study_file
+from tests.search._small_studies import small_study_file
 
 #: (accuracy, size in bytes, latency in ms, feasible, baseline, test accuracy) per trial.
 #: Trials 1, 2 and 3 are the front; 4 is dominated by 2; the teacher (0) is over the size

@@ -24,7 +24,7 @@ from search.spec import load_spec, parse_spec
 from search.stored import open_stored
 from search.testsplit import REMEASURED_ATTR
 from tests.conftest import run_cli
-from tests.search.reporting.conftest import SmallStudies
+from tests.search._small_studies import SmallStudies
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

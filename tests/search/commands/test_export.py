@@ -18,7 +18,7 @@ from search.report import build_report
 from search.stored import open_stored
 from spaces import CompressionConfig, unpack
 from tests.conftest import cli_in_process, run_cli
-from tests.search.reporting.conftest import SmallStudies
+from tests.search._small_studies import SmallStudies
 
 
 @pytest.mark.slow
