@@ -21,11 +21,14 @@ from typing import Any
 
 import optuna
 
+from evaluators.budgets import Budget
+from evaluators.latency import LatencySettings
 from evaluators.latency.machine import cpu_model
 from search.objective_names import OBJECTIVES_ATTR
 from search.spec import StudySettings, StudySpec, parse_spec
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
+from spaces.space import SpaceSettings
 
 log = logging.getLogger("frontier")
 
@@ -93,10 +96,6 @@ def spec_from_dict(data: Mapping[str, Any]) -> StudySpec:
     Raises:
         ValueError, TypeError, KeyError: the stored form does not fit this release.
     """
-    from evaluators.budgets import Budget
-    from evaluators.latency import LatencySettings
-    from spaces.space import SpaceSettings
-
     space = dict(data["space"])
     students = space.pop("students", None)
     return StudySpec(

@@ -17,18 +17,17 @@ import logging
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from search.early_stopping import CandidateStopped, RungJudge, RungPoint, rung_table
+from search.objective import StudyContext
 from search.objective_names import study_objectives
 from search.outcome import COMPLETE, FAILED, PRUNED, TrialOutcome
+from search.staged import evaluate_candidate
 from spaces import CompressionConfig
-
-if TYPE_CHECKING:
-    from search.objective import StudyContext
 
 log = logging.getLogger("frontier")
 
@@ -101,8 +100,6 @@ def run_trial(ctx: StudyContext, job: TrialJob) -> TrialOutcome:
     at that rung (see :mod:`search.early_stopping`); one that raises, or whose objective
     values are not finite, is a failed outcome with its reason.
     """
-    from search.staged import evaluate_candidate
-
     try:
         outcome = evaluate_candidate(ctx, job.config, seed=job.seed, judge=job.judge(ctx))
     except CandidateStopped as stop:
