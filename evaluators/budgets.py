@@ -49,6 +49,12 @@ class Limit:
         """The allowed range, as error messages state it."""
         return ">= 0" if self.zero_ok else "> 0"
 
+    @property
+    def constraint(self) -> str:
+        """Its constraint's name in a study (``constraint.<name>`` in trials.csv): the figure it
+        limits, ``accuracy_drop`` for the drop."""
+        return "accuracy_drop" if self.column == "drop_points" else self.column
+
     def format(self, value: float) -> str:
         """``value`` with its unit, e.g. ``"20,000 B"``."""
         return self.template.format(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from evaluators.budgets import Budget
+from search.environment import stored_spec
+from search.infeasible import why_nothing_feasible
 from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.pareto import non_dominated
 
@@ -125,25 +129,43 @@ def front_frame(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_outputs(study: optuna.Study, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write ``trials.csv``, ``front.csv`` and ``front.png`` into ``out_dir``."""
+    """Write ``trials.csv``, ``front.csv`` and ``front.png`` into ``out_dir``.
+
+    With no feasible trial, front.csv has the columns and no row, and front.png shows the
+    trials there are with the one line of :func:`search.infeasible.why_nothing_feasible`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = trials_frame(study)
     front = front_frame(trials)
     hidden = [c for c in trials.columns if c.startswith("test_")]
     trials.drop(columns=hidden).to_csv(out_dir / "trials.csv", index=False)
     front.to_csv(out_dir / "front.csv", index=False)
-    plot_accuracy_size(trials, out_dir / "front.png", title=study.study_name)
+    note = None if len(front) else why_nothing_feasible(trials, _stored_budget(study))
+    plot_accuracy_size(trials, out_dir / "front.png", title=study.study_name, note=note)
     return trials, front
 
 
-def plot_accuracy_size(trials: pd.DataFrame, path: Path, *, title: str = "") -> None:
-    """Accuracy against packed size: all trials, infeasible ones faded, front and baselines."""
+def _stored_budget(study: optuna.Study) -> Budget | None:
+    spec = stored_spec(study)
+    return spec.budget if spec is not None else None
+
+
+def plot_accuracy_size(
+    trials: pd.DataFrame, path: Path, *, title: str = "", note: str | None = None
+) -> None:
+    """Accuracy against packed size: all trials, infeasible ones faded, front and baselines.
+
+    ``note`` is written across the plot (why nothing is feasible); trials without a finite
+    size and accuracy (failed, or stopped by the cheap checks) are not drawn.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = trials[trials["state"] == "COMPLETE"]
+    figures = done[["size_bytes", "accuracy"]].astype(float)
+    done = done[np.isfinite(figures.to_numpy()).all(axis=1) & (figures["size_bytes"] > 0)]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     infeasible = done[~done["feasible"].astype(bool)]
     feasible = done[done["feasible"].astype(bool)]
@@ -187,7 +209,22 @@ def plot_accuracy_size(trials: pd.DataFrame, path: Path, *, title: str = "") -> 
             xytext=(6, -10),
             fontsize=8,
         )
-    ax.set_xscale("log")
+    if len(done):  # a log axis needs a positive value to place its ticks
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if note:
+        ax.text(
+            0.5,
+            0.5,
+            textwrap.fill(note, 60),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"fc": "white", "ec": "#999999"},
+        )
     ax.set_xlabel("packed size (bytes, log scale)")
     ax.set_ylabel("validation accuracy (%)")
     if len(done):
@@ -195,7 +232,8 @@ def plot_accuracy_size(trials: pd.DataFrame, path: Path, *, title: str = "") -> 
         ax.set_ylim(max(0.0, top - 15), min(100.5, top + 1.5))
     ax.set_title(f"{title}: accuracy against size" if title else "accuracy against size")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if len(done):
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

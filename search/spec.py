@@ -40,6 +40,9 @@ __all__ = [
 
 SPEC_VERSION = 1
 SAMPLERS = ("tpe", "nsga2", "random")
+#: Largest study seed. Samplers are seeded with numpy (< 2**32) at ``seed`` plus the trials
+#: already stored and 7919 per worker, so the study seed stops at 2**31 - 1 to leave room.
+MAX_SEED = 2**31 - 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -121,6 +124,13 @@ class StudySettings:
             raise StudyFileError(
                 f"'study.name' must start with a letter or digit and hold only letters, digits, "
                 f"'_', '-' and '.'. Got {self.name!r} instead."
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+            0 <= self.seed <= MAX_SEED
+        ):
+            raise StudyFileError(
+                f"'study.seed' must be an int in the range [0, {MAX_SEED}]. "
+                f"Got {self.seed!r} instead."
             )
         if self.n_trials < 1:
             raise StudyFileError(f"'study.n_trials' must be >= 1. Got {self.n_trials} instead.")

@@ -20,6 +20,9 @@ out_scale, out_zero_point]``, which is saved in the state dict and the packed ar
 quantization runs in forward hooks, so layer names and state-dict keys are unchanged, and
 in training it passes gradients straight through inside the range (quantization-aware
 fine-tuning).
+
+Only floating-point tensors are activations: an integer input (an embedding's token ids) passes
+through unchanged and its range stays ``(1.0, 0)``; the embedding's output rows are quantized.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def fake_quantize_activation(x: torch.Tensor, scale: float, zero_point: int) -> 
 
 
 def _pre_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    if not args[0].is_floating_point():  # token ids, indices: codes already, not activations
+        return args
     p = getattr(module, BUFFER)
     first = fake_quantize_activation(args[0], float(p[0]), int(p[1]))
     return (first, *args[1:])
@@ -108,6 +113,8 @@ def calibrate(
 
     def observe(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         for i, t in enumerate((args[0], output)):
+            if not t.is_floating_point():  # integer inputs are never quantized (_pre_hook)
+                continue
             lo[id(module)][i] = min(lo[id(module)][i], float(t.min()))
             hi[id(module)][i] = max(hi[id(module)][i], float(t.max()))
 

@@ -88,12 +88,19 @@ class Int8Layer(nn.Module):
         return out
 
 
+#: Layer types with a torch / ONNX Runtime int8 kernel. An embedding is a table lookup: it keeps
+#: its float form (integer-valued weights) and its output's quantize / dequantize.
+INT8_KERNEL_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
 def int8_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Layers that run on int8 kernels: integer weights and 8-bit activations."""
+    """Layers that run on int8 kernels: integer weights, 8-bit activations and a kernel."""
     return {
         name: layer
         for name, layer in compressible_layers(model).items()
-        if has_quantized_activations(layer) and weight_codes(layer) is not None
+        if isinstance(layer, INT8_KERNEL_TYPES)
+        and has_quantized_activations(layer)
+        and weight_codes(layer) is not None
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluators.budgets import Budget
 from search.commands._common import EXIT_INTERRUPTED
 from search.spec import StudyFileError, StudySpec, load_spec
 
@@ -92,7 +93,7 @@ def run_command(
         measure_front_latency(ctx, study)
     with outputs_lock(results_dir):  # several workers may share one results folder
         trials, front = write_outputs(study, results_dir)
-    print_front(front, trials, spec.study.objectives)
+    print_front(front, trials, spec.study.objectives, budget=spec.budget)
     print(
         f"frontier: {summary.ran} trials run in {summary.wall_s:.1f}s; "
         f"{len(trials)} in the study. Wrote {results_dir / 'trials.csv'}, "
@@ -151,13 +152,22 @@ class _Bar:
         self.tqdm.close()
 
 
-def print_front(front: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[str] = ()) -> None:
-    """Print the front as a table: validation figures, test figures when known, baselines."""
+def print_front(
+    front: pd.DataFrame,
+    trials: pd.DataFrame,
+    objectives: Sequence[str] = (),
+    *,
+    budget: Budget | None = None,
+) -> None:
+    """Print the front as a table: validation figures, test figures when known, baselines.
+
+    An empty front prints one line saying why nothing is feasible (``budget``: the study's,
+    to quote its limits).
+    """
     if front.empty:
-        print(
-            "frontier: no feasible trial yet: the front is empty. Loosen [budget] or run "
-            "more trials."
-        )
+        from search.infeasible import why_nothing_feasible
+
+        print(f"frontier: {why_nothing_feasible(trials, budget)}")
         return
     teacher = trials[trials["baseline"] == "teacher"]
     ref_size = float(teacher["size_bytes"].iloc[0]) if len(teacher) else float("nan")
