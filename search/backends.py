@@ -6,9 +6,32 @@ parallel through Ray Tune (:mod:`search.ray_backend`, the only module that impor
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 BACKENDS = ("local", "ray")
+
+
+@contextmanager
+def importing_ray_to_join(address: str | None) -> Iterator[None]:
+    """Import :mod:`search.ray_backend` inside this block; ``address``: the cluster it will join.
+
+    That module imports ray so that a local Ray listens on 127.0.0.1 only, which a process that
+    joins a cluster must not do (its workers could not reach it). With an ``address``, ray is
+    imported the default way (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1``, only during the block);
+    with none, nothing changes.
+    """
+    key = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    if not address or key in os.environ:
+        yield
+        return
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[key]
 
 
 @dataclass(frozen=True)

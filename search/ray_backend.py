@@ -14,10 +14,19 @@ worker process builds its `StudyContext` once: the teacher and students come fro
 weight cache, created once under a file lock. Each trial gets ``ray.cpus_per_trial`` CPUs and
 torch uses as many threads.
 
-A local Ray is started with the dashboard off; with Ray >= 2.60 it uses token
-authentication (a token is created in ``~/.ray/auth_token`` when none exists). To join a
-cluster (``--ray-address``), the token of that cluster must be in ``~/.ray/auth_token`` or
-``RAY_AUTH_TOKEN`` on every machine (see the README's multi-node recipe).
+A local Ray is started with the dashboard off and listens on 127.0.0.1 only: Ray binds its GCS
+server, raylet, workers and agents to the node's IP address, which it looks up on the network
+unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` when ray is imported (then the node is
+127.0.0.1; Ray 2.60 rewrites a ``127.0.0.1`` given to ``ray.init`` to the machine's address).
+This module imports ray with that variable set, and removes it again at once (it is read at
+import; a shell or process that runs ``ray start --address`` must not inherit it), unless
+:func:`search.backends.importing_ray_to_join` imports it to join a cluster, or ray or the
+variable were there already.
+
+With Ray >= 2.60 a local Ray uses token authentication (a token is created in
+``~/.ray/auth_token`` when none exists). To join a cluster (``--ray-address``), the token of
+that cluster must be in ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN`` on every machine
+(see the README's multi-node recipe).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +62,22 @@ def _token_available() -> bool:
 # token mode; Ray reads the mode when it is imported.
 if "RAY_AUTH_MODE" not in os.environ and _token_available():
     os.environ["RAY_AUTH_MODE"] = "token"
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _import_ray_on_loopback() -> None:
+    """Import ray so that a local Ray it starts binds to 127.0.0.1 (see the module docstring)."""
+    if "ray" in sys.modules or LOOPBACK_ENV in os.environ:
+        return
+    os.environ[LOOPBACK_ENV] = "0"
+    try:
+        import ray  # noqa: F401
+    finally:
+        del os.environ[LOOPBACK_ENV]
+
+
+_import_ray_on_loopback()
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402

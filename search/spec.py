@@ -125,8 +125,10 @@ class StudySettings:
                 f"'study.name' must start with a letter or digit and hold only letters, digits, "
                 f"'_', '-' and '.'. Got {self.name!r} instead."
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
-            0 <= self.seed <= MAX_SEED
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not (0 <= self.seed <= MAX_SEED)
         ):
             raise StudyFileError(
                 f"'study.seed' must be an int in the range [0, {MAX_SEED}]. "

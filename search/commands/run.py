@@ -69,7 +69,10 @@ def run_command(
     bar = _Bar(n_trials, done, disable=not progress)
     try:
         if backend == "ray":
-            from search.ray_backend import run_ray
+            from search.backends import importing_ray_to_join
+
+            with importing_ray_to_join(ray_address or spec.ray.address):
+                from search.ray_backend import run_ray
 
             summary = run_ray(
                 ctx,
