@@ -52,7 +52,8 @@ class QuietGate:
     The floor (the quiet probe level) is the lowest of: the lower quartile of the floors
     stored by earlier processes on this machine, and this process's own floor (the 5th
     percentile of its readings, once it has a few hundred; it first probes for
-    :attr:`SAMPLE_S` seconds when nothing is stored).
+    :attr:`SAMPLE_S` seconds, and for at least :attr:`OWN_MIN` readings, when nothing is
+    stored). The own floor is stored once, at the first reading past :attr:`OWN_STORE`.
 
     Attributes:
         tolerance: A probe within this fraction above the floor is quiet.
@@ -108,8 +109,9 @@ class QuietGate:
         """The quiet probe level, in microseconds."""
         if self._floor is None:
             if not self._history and len(self.readings) < self.OWN_MIN:
+                # at least OWN_MIN readings, however slow a loaded machine makes the probe
                 deadline = time.perf_counter() + self.SAMPLE_S
-                while time.perf_counter() < deadline:
+                while time.perf_counter() < deadline or len(self.readings) < self.OWN_MIN:
                     self.readings.append(probe_us())
             candidates = []
             if self._history:
@@ -141,10 +143,11 @@ class QuietGate:
         n = len(self.readings)
         if n >= self.OWN_MIN and n % self.REFRESH == 0:
             self._floor = None  # own readings refine the floor
-            if n >= self.OWN_STORE and not self._saved:
-                self._store_own_floor()
-            if n >= self.KEEP:  # bounded memory and sorting: the latest readings
-                del self.readings[: n - self.KEEP // 2]
+        # once, at the first reading past OWN_STORE: the probing in floor() may have passed it
+        if n >= self.OWN_STORE and not self._saved:
+            self._store_own_floor()
+        if n >= self.KEEP:  # bounded memory and sorting: the latest readings
+            del self.readings[: n - self.KEEP // 2]
         level = reading / self.floor()
         if level <= 1 + self.tolerance:
             self._last_quiet = time.perf_counter()

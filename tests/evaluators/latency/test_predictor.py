@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from evaluators.latency import (
     LatencyPredictor,
     LatencyTable,
     PredictedLatencyEvaluator,
-    QuietGate,
     architecture_key,
     example_batch,
     gate,
@@ -71,33 +68,6 @@ def test_architecture_key_sees_int8_layers_not_weight_values() -> None:
     assert architecture_key(a) == architecture_key(b)
     int8_layer(b[2])
     assert architecture_key(a) != architecture_key(b)
-
-
-def test_quiet_gate_stores_the_machine_floor_and_times_only_quiet_runs(tmp_path: Path) -> None:
-    gate = QuietGate(root=tmp_path, max_wait_s=0.5)
-    gate.SAMPLE_S = 0.3
-    floor = gate.floor()  # nothing stored yet: probed now
-    assert 1 < floor < 1e4 and len(gate.readings) >= gate.OWN_MIN
-    while len(gate.readings) < gate.OWN_STORE:
-        gate.level()
-    stored = json.loads(gate.path.read_text())["floors"]
-    assert len(stored) == 1 and stored[0] > 0
-    again = QuietGate(root=tmp_path)  # a later process starts from the stored floor
-    assert again.floor() == pytest.approx(stored[0]) and not again.readings
-
-    # a machine that never gets quiet: the gate waits max_wait_s, then takes the quietest runs
-    gate._floor, gate._history, gate.readings = 1e-6, [1e-6], []
-    gate._last_quiet = start = time.perf_counter()
-    runs = gate.time_blocks(lambda: None, 5)
-    assert len(runs) == 5 and 0.5 <= time.perf_counter() - start < 5.0
-    assert gate.loaded_runs == 5
-    start = time.perf_counter()  # loaded for longer than max_wait_s: no waiting any more
-    assert len(gate.time_blocks(lambda: None, 5)) == 5 and time.perf_counter() - start < 0.4
-    # every reading quiet (a dedicated machine): no waiting at all
-    gate._floor, gate._history, gate.readings = 1e9, [1e9], []
-    start = time.perf_counter()
-    assert len(gate.time_blocks(lambda: None, 50)) == 50
-    assert time.perf_counter() - start < 0.5
 
 
 def test_trace_records_each_operator_with_its_shapes() -> None:
