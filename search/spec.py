@@ -2,7 +2,10 @@
 
 Every key is checked against a declarative schema (section, key, type) before any
 dataclass sees it, so a mistake gives one line that names the key and what is allowed.
-TOML is data only: nothing in a study file is executed.
+Two keys name Python code that frontier imports and runs: ``task.factory`` and the
+constructors in ``[space.custom_students]`` (``package.module:function``; any importable
+function, ``os:system`` included), so a study file must be trusted like code. Everything else
+in it is data.
 """
 
 from __future__ import annotations
