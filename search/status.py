@@ -57,8 +57,7 @@ def latency_wait_text(trials: pd.DataFrame) -> str:
     if waits.empty:
         return ""
     return (
-        f"{waits.sum():.1f} s in all, median {waits.median():.2f} s per trial "
-        f"({len(waits)} trials)"
+        f"{waits.sum():.1f} s in all, median {waits.median():.2f} s per trial ({len(waits)} trials)"
     )
 
 
