@@ -26,7 +26,7 @@ from evaluators import (
 )
 from evaluators.cost import CostModel
 from evaluators.holdout import TestSplitEvaluator
-from evaluators.latency import LatencySettings, PredictedLatencyEvaluator
+from evaluators.latency import LatencySettings, PredictedLatencyEvaluator, computes
 from evaluators.tasks import load_task
 from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
 from search.outcome import TrialOutcome
@@ -53,8 +53,11 @@ class StudyContext:
 
     Building it loads (or trains, once, into the study's cache) the teacher; students are
     distilled lazily, the first time a trial picks them, and cached for every later trial.
+    Building it is computing: no other frontier process times latency meanwhile
+    (:mod:`evaluators.latency.isolation`).
     """
 
+    @computes
     def __init__(self, spec: StudySpec, results_dir: str | Path) -> None:
         self.spec = spec
         self.results_dir = Path(results_dir)

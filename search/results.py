@@ -42,6 +42,7 @@ _ATTR_COLUMNS = [
     "macs",
     "size_bound_bytes",
     "latency_predicted_ms",
+    "latency_wait_s",
 ]
 #: Test-split figures: measured with every trial, shown for the front only (front.csv), so
 #: that the choice among trials is made on validation figures.

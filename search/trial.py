@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from evaluators.latency import MachineLock, machine_lock
 from search.early_stopping import CandidateStopped, RungJudge, RungPoint, rung_table
 from search.objective import StudyContext
 from search.objective_names import study_objectives
@@ -99,9 +100,22 @@ def run_trial(ctx: StudyContext, job: TrialJob) -> TrialOutcome:
     A candidate clearly dominated at a fine-tuning rung is a pruned outcome with its figures
     at that rung (see :mod:`search.early_stopping`); one that raises, or whose objective
     values are not finite, is a failed outcome with its reason.
+
+    The evaluation computes under the machine's shared lock and times latency alone on the
+    machine (:mod:`evaluators.latency.isolation`); the seconds the timing waited for the
+    other workers are the figure ``latency_wait_s``.
     """
+    lock = machine_lock()
+    waited = lock.waited_s
+    outcome = _evaluate(ctx, job, lock)
+    outcome.figures["latency_wait_s"] = lock.waited_s - waited
+    return outcome
+
+
+def _evaluate(ctx: StudyContext, job: TrialJob, lock: MachineLock) -> TrialOutcome:
     try:
-        outcome = evaluate_candidate(ctx, job.config, seed=job.seed, judge=job.judge(ctx))
+        with lock.computing():
+            outcome = evaluate_candidate(ctx, job.config, seed=job.seed, judge=job.judge(ctx))
     except CandidateStopped as stop:
         constraints = ctx.spec.budget.constraints(stop.figures, ctx.reference_accuracy)
         return TrialOutcome(stop.figures, constraints, state=PRUNED, reason=stop.reason)

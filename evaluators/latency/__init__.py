@@ -6,6 +6,8 @@ One job per module, imports pointing one way (top to bottom):
 - :mod:`~evaluators.latency.runtimes`: where a candidate runs (``torch``, ``torch-int8``,
   ``onnxruntime``), its deployable builds, timing a run;
 - :mod:`~evaluators.latency.quiet`: when the machine is quiet (:class:`QuietGate`);
+- :mod:`~evaluators.latency.isolation`: timing alone on the machine, a machine-wide
+  readers-writer lock between frontier processes (:class:`MachineLock`);
 - :mod:`~evaluators.latency.measurement`: :class:`LatencySettings`, :func:`measure`,
   :class:`LatencyEvaluator`;
 - :mod:`~evaluators.latency.tracing`: the operators a torch forward pass calls, timing one
@@ -22,6 +24,13 @@ are the names of functions exported here, and a submodule of the same name would
 from __future__ import annotations
 
 from evaluators.latency.calibration import calibration_models, fit_calibration, int8_layer
+from evaluators.latency.isolation import (
+    MachineLock,
+    computes,
+    computing,
+    machine_lock,
+    timing,
+)
 from evaluators.latency.machine import cache_root, cpu_model, machine_id
 from evaluators.latency.measurement import (
     LATENCY_MODES,
@@ -61,6 +70,7 @@ __all__ = [
     "LatencyPredictor",
     "LatencySettings",
     "LatencyTable",
+    "MachineLock",
     "OpCall",
     "PredictedLatencyEvaluator",
     "QuietGate",
@@ -70,6 +80,8 @@ __all__ = [
     "cache_root",
     "calibrate",
     "calibration_models",
+    "computes",
+    "computing",
     "cpu_model",
     "deployed",
     "example_batch",
@@ -78,6 +90,7 @@ __all__ = [
     "get_runtime",
     "int8_layer",
     "machine_id",
+    "machine_lock",
     "measure",
     "module_call_ms",
     "optimized_graph",
@@ -89,6 +102,7 @@ __all__ = [
     "time_model",
     "time_run",
     "time_session",
+    "timing",
     "trace",
     "trace_deployed",
     "trace_onnx",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluators._base import Candidate, Evaluator
+from evaluators.latency.isolation import timing
 from evaluators.latency.quiet import gate
 from evaluators.latency.runtimes import RUNTIMES, rebuilt, runner, summarize, time_run
 from spaces.task import Task
@@ -108,22 +109,26 @@ def measure(
     With ``quiet`` (default: ``settings.quiet``) each timed pass runs between two quiet probes
     of the machine (:mod:`evaluators.latency.quiet`): the latency of the unloaded machine,
     repeatable on a machine whose speed changes under it; what the latency predictor predicts.
+
+    The timed builds run alone on the machine: under the exclusive machine lock
+    (:func:`evaluators.latency.isolation.timing`), while no other frontier process computes.
     """
     quiet = settings.quiet if quiet is None else quiet
     share = -(-settings.repeats // settings.builds)
     times: list[float] = []
     run = deployed(model, settings)
-    for build in range(settings.builds):
-        if build:  # a fresh build; an ONNX export is made once and shared
-            run = rebuilt(run, settings.runtime, model, settings.threads, batch)
-        torch.set_num_threads(settings.threads)
-        with torch.inference_mode():
-            if quiet:
-                time_run(run, batch, warmup=settings.warmup, repeats=0)
-                seconds = gate().time_blocks(functools.partial(run, *batch), share)
-                times += [s * 1e3 for s in seconds]
-            else:
-                times += time_run(run, batch, warmup=settings.warmup, repeats=share)
+    with timing():  # alone on the machine (evaluators.latency.isolation)
+        for build in range(settings.builds):
+            if build:  # a fresh build; an ONNX export is made once and shared
+                run = rebuilt(run, settings.runtime, model, settings.threads, batch)
+            torch.set_num_threads(settings.threads)
+            with torch.inference_mode():
+                if quiet:
+                    time_run(run, batch, warmup=settings.warmup, repeats=0)
+                    seconds = gate().time_blocks(functools.partial(run, *batch), share)
+                    times += [s * 1e3 for s in seconds]
+                else:
+                    times += time_run(run, batch, warmup=settings.warmup, repeats=share)
     return summarize(times)
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from evaluators._base import Candidate, Evaluator
 from evaluators.latency.calibration import calibration_models, fit_calibration
+from evaluators.latency.isolation import timing
 from evaluators.latency.measurement import LatencySettings, deployed, example_batch, measure
 from evaluators.latency.onnx_trace import trace_onnx
 from evaluators.latency.table import Calibration, LatencyTable
@@ -79,9 +80,10 @@ def calibrate(
         weights = [1.0] * len(synthetic) + [LatencyPredictor.ANCHOR_WEIGHT] * len(anchors)
         traces = [trace_deployed(model, x, settings) for model, x in models]
         timed: list[list[float]] = [[] for _ in models]
-        for _ in range(table.ROUNDS):  # round-robin, as for ops; the fastest round is kept
-            for i, (model, x) in enumerate(models):
-                timed[i].append(measure(model, x, settings, quiet=True)["latency_ms"])
+        with timing():  # one exclusive hold for every round (evaluators.latency.isolation)
+            for _ in range(table.ROUNDS):  # round-robin, as for ops; the fastest round is kept
+                for i, (model, x) in enumerate(models):
+                    timed[i].append(measure(model, x, settings, quiet=True)["latency_ms"])
         rows = []
         for t, values in zip(traces, timed, strict=True):
             total = sum(table.lookup_all(t.ops)) + t.module_calls * table.module_call()

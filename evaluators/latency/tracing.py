@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from evaluators.latency.isolation import timing
 from evaluators.latency.quiet import gate
 
 
@@ -127,8 +128,9 @@ def time_call(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, budget_s: float
 ) -> float:
     """Median milliseconds of one call, timed in blocks of back-to-back calls, each block in
-    a quiet moment of the machine (:mod:`evaluators.latency.quiet`)."""
-    with torch.inference_mode():
+    a quiet moment of the machine (:mod:`evaluators.latency.quiet`), alone on the machine
+    (:func:`evaluators.latency.isolation.timing`)."""
+    with timing(), torch.inference_mode():
         for _ in range(3):
             func(*args, **kwargs)
         start = time.perf_counter()

@@ -10,6 +10,7 @@ import pandas as pd
 
 from search.knee import __doc__ as KNEE_DOC
 from search.report.data import StudyReport, config_summary
+from search.status import latency_wait_text
 
 
 def fmt_pct(x: object, digits: int = 2) -> str:
@@ -136,6 +137,8 @@ def environment_rows(report: StudyReport) -> list[tuple[str, str]]:
             ),
             ("budget", ", ".join(f"{k} = {v}" for k, v in s["budget"].items() if v is not None)),
         ]
+    if wait := latency_wait_text(report.trials):
+        rows.append(("latency wait", f"{wait}, timing alone on the machine"))
     wall = report.wall_time_s()
     if math.isfinite(wall):
         rows.append(
