@@ -17,7 +17,7 @@ Trials whose holder died (and trials interrupted with Ctrl-C) are failed with th
 queued again with the same parameters, up to ``storage.max_retry`` times; a failed trial that was
 queued again does not count toward ``n_trials`` (its retry does).
 
-Claiming (:func:`claim_trial`) happens under :func:`search.storage.study_lock`, so several
+Claiming (:func:`claim`) happens under :func:`search.storage.study_lock`, so several
 workers together stop at exactly ``n_trials`` trials.
 """
 
@@ -38,7 +38,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.retry import RETRY_OF_ATTR, RetryWithSameParams
 from search.storage import StorageSettings, storage_kind, storage_of, study_lock
+from search.writes import write_trial_attrs
 
 log = logging.getLogger("frontier")
 
@@ -47,7 +49,6 @@ LEASE = "frontier:lease"
 BEAT = "frontier:beat"
 #: User attributes people see (``trials.csv``): who ran a trial, which trial it retries.
 WORKER_ATTR = "worker"
-RETRY_OF_ATTR = "retry_of"
 
 #: Study user attribute: the total number of trials the last run aimed at (``n_trials``).
 TARGET_ATTR = "frontier.n_trials"
@@ -146,48 +147,6 @@ def _pid_exists(pid: int) -> bool:
 # --- retries ------------------------------------------------------------------------------
 
 
-class RetryWithSameParams:
-    """Queue a failed trial's parameters again as a waiting trial (at most ``max_retry`` times).
-
-    The new trial keeps the configuration and baseline name, records ``retry_of`` (the trial
-    it replaces) and ``retry_reason``, and keeps Optuna's ``failed_trial`` / ``retry_history``
-    system attributes, as :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` does.
-    """
-
-    def __init__(self, max_retry: int, reason: str) -> None:
-        self.max_retry = max_retry
-        self.reason = reason
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        history = [*trial.system_attrs.get("retry_history", []), trial.number]
-        if len(history) > self.max_retry:
-            log.warning("trial %d failed; not queued again (max_retry reached)", trial.number)
-            return
-        keep = {k: v for k, v in trial.user_attrs.items() if k in ("config", "baseline")}
-        study.add_trial(
-            optuna.create_trial(
-                state=TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs={
-                    **keep,
-                    RETRY_OF_ATTR: trial.number,
-                    "retry_reason": trial.user_attrs.get("fail_reason", self.reason),
-                },
-                system_attrs={
-                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-                    "retry_history": history,
-                    # an enqueued trial (a baseline) stopped before all its fixed parameters
-                    # were suggested keeps them all
-                    "fixed_params": {
-                        **trial.system_attrs.get("fixed_params", {}),
-                        **trial.params,
-                    },
-                },
-            )
-        )
-
-
 def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     """Fail a running trial with ``reason`` and queue its parameters again.
 
@@ -234,11 +193,18 @@ def count_claimed(trials: Sequence[FrozenTrial]) -> int:
 # --- leases, heartbeats, recovery ---------------------------------------------------------
 
 
-def take_lease(study: optuna.Study, trial: optuna.Trial | FrozenTrial, worker: Worker) -> None:
-    """Mark ``trial`` as held by ``worker``."""
+def take_lease(
+    study: optuna.Study,
+    trial: optuna.Trial | FrozenTrial,
+    worker: Worker,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+) -> None:
+    """Mark ``trial`` as held by ``worker`` (one write, with ``user_attrs`` if given)."""
     lease = {**asdict(worker), "trial": trial.number}
-    study._storage.set_trial_system_attr(trial._trial_id, LEASE, lease)
-    study._storage.set_trial_system_attr(trial._trial_id, BEAT, time.time())
+    write_trial_attrs(
+        study, trial, user_attrs=user_attrs, system_attrs={LEASE: lease, BEAT: time.time()}
+    )
 
 
 def holder_of(trial: FrozenTrial) -> Worker | None:
@@ -266,10 +232,20 @@ def stale_reason(trial: FrozenTrial, url: str | None, settings: StorageSettings)
     return None  # RDB storages: Optuna's heartbeats decide (see recover_stale_trials)
 
 
-def recover_stale_trials(study: optuna.Study) -> list[int]:
-    """Fail every running trial whose holder is dead and queue it again; returns their numbers."""
+def recover_stale_trials(
+    study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+) -> list[int]:
+    """Fail every running trial whose holder is dead and queue it again; returns their numbers.
+
+    ``trials`` is the study's trials read just before (read here when ``None``): when none of
+    them is running there is nothing to recover, and the storage is not read again.
+    """
     url, settings = storage_of(study)
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    running = {t.number for t in trials if t.state == TrialState.RUNNING}
+    if not running:
+        return []
     # RDB storages: trials without a heartbeat for the grace period; Optuna fails them and
     # calls the storage's RetryWithSameParams callback
     with warnings.catch_warnings():
@@ -290,38 +266,59 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
     return failed
 
 
-def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
+@dataclass(frozen=True)
+class Claim:
+    """A claimed trial and the study's trials as they were just before it was asked.
+
+    Attributes:
+        trial: The trial to run, leased to this worker; ``None`` when the study is full.
+        trials: The study's trials read while claiming (the new trial is not among them):
+            pass them on (early stopping's rung table) instead of reading the storage again.
+    """
+
+    trial: optuna.Trial | None
+    trials: list[FrozenTrial]
+
+
+def claim(study: optuna.Study, n_trials: int) -> Claim:
     """Ask for the next trial unless the study already holds ``n_trials``; lease it.
 
     Dead workers' trials are failed and queued again first, so a retry is asked before any
-    new trial. ``None`` means the study is full (finished plus running trials).
+    new trial. The storage's trials are read once (again only after a recovery).
     """
     url, _ = storage_of(study)
     worker = Worker.current()
     with study_lock(url or "", f"claim:{study.study_name}"):
-        recover_stale_trials(study)
-        if count_claimed(study.get_trials(deepcopy=False)) >= n_trials:
-            return None
+        trials = study.get_trials(deepcopy=False)
+        if recover_stale_trials(study, trials):
+            trials = study.get_trials(deepcopy=False)
+        if count_claimed(trials) >= n_trials:
+            return Claim(None, trials)
         with warnings.catch_warnings():
             # Optuna warns that heartbeats are meant for Study.optimize: frontier records
             # them itself (Keepalive) and fails stale trials before each ask (above)
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-            trial = _pop_retry(study) or study.ask()
-        take_lease(study, trial, worker)
-        trial.set_user_attr(WORKER_ATTR, worker.label)
-    return trial
+            trial = _pop_retry(study, trials) or study.ask()
+        take_lease(study, trial, worker, user_attrs={WORKER_ATTR: worker.label})
+    return Claim(trial, trials)
 
 
-def _pop_retry(study: optuna.Study) -> optuna.Trial | None:
+def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
+    """The trial of :func:`claim` (``None`` means the study is full: finished plus running)."""
+    return claim(study, n_trials).trial
+
+
+def _pop_retry(study: optuna.Study, trials: Sequence[FrozenTrial]) -> optuna.Trial | None:
     """Start a queued retry before anything else in the queue (baselines included).
 
     ``study.ask()`` pops the oldest queued trial; a retry is queued last, so without this a
     study could reach ``n_trials`` with the retry still waiting. The state change is the same
-    atomic compare-and-set ``ask`` uses, so two workers never start one retry.
+    atomic compare-and-set ``ask`` uses, so two workers never start one retry (``trials``
+    may be a moment old).
     """
     storage = study._storage
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if RETRY_OF_ATTR not in t.user_attrs:
+    for t in trials:
+        if t.state != TrialState.WAITING or RETRY_OF_ATTR not in t.user_attrs:
             continue
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):

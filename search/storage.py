@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
+from search.retry import RetryWithSameParams
 from spaces.files import file_lock
 
 #: Prefix of journal-file storage URLs: ``journal:/shared/frontier/study.log``.
@@ -112,8 +113,6 @@ def journal_path(url: str) -> Path:
 
 def make_storage(url: str, settings: StorageSettings) -> BaseStorage:
     """An Optuna storage for ``url``, with heartbeats where the storage has them."""
-    from search.leases import RetryWithSameParams
-
     kind = storage_kind(url)
     if kind == "journal":
         path = journal_path(url)

@@ -1,0 +1,181 @@
+"""Writing many values of one trial in one storage transaction.
+
+Optuna writes each attribute, constraint and parameter of a trial in its own transaction (a
+session, a trial lookup and a commit each); a trial of the default study makes about forty,
+which was most of its storage time. On RDB storages (SQLite, PostgreSQL, ...) the writes below
+are one transaction each; other storages (journal file, in-memory) get Optuna's own calls, one
+per value, with the same stored result.
+
+These use Optuna's RDB internals (``optuna.storages._rdb``), checked by the storage tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterator, Mapping
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial
+from sqlalchemy.dialects import postgresql as _pg
+from sqlalchemy.dialects import sqlite as _sqlite
+
+#: Optuna's system-attribute prefix for constraint values (``Trial.set_constraint``).
+CONSTRAINTS_PREFIX = "constraints:"
+
+
+def write_trial_attrs(
+    study: optuna.Study,
+    trial: optuna.Trial | FrozenTrial,
+    *,
+    user_attrs: Mapping[str, object] | None = None,
+    system_attrs: Mapping[str, object] | None = None,
+    constraints: Mapping[str, float] | None = None,
+) -> None:
+    """Set several user / system attributes and constraints of a running trial at once.
+
+    The same stored result as ``trial.set_user_attr`` for each user attribute,
+    ``storage.set_trial_system_attr`` for each system attribute and ``trial.set_constraint``
+    for each constraint, but one transaction on RDB storages (SQLite, PostgreSQL, ...).
+
+    Raises:
+        ValueError: A constraint value is NaN (as ``Trial.set_constraint``).
+        optuna.exceptions.UpdateFinishedTrialError: The trial has already finished.
+    """
+    user = dict(user_attrs or {})
+    system = dict(system_attrs or {})
+    for key, value in (constraints or {}).items():
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"Attempted to set a constraint for {key!r}, but NaN is not allowed.")
+        system[CONSTRAINTS_PREFIX + key] = value
+    storage = study._storage
+    backend = _rdb_backend(storage)
+    if backend is None:
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
+        for key, value in system.items():
+            storage.set_trial_system_attr(trial._trial_id, key, value)  # type: ignore[arg-type]
+    elif user or system:
+        _write_rdb_attrs(backend, trial._trial_id, user, system)
+    if isinstance(trial, optuna.Trial):  # what trial.set_user_attr / set_constraint keep
+        trial._cached_frozen_trial.user_attrs.update(user)
+        trial._cached_frozen_trial.system_attrs.update(system)
+
+
+def _rdb_backend(storage: BaseStorage) -> RDBStorage | None:
+    """The RDB storage under Optuna's cache (``_CachedStorage``), or ``None``."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _upsert(dialect: str) -> object | None:
+    """The dialect's ``insert`` that has ``on_conflict_do_update``, or ``None``."""
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        return _sqlite.insert
+    if dialect == "postgresql":
+        return _pg.insert
+    return None
+
+
+def _write_rdb_attrs(
+    backend: RDBStorage, trial_id: int, user: dict[str, object], system: dict[str, object]
+) -> None:
+    tables = (
+        (models.TrialUserAttributeModel, user),
+        (models.TrialSystemAttributeModel, system),
+    )
+    insert = _upsert(backend.engine.name)
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, row.state)
+        for model_cls, attrs in tables:
+            if not attrs:
+                continue
+            if insert is None:  # MySQL and others: Optuna's own statements, one session
+                for key, value in attrs.items():
+                    backend._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
+                continue
+            stmt = insert(model_cls).values(  # type: ignore[operator]
+                [
+                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                    for key, value in attrs.items()
+                ]
+            )
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[model_cls.trial_id, model_cls.key],
+                    set_={"value_json": stmt.excluded.value_json},
+                )
+            )
+
+
+@contextlib.contextmanager
+def params_in_one_write(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Write the parameters ``trial`` suggests inside the block in one transaction, at its end.
+
+    Wrap one trial's suggestions (``space.suggest(trial)``) in it. Sampling is unchanged: a
+    trial keeps its own parameters in memory while it suggests, and the sampler reads only
+    other trials' parameters. On a storage other than Optuna's cached RDB storage the block
+    changes nothing. Parameters suggested before an exception are still written.
+    """
+    storage = study._storage
+    backend = _rdb_backend(storage)
+    studies = getattr(storage, "_studies", None)
+    if backend is None or studies is None or "set_trial_param" in vars(storage):
+        yield
+        return
+    pending: list[tuple[str, float, BaseDistribution]] = []
+    direct = storage.set_trial_param
+
+    def defer(trial_id: int, name: str, value: float, distribution: BaseDistribution) -> None:
+        if trial_id != trial._trial_id:
+            direct(trial_id, name, value, distribution)
+        else:
+            pending.append((name, value, distribution))
+
+    storage.set_trial_param = defer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del storage.set_trial_param
+        if pending:
+            _write_rdb_params(storage, backend, trial._trial_id, pending)
+
+
+def _write_rdb_params(
+    storage: BaseStorage,
+    backend: RDBStorage,
+    trial_id: int,
+    params: list[tuple[str, float, BaseDistribution]],
+) -> None:
+    """What ``_CachedStorage.set_trial_param`` does for each parameter, in one transaction."""
+    cache = storage._studies  # type: ignore[attr-defined]
+    with storage._lock, _create_scoped_session(backend.scoped_session, True) as session:  # type: ignore[attr-defined]
+        study_id, _ = storage._trial_id_to_study_id_and_number[trial_id]  # type: ignore[attr-defined]
+        known = cache[study_id].param_distribution
+        row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, row.state)
+        for name, value, distribution in params:
+            previous = known.get(name)
+            if previous is None:  # first time in this process: Optuna looks up the stored one
+                backend._set_trial_param_without_commit(
+                    session, trial_id, name, value, distribution, None
+                )
+                known[name] = distribution
+                continue
+            optuna.distributions.check_distribution_compatibility(previous, distribution)
+            session.add(
+                models.TrialParamModel(
+                    trial_id=trial_id,
+                    param_name=name,
+                    param_value=value,
+                    distribution_json=optuna.distributions.distribution_to_json(distribution),
+                )
+            )
