@@ -16,6 +16,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -25,6 +26,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial
 from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.dialects import sqlite as _sqlite
+from sqlalchemy.orm import Session
 
 #: Optuna's system-attribute prefix for constraint values (``Trial.set_constraint``).
 CONSTRAINTS_PREFIX = "constraints:"
@@ -50,18 +52,18 @@ def write_trial_attrs(
     """
     user = dict(user_attrs or {})
     system = dict(system_attrs or {})
-    for key, value in (constraints or {}).items():
-        value = float(value)
-        if math.isnan(value):
+    for key, given in (constraints or {}).items():
+        number = float(given)
+        if math.isnan(number):
             raise ValueError(f"Attempted to set a constraint for {key!r}, but NaN is not allowed.")
-        system[CONSTRAINTS_PREFIX + key] = value
+        system[CONSTRAINTS_PREFIX + key] = number
     storage = study._storage
     backend = _rdb_backend(storage)
     if backend is None:
         for key, value in user.items():
             storage.set_trial_user_attr(trial._trial_id, key, value)
         for key, value in system.items():
-            storage.set_trial_system_attr(trial._trial_id, key, value)  # type: ignore[arg-type]
+            storage.set_trial_system_attr(trial._trial_id, key, value)  # type: ignore[arg-type,unused-ignore]
     elif user or system:
         _write_rdb_attrs(backend, trial._trial_id, user, system)
     if isinstance(trial, optuna.Trial):  # what trial.set_user_attr / set_constraint keep
@@ -87,49 +89,69 @@ def _upsert(dialect: str) -> object | None:
 def _write_rdb_attrs(
     backend: RDBStorage, trial_id: int, user: dict[str, object], system: dict[str, object]
 ) -> None:
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, row.state)  # type: ignore[arg-type]
+        _add_attrs(session, backend, trial_id, user, system)
+
+
+def _add_attrs(
+    session: Session,
+    backend: RDBStorage,
+    trial_id: int,
+    user: Mapping[str, object],
+    system: Mapping[str, object],
+) -> None:
+    """Upsert attributes of one trial in ``session`` (one statement per table)."""
+    insert = _upsert(backend.engine.name)
     tables = (
         (models.TrialUserAttributeModel, user),
         (models.TrialSystemAttributeModel, system),
     )
-    insert = _upsert(backend.engine.name)
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        row = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, row.state)
-        for model_cls, attrs in tables:
-            if not attrs:
-                continue
-            if insert is None:  # MySQL and others: Optuna's own statements, one session
-                for key, value in attrs.items():
-                    backend._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
-                continue
-            stmt = insert(model_cls).values(  # type: ignore[operator]
-                [
-                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                    for key, value in attrs.items()
-                ]
+    for model_cls, attrs in tables:
+        if not attrs:
+            continue
+        if insert is None:  # MySQL and others: Optuna's own statements, one session
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
+            continue
+        stmt = insert(model_cls).values(  # type: ignore[operator]
+            [
+                {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                for key, value in attrs.items()
+            ]
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[model_cls.trial_id, model_cls.key],
+                set_={"value_json": stmt.excluded.value_json},
             )
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[model_cls.trial_id, model_cls.key],
-                    set_={"value_json": stmt.excluded.value_json},
-                )
-            )
+        )
 
 
 @contextlib.contextmanager
-def params_in_one_write(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+def params_in_one_write(study: optuna.Study, trial: optuna.Trial) -> Iterator[dict[str, Any]]:
     """Write the parameters ``trial`` suggests inside the block in one transaction, at its end.
 
-    Wrap one trial's suggestions (``space.suggest(trial)``) in it. Sampling is unchanged: a
-    trial keeps its own parameters in memory while it suggests, and the sampler reads only
-    other trials' parameters. On a storage other than Optuna's cached RDB storage the block
-    changes nothing. Parameters suggested before an exception are still written.
+    Wrap one trial's suggestions (``space.suggest(trial)``) in it; user attributes put in the
+    dict it yields are written in the same transaction::
+
+        with params_in_one_write(study, trial) as attrs:
+            config = space.suggest(trial)
+            attrs["config"] = config.to_json()
+
+    Sampling is unchanged: a trial keeps its own parameters in memory while it suggests, and
+    the sampler reads only other trials' parameters. On a storage other than Optuna's cached
+    RDB storage each parameter is written as Optuna writes it. Parameters suggested before an
+    exception are still written (the attributes are not).
     """
+    attrs: dict[str, Any] = {}
     storage = study._storage
     backend = _rdb_backend(storage)
     studies = getattr(storage, "_studies", None)
     if backend is None or studies is None or "set_trial_param" in vars(storage):
-        yield
+        yield attrs
+        write_trial_attrs(study, trial, user_attrs=attrs)
         return
     pending: list[tuple[str, float, BaseDistribution]] = []
     direct = storage.set_trial_param
@@ -140,13 +162,17 @@ def params_in_one_write(study: optuna.Study, trial: optuna.Trial) -> Iterator[No
         else:
             pending.append((name, value, distribution))
 
-    storage.set_trial_param = defer  # type: ignore[method-assign]
+    storage.set_trial_param = defer  # type: ignore[method-assign,assignment]
+    done = False
     try:
-        yield
+        yield attrs
+        done = True
     finally:
         del storage.set_trial_param
-        if pending:
-            _write_rdb_params(storage, backend, trial._trial_id, pending)
+        extra = attrs if done else {}
+        if pending or extra:
+            _write_rdb_params(storage, backend, trial._trial_id, pending, extra)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
 def _write_rdb_params(
@@ -154,14 +180,16 @@ def _write_rdb_params(
     backend: RDBStorage,
     trial_id: int,
     params: list[tuple[str, float, BaseDistribution]],
+    user_attrs: Mapping[str, object],
 ) -> None:
-    """What ``_CachedStorage.set_trial_param`` does for each parameter, in one transaction."""
+    """What ``_CachedStorage.set_trial_param`` does for each parameter, and the user
+    attributes, in one transaction."""
     cache = storage._studies  # type: ignore[attr-defined]
     with storage._lock, _create_scoped_session(backend.scoped_session, True) as session:  # type: ignore[attr-defined]
         study_id, _ = storage._trial_id_to_study_id_and_number[trial_id]  # type: ignore[attr-defined]
         known = cache[study_id].param_distribution
         row = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, row.state)
+        backend.check_trial_is_updatable(trial_id, row.state)  # type: ignore[arg-type]
         for name, value, distribution in params:
             previous = known.get(name)
             if previous is None:  # first time in this process: Optuna looks up the stored one
@@ -179,3 +207,4 @@ def _write_rdb_params(
                     distribution_json=optuna.distributions.distribution_to_json(distribution),
                 )
             )
+        _add_attrs(session, backend, trial_id, user_attrs, {})
