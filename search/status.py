@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,3 +166,36 @@ def open_for_status(
     if isinstance(stored, int):
         target = stored
     return loaded, target
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run's progress bar shows after each trial.
+
+    Attributes:
+        finished: Finished trials that count toward ``n_trials``.
+        feasible: Completed trials within every budget.
+        best_accuracy: Highest validation accuracy among them (NaN when there is none).
+    """
+
+    finished: int
+    feasible: int
+    best_accuracy: float
+
+
+def progress_of(trials: Sequence[optuna.trial.FrozenTrial]) -> Progress:
+    """The progress bar's figures from the study's trials, without building the result table
+    (``trials_frame`` after every trial cost about 4% of the default study's run)."""
+    feasible = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+    ]
+    accuracies = [
+        float(a) for t in feasible if isinstance(a := t.user_attrs.get("accuracy"), (int, float))
+    ]
+    return Progress(
+        finished=leases.count_finished(trials),
+        feasible=len(feasible),
+        best_accuracy=max(accuracies, default=math.nan),
+    )
