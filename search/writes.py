@@ -77,13 +77,27 @@ def _rdb_backend(storage: BaseStorage) -> RDBStorage | None:
     return backend if isinstance(backend, RDBStorage) else None
 
 
-def _upsert(dialect: str) -> object | None:
-    """The dialect's ``insert`` that has ``on_conflict_do_update``, or ``None``."""
+_UPSERTS: dict[tuple[str, type], object] = {}
+
+
+def _upsert(dialect: str, model_cls: type) -> object | None:
+    """An ``INSERT ... ON CONFLICT (trial_id, key) DO UPDATE`` of attribute rows, built once
+    per dialect and table (a cached statement: one compilation, executed with many rows), or
+    ``None`` where the dialect has none."""
     if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        return _sqlite.insert
-    if dialect == "postgresql":
-        return _pg.insert
-    return None
+        insert = _sqlite.insert
+    elif dialect == "postgresql":
+        insert = _pg.insert  # type: ignore[assignment]
+    else:
+        return None
+    key = (dialect, model_cls)
+    if key not in _UPSERTS:
+        stmt = insert(model_cls)
+        _UPSERTS[key] = stmt.on_conflict_do_update(
+            index_elements=[model_cls.trial_id, model_cls.key],  # type: ignore[attr-defined]
+            set_={"value_json": stmt.excluded.value_json},
+        )
+    return _UPSERTS[key]
 
 
 def _write_rdb_attrs(
@@ -103,7 +117,6 @@ def _add_attrs(
     system: Mapping[str, object],
 ) -> None:
     """Upsert attributes of one trial in ``session`` (one statement per table)."""
-    insert = _upsert(backend.engine.name)
     tables = (
         (models.TrialUserAttributeModel, user),
         (models.TrialSystemAttributeModel, system),
@@ -111,22 +124,16 @@ def _add_attrs(
     for model_cls, attrs in tables:
         if not attrs:
             continue
-        if insert is None:  # MySQL and others: Optuna's own statements, one session
+        upsert = _upsert(backend.engine.name, model_cls)
+        if upsert is None:  # MySQL and others: Optuna's own statements, one session
             for key, value in attrs.items():
                 backend._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
             continue
-        stmt = insert(model_cls).values(  # type: ignore[operator]
-            [
-                {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
-                for key, value in attrs.items()
-            ]
-        )
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[model_cls.trial_id, model_cls.key],
-                set_={"value_json": stmt.excluded.value_json},
-            )
-        )
+        rows = [
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in attrs.items()
+        ]
+        session.connection().execute(upsert, rows)  # type: ignore[call-overload]
 
 
 @contextlib.contextmanager
