@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search import leases
 from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
@@ -140,9 +141,15 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
     return queued
 
 
-def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) -> None:
-    """Prepare, run and tell one claimed trial in this process (see :mod:`search.trial`)."""
-    job = prepare(study, trial, ctx)
+def evaluate_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    ctx: StudyContext,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> None:
+    """Prepare, run and tell one claimed trial in this process (see :mod:`search.trial`);
+    ``trials`` are the study's trials as claiming read them."""
+    job = prepare(study, trial, ctx, trials)
     if job is not None:
         tell(study, trial, run_trial(ctx, job), ctx.spec.study.objectives)
 
@@ -191,11 +198,12 @@ def run_study(
         while True:
             if timeout_s is not None and time.monotonic() - start >= timeout_s:
                 break
-            trial = leases.claim_trial(study, n_trials)
+            claimed = leases.claim(study, n_trials)
+            trial = claimed.trial
             if trial is None:
                 break
             keepalive.hold(trial)
-            evaluate_trial(study, trial, ctx)
+            evaluate_trial(study, trial, ctx, claimed.trials)
             keepalive.release(trial)
             trial = None
             ran += 1

@@ -118,9 +118,12 @@ def cheap_check(ctx: StudyContext, config: CompressionConfig) -> TrialOutcome:
     """BOPs and the packed-size lower bound, from the configuration alone (no training).
 
     The outcome is infeasible when either already breaks a budget; the caller then records
-    it as it is and spends nothing more on the candidate.
+    it as it is and spends nothing more on the candidate. ``cheap_s`` is the time it took
+    (building the pruned shapes is model work too).
     """
-    figures = ctx.costs.figures(config)
+    t0 = time.perf_counter()
+    figures = {**ctx.costs.figures(config), "cheap_s": 0.0}
+    figures["cheap_s"] = time.perf_counter() - t0
     checked = {"size_bytes": figures["size_bound_bytes"], "bops": figures["bops"]}
     constraints = ctx.spec.budget.constraints(checked, ctx.reference_accuracy)
     if all(v <= 0 for v in constraints.values()):

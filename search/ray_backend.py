@@ -183,11 +183,12 @@ class OptunaAskTell(Searcher):
 
         if self.interrupted or (self.deadline is not None and time.monotonic() >= self.deadline):
             return self._done()
-        trial = leases.claim_trial(self.study, self.n_trials)
+        claimed = leases.claim(self.study, self.n_trials)
+        trial = claimed.trial
         if trial is None:
             return self._done()
         self.keepalive.hold(trial)
-        job = prepare(self.study, trial, self.ctx)
+        job = prepare(self.study, trial, self.ctx, claimed.trials)
         if job is None:  # told as failed
             self.keepalive.release(trial)
             return None

@@ -36,6 +36,8 @@ _ATTR_COLUMNS = [
     "latency_ms",
     "latency_p90_ms",
     "latency_cv",
+    "cheap_s",
+    "rung0_s",
     "compress_s",
     "evaluate_s",
     "bops",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.latency import MachineLock, machine_lock
 from search.early_stopping import CandidateStopped, RungJudge, RungPoint, rung_table
@@ -28,6 +28,7 @@ from search.objective import StudyContext
 from search.objective_names import study_objectives
 from search.outcome import COMPLETE, FAILED, PRUNED, TrialOutcome
 from search.staged import evaluate_candidate
+from search.writes import params_in_one_write, write_trial_attrs
 from spaces import CompressionConfig
 
 log = logging.getLogger("frontier")
@@ -76,18 +77,28 @@ class TrialJob:
         )
 
 
-def prepare(study: optuna.Study, trial: optuna.Trial, ctx: StudyContext) -> TrialJob | None:
+def prepare(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    ctx: StudyContext,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> TrialJob | None:
     """Sample a claimed trial's configuration and snapshot the rung table.
 
-    Returns ``None`` when that fails (the trial is then told as failed with its reason).
+    ``trials`` are the study's trials as claiming read them (:func:`search.leases.claim`), so
+    the storage is not read again; ``None`` reads them. The parameters and the configuration
+    are written in one transaction. Returns ``None`` when sampling fails (the trial is then
+    told as failed with its reason).
     """
     try:
-        config = ctx.space.suggest(trial)
-        trial.set_user_attr("config", config.to_json())
+        with params_in_one_write(study, trial) as attrs:
+            config = ctx.space.suggest(trial)
+            attrs["config"] = config.to_json()
         settings, finetune = ctx.spec.early_stopping, ctx.spec.finetune
         rungs = None
         if settings.enabled and settings.rungs_for(finetune.epochs):
-            rungs = tuple(rung_table(study.get_trials(deepcopy=False)))
+            seen = trials if trials is not None else study.get_trials(deepcopy=False)
+            rungs = tuple(rung_table(seen))
         return TrialJob(trial.number, config, ctx.spec.study.seed + trial.number, rungs)
     except Exception as exc:
         tell(study, trial, TrialOutcome.failed(_reason(exc)))
@@ -149,10 +160,7 @@ def tell(
         attrs["prune_reason"] = outcome.reason
     elif outcome.state == FAILED:
         attrs["fail_reason"] = outcome.reason[:REASON_CHARS]
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    for key, value in outcome.constraints.items():
-        trial.set_constraint(key, value)
+    write_trial_attrs(study, trial, user_attrs=attrs, constraints=outcome.constraints)
     if outcome.state == COMPLETE:
         study.tell(trial, outcome.values_for(names))
     else:

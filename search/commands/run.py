@@ -141,14 +141,12 @@ class _Bar:
         )
 
     def update(self, study: object) -> None:
-        from search.driver import count_finished
-        from search.results import trials_frame
+        from search.status import progress_of
 
-        df = trials_frame(study)  # type: ignore[arg-type]
-        ok = df[(df["state"] == "COMPLETE") & df["feasible"].astype(bool)]
-        best = f"{100 * ok['accuracy'].max():.2f}%" if len(ok) else "-"
-        self.tqdm.n = count_finished(study)  # type: ignore[arg-type]
-        self.tqdm.set_postfix(feasible=len(ok), best_acc_in_budget=best, refresh=False)
+        p = progress_of(study.get_trials(deepcopy=False))  # type: ignore[attr-defined]
+        best = f"{100 * p.best_accuracy:.2f}%" if p.feasible else "-"
+        self.tqdm.n = p.finished
+        self.tqdm.set_postfix(feasible=p.feasible, best_acc_in_budget=best, refresh=False)
         self.tqdm.refresh()
 
     def close(self) -> None:
