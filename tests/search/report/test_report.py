@@ -119,9 +119,7 @@ def test_final_figures_missing_from_a_run_are_computed_once_then_reused(
     monkeypatch.setattr("search.final.time_interleaved", boom)
     again = build_report(open_stored(str(small_studies.quant), out=small_studies.root))
     pd.testing.assert_series_equal(again.front["test_accuracy"], first.front["test_accuracy"])
-    pd.testing.assert_series_equal(
-        again.front["final_latency_ms"], first.front["final_latency_ms"]
-    )
+    pd.testing.assert_series_equal(again.front["final_latency_ms"], first.front["final_latency_ms"])
 
 
 @pytest.mark.slow
