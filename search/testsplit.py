@@ -1,11 +1,14 @@
-"""Test-split figures of chosen trials: stored by the run, or re-measured here.
+"""Test-split figures of the front and the baselines, measured after the search.
 
-The search scores candidates on the validation split; choosing among hundreds of them
-overfits it, so reports and selection use the held-out test split. A trial's figures come
-from its user attributes ``test_accuracy``, ``test_accuracy_low`` and ``test_accuracy_high``
-when the run stored them; otherwise :func:`remeasure_test` rebuilds the candidate and
-measures it (the only place that does so), and the result is remembered in the study's
-``test_remeasured`` user attribute so later reports reuse it.
+The search scores and chooses candidates on the validation split; choosing among hundreds of
+them flatters that split, so the test split *reports* on the chosen points (with a 95%
+bootstrap interval) and is never used to rank, filter or pick. No trial is measured on it while
+the study runs: at the end of a run (:mod:`search.final`), or in ``report`` / ``select`` /
+``export`` when figures are missing, :func:`remeasure_test` rebuilds a front point or a
+baseline and measures it (the only place that does so); the figures are kept in the study's
+``test_remeasured`` user attribute (:data:`search.results.TEST_FIGURES_ATTR`; a finished
+trial takes no new user attribute), which the result tables merge into the trials' rows.
+Trials of older releases that stored ``test_accuracy`` themselves keep their figures.
 """
 
 from __future__ import annotations
@@ -21,19 +24,20 @@ import pandas as pd
 from evaluators.holdout import TestSplitEvaluator
 from search.objective import StudyContext
 from search.rebuild import rebuild
-from search.results import TEST_COLUMNS
+from search.results import TEST_COLUMNS, TEST_FIGURES_ATTR
 from search.stored import StoredStudy
 
 log = logging.getLogger("frontier")
 
 
-REMEASURED_ATTR = "test_remeasured"
+REMEASURED_ATTR = TEST_FIGURES_ATTR
 
 
 def remeasure_test(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> dict[str, float]:
-    """Rebuild ``trial``'s candidate and measure it on the test split (95% bootstrap)."""
+    """Rebuild ``trial``'s candidate and measure it on the test split (95% bootstrap):
+    :data:`TEST_COLUMNS` and the task's extra metrics (``test_nn_agreement``, ...)."""
     figures = TestSplitEvaluator(ctx.task).evaluate(rebuild(ctx, trial))
-    return {c: figures[c] for c in TEST_COLUMNS}
+    return {c: float(v) for c, v in figures.items() if c.startswith("test_")}
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,10 @@ class HeldOutFigures:
 
     Attributes:
         frame: Indexed by trial number, columns :data:`TEST_COLUMNS` (NaN where unknown).
-        stored: Trials whose figures the run stored.
-        remeasured: Trials re-measured by :func:`remeasure_test` (now or earlier).
-        missing: Trials without a test figure; callers fall back to validation accuracy.
+        stored: Trials whose figures the trial itself stored (older releases).
+        remeasured: Trials measured after the search by :func:`remeasure_test` (now or
+            earlier).
+        missing: Trials without a test figure (shown without one; nothing ranks on it).
     """
 
     frame: pd.DataFrame
@@ -57,18 +62,19 @@ class HeldOutFigures:
         """One sentence saying where the test figures come from."""
         parts = []
         if self.stored:
-            parts.append(f"{len(self.stored)} stored by the run")
+            parts.append(f"{len(self.stored)} stored with the trial")
         if self.remeasured:
             parts.append(
-                f"{len(self.remeasured)} re-measured by rebuilding the candidate "
+                f"{len(self.remeasured)} measured after the search by rebuilding the candidate "
                 "(same config and seed, artifact size checked)"
             )
-        text = "Test accuracy (95% bootstrap interval): " + (", ".join(parts) or "none") + "."
+        text = (
+            "Test accuracy (95% bootstrap interval; reported only, validation chooses): "
+            + (", ".join(parts) or "none")
+            + "."
+        )
         if self.missing:
-            text += (
-                f" No test figure for trial(s) {', '.join(map(str, self.missing))}: "
-                "validation accuracy is used for them."
-            )
+            text += f" No test figure for trial(s) {', '.join(map(str, self.missing))}."
         return text
 
     def value(self, trial: int) -> float:
@@ -93,16 +99,17 @@ def held_out_figures(
             rows[n] = {c: float(trial.user_attrs.get(c, math.nan)) for c in TEST_COLUMNS}
             kept.append(n)
         elif str(n) in cache:
-            rows[n] = {c: float(cache[str(n)][c]) for c in TEST_COLUMNS}
+            rows[n] = {c: float(cache[str(n)].get(c, math.nan)) for c in TEST_COLUMNS}
             again.append(n)
         elif remeasure and trial.state == optuna.trial.TrialState.COMPLETE:
             try:
-                rows[n] = remeasure_test(stored.context(), trial)
-            except Exception as exc:  # a rebuild that fails leaves the point on validation
+                measured = remeasure_test(stored.context(), trial)
+            except Exception as exc:  # a rebuild that fails leaves the point without one
                 log.warning("trial %d: cannot re-measure on the test split: %s", n, exc)
                 missing.append(n)
                 continue
-            cache[str(n)] = rows[n]
+            cache[str(n)] = measured
+            rows[n] = {c: measured.get(c, math.nan) for c in TEST_COLUMNS}
             again.append(n)
             new = True
         else:

@@ -10,6 +10,8 @@ One job per module, imports pointing one way (top to bottom):
   readers-writer lock between frontier processes (:class:`MachineLock`);
 - :mod:`~evaluators.latency.measurement`: :class:`LatencySettings`, :func:`measure`,
   :class:`LatencyEvaluator`;
+- :mod:`~evaluators.latency.interleaved`: :func:`time_interleaved`, several candidates timed
+  side by side in round-robin rounds (the final figures of a study);
 - :mod:`~evaluators.latency.tracing`: the operators a torch forward pass calls, timing one
   alone; :mod:`~evaluators.latency.onnx_trace`: the same for ONNX Runtime's optimized graph;
 - :mod:`~evaluators.latency.table`: the per-machine lookup table on disk;
@@ -24,6 +26,7 @@ are the names of functions exported here, and a submodule of the same name would
 from __future__ import annotations
 
 from evaluators.latency.calibration import calibration_models, fit_calibration, int8_layer
+from evaluators.latency.interleaved import ROUNDS, InterleavedLatency, time_interleaved
 from evaluators.latency.isolation import (
     MachineLock,
     computes,
@@ -64,8 +67,10 @@ from evaluators.latency.tracing import OpCall, Trace, module_call_ms, time_call,
 
 __all__ = [
     "LATENCY_MODES",
+    "ROUNDS",
     "RUNTIMES",
     "TABLE_VERSION",
+    "InterleavedLatency",
     "LatencyEvaluator",
     "LatencyPredictor",
     "LatencySettings",
@@ -99,6 +104,7 @@ __all__ = [
     "runner",
     "summarize",
     "time_call",
+    "time_interleaved",
     "time_model",
     "time_run",
     "time_session",

@@ -26,13 +26,15 @@ def export_command(
     """Write a trial's artifact, config, ONNX graph and model card.
 
     Args:
-        study: A study file or storage file; ``None`` to name it by ``storage`` and ``names``.
+        study: A study file, results folder or storage file; ``None`` to name it by
+            ``storage`` and ``names``.
         trial: The trial to export; ``None`` exports the point selected under ``budget``.
         budget: The limits for selecting (default: none).
         storage: An Optuna storage URL.
         names: The study's name in ``storage`` (exactly one study in all).
         out: The results folder the run was given (``--out``).
-        remeasure: Rebuild front candidates whose test figures the run did not store.
+        remeasure: Compute the final figures (side-by-side latency, test split) the run did
+            not store, rebuilding the candidates.
         dest: The export folder; default ``<results folder>/export/trial-<N>``.
 
     Returns:
@@ -45,6 +47,7 @@ def export_command(
     """
     from search.export import export_trial, exportable_trial
     from search.rebuild import RebuildMismatch
+    from search.results import FINAL_COLUMNS, TEST_COLUMNS
 
     stored = open_one(study, storage=storage, names=names, out=out)
     if trial is not None:
@@ -66,7 +69,7 @@ def export_command(
     row = report.trials[report.trials["trial"] == trial]
     figures = {}
     if len(row):
-        for col in ("test_accuracy", "test_accuracy_low", "test_accuracy_high"):
+        for col in (*TEST_COLUMNS, *FINAL_COLUMNS):
             value = row.iloc[0].get(col)
             if isinstance(value, float) and value == value:
                 figures[col] = value

@@ -19,11 +19,12 @@ def report_command(
     """Write ``report.html``, ``report.md`` and PNGs; exit code 0.
 
     Args:
-        studies: Study files or storage files.
+        studies: Study files, results folders or storage files.
         storage: An Optuna storage URL holding the studies in ``names``.
         names: Study names in ``storage``.
         out: The results folder the run was given (``--out``), for every study named.
-        remeasure: Rebuild front candidates whose test figures the run did not store.
+        remeasure: Compute the final figures (side-by-side latency, test split) the run did
+            not store, rebuilding the candidates.
         dest: The report folder; default: the study's results folder, or for several
             studies a ``compare-<a>-vs-<b>`` folder beside theirs.
         png: Also write static PNG plots.

@@ -5,12 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from evaluators.budgets import Budget
 from search.commands._common import EXIT_INTERRUPTED
 from search.spec import StudyFileError, StudySpec, load_spec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.objective import StudyContext
 
 
 def run_command(
@@ -94,6 +100,8 @@ def run_command(
 
         print("frontier: timing the front (the search used predicted latency) ...", flush=True)
         measure_front_latency(ctx, study)
+    if not summary.interrupted:
+        _final_figures(ctx, study, url)
     with outputs_lock(results_dir):  # several workers may share one results folder
         trials, front = write_outputs(study, results_dir)
     print_front(front, trials, spec.study.objectives, budget=spec.budget)
@@ -110,6 +118,20 @@ def run_command(
         )
         return EXIT_INTERRUPTED
     return 0
+
+
+def _final_figures(ctx: StudyContext, study: optuna.Study, url: str) -> None:
+    """Re-time the front and the baselines side by side; measure them on the test split."""
+    from search.final import final_figures
+    from search.stored import StoredStudy
+
+    print(
+        "frontier: final figures: timing the front and the baselines side by side, and "
+        "measuring them on the test split ...",
+        flush=True,
+    )
+    done = final_figures(StoredStudy(study, ctx.spec, ctx.results_dir, url, _context=ctx))
+    print(f"frontier: {done.note}")
 
 
 def _locate(
@@ -170,26 +192,32 @@ def print_front(
 
         print(f"frontier: {why_nothing_feasible(trials, budget)}")
         return
+    from search.results import quoted_latency
+
     teacher = trials[trials["baseline"] == "teacher"]
     ref_size = float(teacher["size_bytes"].iloc[0]) if len(teacher) else float("nan")
+    ref_ms = float(quoted_latency(teacher).iloc[0]) if len(teacher) else float("nan")
+    latency = quoted_latency(front)
     table = pd.DataFrame(
         {
             "trial": front["trial"],
             "accuracy %": (100 * front["accuracy"]).round(2),
             "size_bytes": front["size_bytes"].astype(int),
             "smaller": (ref_size / front["size_bytes"]).round(1).astype(str) + "x",
-            "latency_ms": front["latency_ms"].round(3),
+            "latency_ms": latency.round(3),
+            "faster": (ref_ms / latency).round(2).astype(str) + "x",
+            "search_ms": front["latency_ms"].round(3),
             "student": front.get("student", ""),
             "baseline": front["baseline"],
         }
     )
-    if "test_accuracy" in front:
+    if "test_accuracy" in front and front["test_accuracy"].notna().any():
         # validation chose these points; the test split reports them (95% bootstrap interval)
         table.insert(
             2,
             "test % [95% CI]",
             [
-                f"{100 * a:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                f"{100 * a:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]" if a == a else "-"
                 for a, lo, hi in zip(
                     front["test_accuracy"],
                     front["test_accuracy_low"],
@@ -203,6 +231,14 @@ def print_front(
     if "bops" in objectives:
         at = table.columns.get_loc("latency_ms") + 1
         table.insert(at, "bops", front["bops"].map("{:.3g}".format))
-    print(f"\nPareto front ({len(front)} feasible points, validation split):")
+    final = "final_latency_ms" in front and front["final_latency_ms"].notna().all()
+    print(
+        f"\nPareto front ({len(front)} feasible points, chosen on the validation split; "
+        + (
+            "latency_ms: final, timed side by side with the teacher; search_ms: while searching):"
+            if final
+            else "latency_ms: search-time, no final side-by-side timing):"
+        )
+    )
     print(table.to_string(index=False))
     print()

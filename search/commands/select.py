@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from evaluators.budgets import LIMIT_BY_FIELD, Budget
 from search.commands._common import EXIT_NOTHING_SELECTED, open_one
 from search.spec import StudyFileError
@@ -29,12 +31,14 @@ def select_command(
     """Print the selected front point, why, and every point considered.
 
     Args:
-        study: A study file or storage file; ``None`` to name it by ``storage`` and ``names``.
+        study: A study file, results folder or storage file; ``None`` to name it by
+            ``storage`` and ``names``.
         budget: The limits the point must meet (default: none).
         storage: An Optuna storage URL.
         names: The study's name in ``storage`` (exactly one study in all).
         out: The results folder the run was given (``--out``).
-        remeasure: Rebuild front candidates whose test figures the run did not store.
+        remeasure: Compute the final figures (side-by-side latency, test split) the run did
+            not store, rebuilding the candidates.
 
     Returns:
         0 when a point is selected, :data:`EXIT_NOTHING_SELECTED` when none meets the budget.
@@ -69,9 +73,8 @@ def choose(
                 f"Study {stored.name!r} has no teacher baseline trial; {flag} needs one."
             )
         reference = math.nan
-    else:
-        test = teacher.get("test_accuracy")
-        reference = float(test) if test is not None and test == test else float(teacher["accuracy"])
+    else:  # validation chooses: the drop is from the teacher's validation accuracy
+        reference = float(teacher["accuracy"])
     selection = select_point(report.front, budget, reference_accuracy=reference)
     teacher_size = float(teacher["size_bytes"]) if teacher is not None else None
     return report, selection, explain(selection, teacher_size=teacher_size)
@@ -81,10 +84,16 @@ def _print_candidates(selection: Selection) -> None:
     t = selection.table.sort_values(["meets", "score"], ascending=[False, False])
     rows = []
     for _, r in t.iterrows():
+        test = r.get("test_accuracy")
+        shown = f"{100 * test:6.2f}%" if test is not None and pd.notna(test) else "     -"
+        mark = "" if r["latency_basis"] == "final" else "*"
         rows.append(
-            f"  {int(r['trial']):>5}  {100 * r['score']:6.2f}% ({r['score_split'][:4]})  "
-            f"{r['size_bytes']:>9,.0f} B  {r['latency_ms']:7.3f} ms  "
+            f"  {int(r['trial']):>5}  val {100 * r['score']:6.2f}%  test {shown}  "
+            f"{r['size_bytes']:>9,.0f} B  {r['latency_ms']:7.3f} ms{mark:1}  "
             f"drop {r['drop_points']:5.2f}  {'meets' if r['meets'] else 'misses'}  {r['summary']}"
         )
-    print("Front points considered:")
+    print(
+        "Front points considered (ranked on validation; test reported only; latency: final "
+        "side-by-side figure, * search-time):"
+    )
     print("\n".join(rows))

@@ -15,7 +15,8 @@ def status_command(
     """Print trials by state, front size, hypervolume, speed and time left; exit code 0.
 
     Args:
-        study: The study file; ``None`` to name the study by ``storage`` and ``study_name``.
+        study: The study file, results folder or storage file; ``None`` to name the study by
+            ``storage`` and ``study_name``.
         storage: An Optuna storage URL (overrides the study file's).
         study_name: The study's name in ``storage``.
         out: The results folder the run was given (``--out``), for a study file.

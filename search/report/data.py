@@ -21,18 +21,19 @@ import optuna
 import pandas as pd
 
 from search.environment import ENV_ATTR
+from search.final import final_figures
 from search.knee import knee_index
 from search.objective import describe
 from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.quality import hypervolume_curve
-from search.results import front_frame, trials_frame
+from search.results import FINAL_COLUMNS, front_frame, quoted_latency, trials_frame
 from search.stored import StoredStudy
 from search.testsplit import TEST_COLUMNS, held_out_figures
 from spaces import CompressionConfig
 
 #: Trial user attributes shown when present (other issues add them); not all are in
 #: ``trials_frame``'s columns.
-EXTRA_ATTRS = ("bops", *TEST_COLUMNS, "config")
+EXTRA_ATTRS = ("bops", *TEST_COLUMNS, *FINAL_COLUMNS, "config")
 #: Per-layer value a layer takes when its config does not list it.
 POLICY_DEFAULTS = {"bits": 32.0, "prune": 0.0}
 
@@ -121,11 +122,15 @@ def _with_attrs(df: pd.DataFrame, study: optuna.Study, names: Sequence[str]) -> 
 
 
 def knee_trial(front: pd.DataFrame, objectives: Sequence[str]) -> int | None:
-    """The front's suggested knee over ``objectives`` (costs on a log scale), or ``None``."""
+    """The front's suggested knee over ``objectives`` (costs on a log scale), or ``None``.
+
+    Latency is the quoted figure (:func:`search.results.quoted_latency`: the final
+    side-by-side timing where known); accuracy is validation accuracy.
+    """
     if front.empty:
         return None
     names = list(objectives)
-    points = front[names].astype(float).to_numpy()
+    points = front.assign(latency_ms=quoted_latency(front))[names].astype(float).to_numpy()
     logs = [n != "accuracy" for n in names]  # bytes, ms and BOPs: ratios matter
     return int(front["trial"].iloc[knee_index(points, directions(names), log_scale=logs)])
 
@@ -191,10 +196,13 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
 
     Args:
         stored: The opened study.
-        remeasure: Re-measure front points (and the teacher) on the test split when the run
-            stored no test figures; ``False`` falls back to validation accuracy.
+        remeasure: Compute the final figures of the front and the baselines (side-by-side
+            latency, test split) when the run stored none (:mod:`search.final`); ``False``
+            shows what is stored (search-time latency where no final one is).
     """
     study = stored.study
+    # the final figures the run did not store (an interrupted run, an older release)
+    final = final_figures(stored) if remeasure else None
     trials = _with_attrs(trials_frame(study), study, EXTRA_ATTRS)
     if "student" not in trials:
         trials["student"] = ""
@@ -204,7 +212,7 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
     done = trials[trials["state"] == "COMPLETE"]
     baselines = done[done["baseline"].astype(str) != ""]
     wanted = [int(n) for n in front["trial"]] + [int(n) for n in baselines["trial"]]
-    figures = held_out_figures(stored, wanted, remeasure=remeasure)
+    figures = final.test if final is not None else held_out_figures(stored, wanted, remeasure=False)
     for col in TEST_COLUMNS:
         values = {n: figures.frame.loc[n, col] for n in figures.frame.index}
         trials[col] = [values.get(int(n), trials.loc[i, col]) for i, n in trials["trial"].items()]

@@ -20,6 +20,7 @@ from search.report.tables import (
     knee_method,
     knee_row,
     knee_test_text,
+    latency_text,
     table_rows,
 )
 
@@ -124,7 +125,7 @@ def _knee_text(report: StudyReport) -> str:
     test = knee_test_text(k)
     return (
         f"<p><b>Suggested knee: trial {report.knee_trial}</b> ({_e(k['summary'])}): validation "
-        f"{fmt_pct(k['accuracy'])}{_e(test)}, {k['size_bytes']:,.0f} B, {k['latency_ms']:.3f} ms. "
+        f"{fmt_pct(k['accuracy'])}{_e(test)}, {k['size_bytes']:,.0f} B, {_e(latency_text(k))} ms. "
         "Select it with <code>frontier export STUDY --trial "
         f"{report.knee_trial}</code>.</p>"
     )
@@ -235,8 +236,14 @@ def _methods() -> str:
         "feasible front; the same figure as <code>frontier status</code>. Every study shares "
         "this reference, so studies on different machines compare by relative gains.</li>"
         f"<li>Knee: {_e(knee)}</li>"
-        "<li>Size is the length of the packed safetensors artifact; latency is the median of "
-        "timed forward passes on the machine that ran the study.</li></ul></section>"
+        "<li>Size is the length of the packed safetensors artifact. Latency is the final "
+        "figure: the front and the baselines re-timed side by side at the end of the run "
+        "(interleaved rounds, the study's runtime, threads and batch, quiet timing), the "
+        "median over rounds with its spread; a figure marked * is the search-time timing "
+        "(timed once, when the trial ran). Ratios against the teacher and the knee use the "
+        "final figures; the front itself and the hypervolume were found on the search-time "
+        "ones. Test accuracy is reported only: nothing is ranked or filtered on it.</li>"
+        "</ul></section>"
     )
 
 

@@ -18,6 +18,7 @@ from search.report.tables import (
     knee_method,
     knee_row,
     knee_test_text,
+    latency_text,
 )
 
 
@@ -81,7 +82,7 @@ def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
             "",
             f"Trial **{report.knee_trial}** ({k['summary']}): validation "
             f"{fmt_pct(k['accuracy'])}{test}, {k['size_bytes']:,.0f} B, "
-            f"{k['latency_ms']:.3f} ms.",
+            f"{latency_text(k)} ms.",
             "",
         ]
     out += ["### Per-layer policies of the front", "", _policy_md(report), ""]
@@ -128,7 +129,10 @@ def render(reports: Sequence[StudyReport], *, generated: str, pngs: Sequence[str
         "",
         "- Front: feasible trials that no other feasible trial beats on the study's objectives "
         "together (validation accuracy, size and latency unless the study chose others). Test "
-        "accuracy: held-out split, 95% bootstrap interval.",
+        "accuracy: held-out split, 95% bootstrap interval; reported only, never ranked on.",
+        "- Latency: the final figure, the front and the baselines re-timed side by side at the "
+        "end of the run (interleaved rounds, quiet timing; median over rounds and its spread); "
+        "`*` marks a search-time figure. Ratios against the teacher and the knee use it.",
         "- Hypervolume: the study's objectives divided by the study's teacher's, against the "
         f"fixed reference (accuracy {ref['accuracy']}, size {ref['size_bytes']}, latency "
         f"{ref['latency_ms']}, BOPs {ref['bops']} of the teacher's; only the study's objectives "

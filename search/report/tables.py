@@ -52,6 +52,22 @@ def knee_test_text(knee: pd.Series) -> str:
     return f", test {fmt_pct(knee['test_accuracy'])} {interval}"
 
 
+def quoted_ms(row: pd.Series) -> float:
+    """A row's quoted latency: its final side-by-side figure, else the search-time one."""
+    final = row.get("final_latency_ms")
+    return float(final) if is_number(final) else float(row["latency_ms"])
+
+
+def latency_text(row: pd.Series) -> str:
+    """``"0.412 (spread 6%)"``: the final figure and how much it moved between rounds; or
+    the search-time figure marked ``*`` when the row has no final one."""
+    if not is_number(row.get("final_latency_ms")):
+        return f"{float(row['latency_ms']):.3f}*"
+    spread = row.get("final_latency_spread")
+    tail = f" (spread {100 * float(spread):.0f}%)" if is_number(spread) else ""
+    return f"{float(row['final_latency_ms']):.3f}{tail}"
+
+
 def knee_method() -> str:
     """How the knee is chosen, in one paragraph (from :mod:`search.knee`)."""
     return " ".join((KNEE_DOC or "").split("\n\n", 1)[-1].split())
@@ -73,7 +89,9 @@ def table_rows(report: StudyReport) -> pd.DataFrame:
 
 def front_table(report: StudyReport) -> pd.DataFrame:
     """:func:`table_rows` as people read them (strings)."""
-    teacher_size = float(report.teacher["size_bytes"]) if report.teacher is not None else math.nan
+    teacher = report.teacher
+    teacher_size = float(teacher["size_bytes"]) if teacher is not None else math.nan
+    teacher_ms = quoted_ms(teacher) if teacher is not None else math.nan
     rows = []
     for _, r in table_rows(report).iterrows():
         test = fmt_pct(r["test_accuracy"])
@@ -92,7 +110,9 @@ def front_table(report: StudyReport) -> pd.DataFrame:
                 "test acc [95% CI]": f"{test} {interval}".strip(),
                 "size (B)": f"{r['size_bytes']:,.0f}",
                 "smaller": f"{teacher_size / r['size_bytes']:.1f}x" if teacher_size > 0 else "-",
-                "latency (ms)": f"{r['latency_ms']:.3f}",
+                "latency (ms)": latency_text(r),
+                "faster": f"{teacher_ms / quoted_ms(r):.2f}x" if teacher_ms > 0 else "-",
+                "search latency (ms)": f"{r['latency_ms']:.3f}",
                 "BOPs": f"{r['bops']:.3g}" if is_number(r.get("bops")) else "-",
                 "student": str(r.get("student", "")),
                 "compression": r["summary"],

@@ -57,6 +57,8 @@ def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
     front = pd.read_csv(out / "front.csv")
     assert len(front) >= 1 and front["feasible"].all()
     assert set(front["trial"]) <= set(trials["trial"])
+    # the run ended as a local one does: the front re-timed side by side, the test split
+    assert front["final_latency_ms"].gt(0).all() and front["test_accuracy"].notna().all()
     assert (out / "front.png").stat().st_size > 10_000
 
     # a local run of the same study writes the same columns

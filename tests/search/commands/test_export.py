@@ -102,7 +102,8 @@ def test_export_without_trial_takes_the_selected_point_or_says_nothing_fits(
     assert res.returncode == 0, res.stderr
     chosen = int(res.stdout.split("Selected trial ", 1)[1].split()[0])
     assert json.loads((tmp_path / "best" / FILES["meta"]).read_text())["trial"] == chosen
-    assert "highest test accuracy" in (tmp_path / "best" / FILES["card"]).read_text()
+    card = (tmp_path / "best" / FILES["card"]).read_text()
+    assert "highest validation accuracy" in card and "final, timed side by side" in card
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ from search.pareto import hypervolume
 from search.quality import REFERENCE as HV_REFERENCE
 from search.quality import front_hypervolume
 from search.report import build_report, hypervolume_curve, policy_tables
-from search.spec import load_spec, parse_spec
+from search.results import FINAL_ATTR
+from search.spec import StudyFileError, load_spec, parse_spec
 from search.stored import open_stored
 from search.testsplit import REMEASURED_ATTR
 from tests.conftest import run_cli
@@ -92,29 +93,33 @@ def test_policy_tables_read_the_stored_configs() -> None:
 
 
 @pytest.mark.slow
-def test_test_figures_are_remeasured_once_then_reused(
+def test_final_figures_missing_from_a_run_are_computed_once_then_reused(
     small_studies: SmallStudies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     joint = build_report(open_stored(str(small_studies.joint), out=small_studies.root))
-    assert "stored by the run" in joint.test_note and "re-measured" not in joint.test_note
+    assert "measured after the search" in joint.test_note
+    assert joint.front["final_latency_ms"].notna().all()  # the run (fixture) stored them
     stored = open_stored(str(small_studies.quant), out=small_studies.root)
     first = build_report(stored)
     tested = first.front["test_accuracy"]
     assert tested.notna().all() and ((tested >= 0) & (tested <= 1)).all()
     assert (first.front["test_accuracy_low"] <= tested).all()
     assert (tested <= first.front["test_accuracy_high"]).all()
-    assert "re-measured" in first.test_note
-    cache = optuna.load_study(study_name="quant", storage=small_studies.storage).user_attrs[
-        REMEASURED_ATTR
-    ]
-    assert {str(n) for n in first.front["trial"]} <= set(cache)
+    assert first.front["final_latency_ms"].gt(0).all()
+    assert first.teacher is not None and first.teacher["final_latency_ms"] > 0
+    assert "measured after the search" in first.test_note
+    attrs = optuna.load_study(study_name="quant", storage=small_studies.storage).user_attrs
+    assert {str(n) for n in first.front["trial"]} <= set(attrs[REMEASURED_ATTR])
+    assert {str(n) for n in first.front["trial"]} <= set(attrs[FINAL_ATTR])
 
-    def boom(*_: object) -> dict[str, float]:
-        raise AssertionError("re-measured again")
+    def boom(*_: object, **__: object) -> dict[str, float]:
+        raise AssertionError("measured again")
 
     monkeypatch.setattr("search.testsplit.remeasure_test", boom)
+    monkeypatch.setattr("search.final.time_interleaved", boom)
     again = build_report(open_stored(str(small_studies.quant), out=small_studies.root))
     pd.testing.assert_series_equal(again.front["test_accuracy"], first.front["test_accuracy"])
+    pd.testing.assert_series_equal(again.front["final_latency_ms"], first.front["final_latency_ms"])
 
 
 @pytest.mark.slow
@@ -292,7 +297,7 @@ def test_studies_open_from_any_storage_and_errors_say_what_to_pass(
 
 
 @pytest.mark.slow
-def test_without_test_figures_the_report_says_validation_accuracy_is_used(
+def test_without_final_figures_select_quotes_search_time_latency_with_a_note(
     small_studies: SmallStudies, tmp_path: Path
 ) -> None:
     from evaluators.budgets import Budget
@@ -300,20 +305,42 @@ def test_without_test_figures_the_report_says_validation_accuracy_is_used(
 
     url = f"sqlite:///{tmp_path / 'copy.db'}"
     optuna.copy_study(from_study_name="quant", from_storage=small_studies.storage, to_storage=url)
-    optuna.load_study(study_name="quant", storage=url).set_user_attr(REMEASURED_ATTR, {})
+    copy = optuna.load_study(study_name="quant", storage=url)
+    copy.set_user_attr(REMEASURED_ATTR, {})
+    copy.set_user_attr(FINAL_ATTR, {})
     report = build_report(open_stored(storage=url, out=small_studies.root), remeasure=False)
     assert report.front["test_accuracy"].isna().all()
-    assert "validation accuracy is used for them" in report.test_note
-    sel = select_point(
-        report.front,
-        Budget(),
-        reference_accuracy=report.teacher["accuracy"],
-        reference_split="validation",
-    )
-    assert set(sel.table["score_split"]) == {"validation"}
+    assert report.front["final_latency_ms"].isna().all()
+    assert "No test figure for trial(s)" in report.test_note
+    sel = select_point(report.front, Budget(), reference_accuracy=report.teacher["accuracy"])
+    assert set(sel.table["latency_basis"]) == {"search"}
+    assert (sel.table["latency_ms"] == sel.table["search_latency_ms"]).all()
     text = explain(sel)
-    assert "ranked on their validation accuracy" in text
+    assert "their search-time latency is used" in text
     assert "from the teacher's validation accuracy" in text
+
+
+@pytest.mark.slow
+def test_read_commands_accept_a_results_folder(small_studies: SmallStudies, tmp_path: Path) -> None:
+    # a study's own folder inside a shared --out: its storage is the parent's study.db
+    stored = open_stored(str(small_studies.root / "joint"))
+    assert stored.name == "joint" and stored.results_dir == small_studies.root.resolve()
+    assert stored.spec is not None and stored.spec.study.name == "joint"
+    # a folder holding its own study.db with one study
+    folder = tmp_path / "results" / "quant"
+    folder.mkdir(parents=True)
+    optuna.copy_study(
+        from_study_name="quant",
+        from_storage=small_studies.storage,
+        to_storage=f"sqlite:///{folder / 'study.db'}",
+    )
+    assert open_stored(str(folder)).name == "quant"
+    res = run_cli("status", str(small_studies.root / "joint"))
+    assert res.returncode == 0 and "study: joint" in res.stdout, res.stderr
+    res = run_cli("select", str(small_studies.root / "joint"), "--no-remeasure")
+    assert res.returncode == 0 and "Selected trial" in res.stdout, res.stderr
+    with pytest.raises(StudyFileError, match="holds no single storage file"):
+        open_stored(str(tmp_path))
 
 
 @pytest.mark.slow
