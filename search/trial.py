@@ -28,10 +28,13 @@ from search.objective import StudyContext
 from search.objective_names import study_objectives
 from search.outcome import COMPLETE, FAILED, PRUNED, TrialOutcome
 from search.staged import evaluate_candidate
-from search.writes import params_in_one_write, write_trial_attrs
+from search.writes import finish_trial, params_in_one_write
 from spaces import CompressionConfig
 
 log = logging.getLogger("frontier")
+
+#: The Optuna state of each outcome state.
+_STATES = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, FAILED: TrialState.FAIL}
 
 #: Longest failure reason stored on a trial.
 REASON_CHARS = 2000
@@ -90,6 +93,11 @@ def prepare(
     are written in one transaction. Returns ``None`` when sampling fails (the trial is then
     told as failed with its reason).
     """
+    if trials is not None:
+        # Optuna's per-trial cache of the study's trials (emptied by ``ask``, filled by the
+        # sampler's first read): claiming's read stands in for it. A fresh read differs only
+        # in this trial's own state, which the samplers' uses of the cache do not look at.
+        study._thread_local.cached_all_trials = list(trials)
     try:
         with params_in_one_write(study, trial) as attrs:
             config = ctx.space.suggest(trial)
@@ -148,9 +156,8 @@ def tell(
     ``objectives`` are the study's (``spec.study.objectives``); ``None`` reads them from the
     study (see :func:`search.objective_names.study_objectives`).
     """
-    if outcome.state == COMPLETE:
-        names = objectives if objectives is not None else study_objectives(study)
-        outcome = outcome.checked(names)
+    names = objectives if objectives is not None else study_objectives(study)
+    outcome = outcome.checked(names)
     attrs: dict[str, Any] = dict(outcome.figures)
     if outcome.worker:
         attrs["worker"] = outcome.worker
@@ -160,11 +167,14 @@ def tell(
         attrs["prune_reason"] = outcome.reason
     elif outcome.state == FAILED:
         attrs["fail_reason"] = outcome.reason[:REASON_CHARS]
-    write_trial_attrs(study, trial, user_attrs=attrs, constraints=outcome.constraints)
-    if outcome.state == COMPLETE:
-        study.tell(trial, outcome.values_for(names))
-    else:
-        study.tell(trial, state=TrialState.PRUNED if outcome.state == PRUNED else TrialState.FAIL)
+    finish_trial(
+        study,
+        trial,
+        state=_STATES[outcome.state],
+        values=outcome.values_for(names) if outcome.state == COMPLETE else None,
+        user_attrs=attrs,
+        constraints=outcome.constraints,
+    )
 
 
 def _reason(exc: BaseException) -> str:
