@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import leases
 from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
+from search.interrupts import CtrlC
 from search.objective import StudyContext
 from search.objective_names import (
     DEFAULT_OBJECTIVES,
@@ -194,27 +195,30 @@ def run_study(
     interrupted = False
     keepalive = leases.Keepalive(study)
     trial: optuna.Trial | None = None
-    try:
-        while True:
-            if timeout_s is not None and time.monotonic() - start >= timeout_s:
-                break
-            claimed = leases.claim(study, n_trials)
-            trial = claimed.trial
-            if trial is None:
-                break
-            keepalive.hold(trial)
-            evaluate_trial(study, trial, ctx, claimed.trials)
-            keepalive.release(trial)
-            trial = None
-            ran += 1
-            if progress is not None:
-                progress(study)
-    except KeyboardInterrupt:
-        interrupted = True
-        if trial is not None:
-            release_interrupted(study, trial)
-    finally:
-        keepalive.close()
+    with CtrlC() as ctrl_c:
+        try:
+            while True:
+                if timeout_s is not None and time.monotonic() - start >= timeout_s:
+                    break
+                claimed = leases.claim(study, n_trials)
+                trial = claimed.trial
+                if trial is None:
+                    break
+                keepalive.hold(trial)
+                evaluate_trial(study, trial, ctx, claimed.trials)
+                keepalive.release(trial)
+                trial = None
+                ran += 1
+                if progress is not None:
+                    progress(study)
+        except KeyboardInterrupt:
+            ctrl_c.handled()
+            interrupted = True
+            if trial is not None:
+                release_interrupted(study, trial)
+        finally:
+            keepalive.close()
+    interrupted = interrupted or ctrl_c.pressed
     return RunSummary(
         study=study, ran=ran, wall_s=time.monotonic() - start, interrupted=interrupted
     )

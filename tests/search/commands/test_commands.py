@@ -47,7 +47,7 @@ def test_commands_raise_on_a_bad_study_instead_of_exiting(tmp_path: Path) -> Non
         status_command()
     url = f"sqlite:///{tmp_path / 'study.db'}"
     _synthetic_study(url, "syn")
-    with pytest.raises(StudyFileError, match="No study named 'nope'"):
+    with pytest.raises(StudyFileError, match="No study 'nope'"):
         status_command(storage=url, study_name="nope")
     with pytest.raises(StudyFileError):
         select_command(storage=url, names=["syn", "other"])  # one study, not two
