@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import signal
+import sys
 import threading
 from types import FrameType, TracebackType
 from typing import Any
@@ -29,13 +30,21 @@ class CtrlC:
         self._handled = False
         self._timer: threading.Timer | None = None
         self._previous: Any = None
+        self._hook: Any = None
         self._active = False
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
             self._active = True
         return self
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # a press swallowed by a finalizer is delivered again: no "Exception ignored" for it
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self._hook(unraisable)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self.pressed = True
@@ -69,3 +78,4 @@ class CtrlC:
         self.handled()
         if self._active:
             signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._hook

@@ -294,11 +294,7 @@ def claim(study: optuna.Study, n_trials: int) -> Claim:
             trials = study.get_trials(deepcopy=False)
         if count_claimed(trials) >= n_trials:
             return Claim(None, trials)
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats are meant for Study.optimize: frontier records
-            # them itself (Keepalive) and fails stale trials before each ask (above)
-            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-            trial = _pop_retry(study, trials) or study.ask()
+        trial = _ask(study, trials)
         take_lease(study, trial, worker, user_attrs={WORKER_ATTR: worker.label})
     return Claim(trial, trials)
 
@@ -308,24 +304,27 @@ def claim_trial(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
     return claim(study, n_trials).trial
 
 
-def _pop_retry(study: optuna.Study, trials: Sequence[FrozenTrial]) -> optuna.Trial | None:
-    """Start a queued retry before anything else in the queue (baselines included).
+def _ask(study: optuna.Study, trials: Sequence[FrozenTrial]) -> optuna.Trial:
+    """``study.ask()`` over the trials just read: a queued retry first, then the oldest
+    queued trial (baselines), else a new trial.
 
-    ``study.ask()`` pops the oldest queued trial; a retry is queued last, so without this a
-    study could reach ``n_trials`` with the retry still waiting. The state change is the same
-    atomic compare-and-set ``ask`` uses, so two workers never start one retry (``trials``
-    may be a moment old).
+    ``study.ask()`` pops the oldest queued trial; a retry is queued last, so without the
+    retry going first a study could reach ``n_trials`` with the retry still waiting. Popping
+    from ``trials`` saves ``ask`` its own read of the queue; the state change is the same
+    atomic compare-and-set ``ask`` uses, so two workers never start one queued trial
+    (``trials`` may be a moment old: a trial queued meanwhile waits for the next claim).
     """
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    waiting.sort(key=lambda t: (RETRY_OF_ATTR not in t.user_attrs, t.number))
     storage = study._storage
-    for t in trials:
-        if t.state != TrialState.WAITING or RETRY_OF_ATTR not in t.user_attrs:
-            continue
+    study._thread_local.cached_all_trials = None  # as ask: the trials changed
+    for t in waiting:
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                 return optuna.Trial(study, t._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-    return None
+    return optuna.Trial(study, storage.create_new_trial(study._study_id))
 
 
 class Keepalive:

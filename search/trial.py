@@ -98,6 +98,7 @@ def prepare(
         # sampler's first read): claiming's read stands in for it. A fresh read differs only
         # in this trial's own state, which the samplers' uses of the cache do not look at.
         study._thread_local.cached_all_trials = list(trials)
+        _lie_only_among_others(study.sampler, trials, trial.number)
     try:
         with params_in_one_write(study, trial) as attrs:
             config = ctx.space.suggest(trial)
@@ -111,6 +112,22 @@ def prepare(
     except Exception as exc:
         tell(study, trial, TrialOutcome.failed(_reason(exc)))
         return None
+
+
+def _lie_only_among_others(
+    sampler: optuna.samplers.BaseSampler, trials: Sequence[FrozenTrial], number: int
+) -> None:
+    """TPE's constant liar only while other trials run.
+
+    The liar counts other workers' running trials as bad ones, and for that reads the
+    storage afresh at every sample; with no other trial running it samples exactly what it
+    samples without, from the cached trials.
+    """
+    if not isinstance(sampler, optuna.samplers.TPESampler):
+        return
+    wanted = sampler.__dict__.setdefault("_frontier_constant_liar", sampler._constant_liar)
+    others = any(t.state == TrialState.RUNNING and t.number != number for t in trials)
+    sampler._constant_liar = bool(wanted and others)
 
 
 def run_trial(ctx: StudyContext, job: TrialJob) -> TrialOutcome:

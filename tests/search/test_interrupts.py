@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from search.interrupts import CtrlC
 
 
@@ -18,7 +20,9 @@ class _Swallows:
             pass
 
 
-def test_a_ctrl_c_swallowed_by_a_finalizer_is_delivered_again() -> None:
+def test_a_ctrl_c_swallowed_by_a_finalizer_is_delivered_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     caught_after = None
     with CtrlC(retry_s=0.2) as ctrl_c:
         start = time.monotonic()
@@ -31,6 +35,7 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_is_delivered_again() -> None:
             caught_after = time.monotonic() - start
     assert ctrl_c.pressed
     assert caught_after is not None and caught_after < 10
+    assert "Exception ignored" not in capsys.readouterr().err
 
 
 def test_a_handled_ctrl_c_is_not_delivered_again_and_the_handler_is_restored() -> None:
