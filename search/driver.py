@@ -204,7 +204,7 @@ def run_study(
                 trial = claimed.trial
                 if trial is None:
                     break
-                keepalive.hold(trial)
+                keepalive.hold(trial, beat=False)
                 evaluate_trial(study, trial, ctx, claimed.trials)
                 keepalive.release(trial)
                 trial = None

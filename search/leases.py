@@ -200,10 +200,15 @@ def take_lease(
     *,
     user_attrs: dict[str, Any] | None = None,
 ) -> None:
-    """Mark ``trial`` as held by ``worker`` (one write, with ``user_attrs`` if given)."""
+    """Mark ``trial`` as held by ``worker``, with its first heartbeat (one write, with
+    ``user_attrs`` if given)."""
     lease = {**asdict(worker), "trial": trial.number}
     write_trial_attrs(
-        study, trial, user_attrs=user_attrs, system_attrs={LEASE: lease, BEAT: time.time()}
+        study,
+        trial,
+        user_attrs=user_attrs,
+        system_attrs={LEASE: lease, BEAT: time.time()},
+        heartbeat=True,
     )
 
 
@@ -340,10 +345,13 @@ class Keepalive:
         self._thread = threading.Thread(target=self._run, name="frontier-heartbeat", daemon=True)
         self._thread.start()
 
-    def hold(self, trial: optuna.Trial | FrozenTrial) -> None:
+    def hold(self, trial: optuna.Trial | FrozenTrial, *, beat: bool = True) -> None:
+        """Keep ``trial``'s heartbeat fresh; ``beat=False``: its first one is already
+        recorded (:func:`claim` records it with the lease)."""
         with self._lock:
             self._held[trial._trial_id] = trial.number
-        self._beat(trial._trial_id)
+        if beat:
+            self._beat(trial._trial_id)
 
     def release(self, trial: optuna.Trial | FrozenTrial) -> None:
         with self._lock:

@@ -187,7 +187,7 @@ class OptunaAskTell(Searcher):
         trial = claimed.trial
         if trial is None:
             return self._done()
-        self.keepalive.hold(trial)
+        self.keepalive.hold(trial, beat=False)
         job = prepare(self.study, trial, self.ctx, claimed.trials)
         if job is None:  # told as failed
             self.keepalive.release(trial)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
@@ -40,8 +41,12 @@ def write_trial_attrs(
     user_attrs: Mapping[str, object] | None = None,
     system_attrs: Mapping[str, object] | None = None,
     constraints: Mapping[str, float] | None = None,
+    heartbeat: bool = False,
 ) -> None:
     """Set several user / system attributes and constraints of a running trial at once.
+
+    ``heartbeat`` also records the trial's heartbeat where the storage keeps heartbeats
+    (``storage.record_heartbeat``), in the same transaction.
 
     The same stored result as ``trial.set_user_attr`` for each user attribute,
     ``storage.set_trial_system_attr`` for each system attribute and ``trial.set_constraint``
@@ -60,13 +65,14 @@ def write_trial_attrs(
         system[CONSTRAINTS_PREFIX + key] = number
     storage = study._storage
     backend = _rdb_backend(storage)
+    beat = heartbeat and backend is not None and backend.heartbeat_interval is not None
     if backend is None:
         for key, value in user.items():
             storage.set_trial_user_attr(trial._trial_id, key, value)
         for key, value in system.items():
             storage.set_trial_system_attr(trial._trial_id, key, value)  # type: ignore[arg-type,unused-ignore]
-    elif user or system:
-        _write_rdb_attrs(backend, trial._trial_id, user, system)
+    elif user or system or beat:
+        _write_rdb_attrs(backend, trial._trial_id, user, system, beat=beat)
     if isinstance(trial, optuna.Trial):  # what trial.set_user_attr / set_constraint keep
         trial._cached_frozen_trial.user_attrs.update(user)
         trial._cached_frozen_trial.system_attrs.update(system)
@@ -102,12 +108,23 @@ def _upsert(dialect: str, model_cls: type) -> object | None:
 
 
 def _write_rdb_attrs(
-    backend: RDBStorage, trial_id: int, user: dict[str, object], system: dict[str, object]
+    backend: RDBStorage,
+    trial_id: int,
+    user: dict[str, object],
+    system: dict[str, object],
+    *,
+    beat: bool = False,
 ) -> None:
     with _create_scoped_session(backend.scoped_session, True) as session:
         row = models.TrialModel.find_or_raise_by_id(trial_id, session)
         backend.check_trial_is_updatable(trial_id, row.state)  # type: ignore[arg-type]
         _add_attrs(session, backend, trial_id, user, system)
+        if beat:  # what RDBStorage.record_heartbeat writes
+            stored = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
+            if stored is None:
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+            else:
+                stored.heartbeat = session.execute(sqlalchemy.func.now()).scalar()
 
 
 def _add_attrs(

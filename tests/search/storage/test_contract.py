@@ -184,6 +184,8 @@ def test_a_dead_worker_trial_is_failed_with_its_reason_and_retried_first(
     study = _open(storage_url, study_name)
     mine = leases.claim_trial(study, 10)  # held by this live process: never taken away
     assert mine is not None
+    keepalive = leases.Keepalive(study)  # its heartbeats stay fresh, however long this takes
+    keepalive.hold(mine, beat=False)
     worker = _start("hold", storage_url, study_name, 10)
     victim = _said(worker)
     assert worker.wait(timeout=60) == 0  # it died holding its trial
@@ -201,6 +203,7 @@ def test_a_dead_worker_trial_is_failed_with_its_reason_and_retried_first(
     assert leases.count_finished(list(trials.values())) == 0  # the retried failure counts not
     queued = leases.claim_trial(study, 10)
     assert queued is not None and queued.suggest_float("x", 0.0, 1.0) == 0.25
+    keepalive.close()
 
 
 def test_a_remote_worker_trial_fails_once_its_heartbeat_is_older_than_the_grace_period(
