@@ -157,6 +157,7 @@ def evaluate_config(
     seed: int,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     latency: Mapping[str, float] | None = None,
+    cheap: TrialOutcome | None = None,
 ) -> TrialOutcome:
     """Compress a copy of the model as ``config`` says and measure it.
 
@@ -165,12 +166,13 @@ def evaluate_config(
     after each recovery fine-tuning epoch (see :func:`spaces.compress`); early stopping raises
     from it. ``latency`` holds latency figures already measured on this candidate before
     fine-tuning (early stopping does): fine-tuning changes weight values, not the form that
-    runs, so they are not measured again.
+    runs, so they are not measured again. ``cheap`` is the outcome of :func:`cheap_check` on
+    ``config`` when the caller already has it.
 
     Raises whatever the candidate raises (diverged training, NaN outputs, ...); drivers
     record that as a failed trial with its reason and go on.
     """
-    cheap = cheap_check(ctx, config)
+    cheap = cheap if cheap is not None else cheap_check(ctx, config)
     if not cheap.feasible:
         return cheap
     t0 = time.perf_counter()

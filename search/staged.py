@@ -35,7 +35,7 @@ def evaluate_candidate(
     if not cheap.feasible:  # over budget before training: recorded as it is, never staged
         return cheap
     if config.is_identity() or ctx.spec.finetune.epochs == 0:
-        outcome = evaluate_config(ctx, config, seed=seed)
+        outcome = evaluate_config(ctx, config, seed=seed, cheap=cheap)
         for epoch in judge.rungs:  # nothing is fine-tuned: the same figures at every rung
             outcome.figures[rung_key(epoch)] = outcome.figures["accuracy"]
         return outcome
@@ -82,7 +82,9 @@ def evaluate_candidate(
         stop_check(epoch, figures)
 
     latency = {k: v for k, v in base.items() if k.startswith("latency_")}
-    outcome = evaluate_config(ctx, config, seed=seed, on_epoch=on_epoch, latency=latency)
+    outcome = evaluate_config(
+        ctx, config, seed=seed, on_epoch=on_epoch, latency=latency, cheap=cheap
+    )
     outcome.figures.update(rungs)
     outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s
     return outcome
