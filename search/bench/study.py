@@ -86,7 +86,10 @@ def bench_study(study_file: Path, repeats: int) -> str:
             f"## Default study: `{study_file.as_posix()}`",
             "",
             f"Command: `{cmd}` (fresh results folder each run; teacher training is timed "
-            "apart as setup).",
+            "apart as setup). Model work is the trials' own clocks: cheap checks, early "
+            "stopping's rung 0 (a student's distillation the first time one is picked), "
+            "compression and fine-tuning, evaluation (`cheap_s`, `rung0_s`, `compress_s`, "
+            "`evaluate_s`); the rest of the search's wall time is outside it.",
             f"Machine: {machine()}. Date: {today()}. "
             f"Median of {repeats} runs of {spec.study.n_trials} trials.",
             "",
