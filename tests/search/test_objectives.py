@@ -323,7 +323,7 @@ def test_a_four_objective_study_runs_reports_and_resumes_only_with_its_objective
 
     front = pd.read_csv(out / "front.csv")
     limit = float(front["bops"].median())
-    select = run_cli("select", str(db), "--max-bops", f"{limit:g}", "--no-remeasure")
+    select = run_cli("select", str(db), "--max-bops", repr(limit), "--no-remeasure")
     assert select.returncode == 0, select.stderr[-3000:]
     chosen = int(select.stdout.split("Selected trial ", 1)[1].split()[0].rstrip(":"))
     assert float(front.loc[front["trial"] == chosen, "bops"].iloc[0]) <= limit
