@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.latency import MachineLock, machine_lock
-from search.early_stopping import CandidateStopped, RungJudge, RungPoint, rung_table
+from search.early_stopping import CandidateStopped, RungJudge, RungPoint, judge_for
 from search.objective import StudyContext
 from search.objective_names import study_objectives
 from search.outcome import COMPLETE, FAILED, PRUNED, TrialOutcome
@@ -103,11 +103,13 @@ def prepare(
         with params_in_one_write(study, trial) as attrs:
             config = ctx.space.suggest(trial)
             attrs["config"] = config.to_json()
-        settings, finetune = ctx.spec.early_stopping, ctx.spec.finetune
-        rungs = None
-        if settings.enabled and settings.rungs_for(finetune.epochs):
-            seen = trials if trials is not None else study.get_trials(deepcopy=False)
-            rungs = tuple(rung_table(seen))
+        judge = judge_for(
+            ctx.spec.early_stopping,
+            ctx.spec.finetune,
+            trials if trials is not None else study.get_trials(deepcopy=False),
+            objectives=ctx.spec.study.objectives,
+        )
+        rungs = None if judge is None else tuple(judge.table)
         return TrialJob(trial.number, config, ctx.spec.study.seed + trial.number, rungs)
     except Exception as exc:
         tell(study, trial, TrialOutcome.failed(_reason(exc)))
