@@ -1,11 +1,14 @@
 """The compression benchmark: does the search find what the field's best tools find?
 
-``python -m search.bench compression`` runs ``studies/digits_mlp.toml`` and
-``studies/digits_cnn.toml`` from scratch in a temporary folder, ends each run as ``frontier
-run`` does (:mod:`search.final`: the front and the baselines re-timed side by side, measured
-on the test split), rebuilds every front point from its stored configuration (same seed, so
-the same weights; the validation accuracy is checked against the stored one) and reports,
-choosing on the **validation** split (the test split is shown beside, never chooses):
+``python -m search.bench compression [--seeds N]`` runs ``studies/digits_mlp.toml`` and
+``studies/digits_cnn.toml`` from scratch in a temporary folder, once per study seed (0 to N-1;
+the teacher, the students, the sampler and every trial are seeded from it), reports each
+headline figure as the median over the seeds with its smallest and largest value, and for every
+seed ends each run as ``frontier run`` does (:mod:`search.final`: the front and the baselines
+re-timed side by side, measured on the test split), rebuilds every front point from its stored
+configuration (same seed, so the same weights; the validation accuracy is checked against the
+stored one) and reports, choosing on the **validation** split (the test split is shown beside,
+never chooses):
 
 - digits-mlp: the largest size reduction (fp32 teacher bytes / packed bytes) of a front point
   within 0.5 points of the teacher's validation accuracy (target: at least 40x, Deep
@@ -23,92 +26,25 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 
-from evaluators import AccuracyEvaluator
-from evaluators.latency import RUNTIMES, example_batch, time_model
+from evaluators.latency import RUNTIMES, LatencySettings, example_batch, time_interleaved
 from search.bench.common import SMOKE_STUDY, Benchmark, machine, tiny_study, today
+from search.bench.compression_runs import (
+    StudyRun,
+    front_with_test_accuracy,
+    run_fresh,
+    teacher_row,
+    within,
+)
 from search.results import quoted_latency
 
 MLP_STUDY = Path("studies/digits_mlp.toml")
 CNN_STUDY = Path("studies/digits_cnn.toml")
-
-
-@dataclass(frozen=True)
-class _Run:
-    study_file: Path
-    ctx: Any
-    trials: pd.DataFrame
-    front: pd.DataFrame
-    wall_s: float
-
-
-def _run(study_file: Path, out: Path) -> _Run:
-    from search.driver import open_study, run_study
-    from search.final import final_figures
-    from search.objective import StudyContext
-    from search.results import write_outputs
-    from search.spec import load_spec
-    from search.stored import StoredStudy
-
-    spec = load_spec(study_file)
-    ctx = StudyContext(spec, out)
-    url = f"sqlite:///{out / 'study.db'}"
-    study = open_study(spec, url)
-    summary = run_study(ctx, study, n_trials=spec.study.n_trials)
-    final_figures(StoredStudy(study, spec, out, url, _context=ctx))
-    trials, front = write_outputs(study, out)
-    configs = {t.number: t.user_attrs.get("config") for t in study.get_trials(deepcopy=False)}
-    trials = trials.assign(config=trials["trial"].map(configs))
-    front = front.assign(config=front["trial"].map(configs))
-    return _Run(study_file=study_file, ctx=ctx, trials=trials, front=front, wall_s=summary.wall_s)
-
-
-def _rebuild(ctx: Any, row: pd.Series) -> Any:
-    from search.objective import rebuild_candidate
-    from spaces import CompressionConfig
-
-    config = CompressionConfig.from_json(row["config"])
-    return rebuild_candidate(ctx, config, trial=int(row["trial"]))
-
-
-def _with_test_accuracy(run: _Run) -> pd.DataFrame:
-    """The front plus the baselines, each rebuilt and scored on the test split."""
-    rows = pd.concat([run.front, run.trials[run.trials["baseline"].astype(str) != ""]])
-    rows = rows.drop_duplicates("trial")
-    val = AccuracyEvaluator(run.ctx.task, split="val")
-    test = AccuracyEvaluator(run.ctx.task, split="test", column="test_accuracy")
-    out = []
-    for _, row in rows.iterrows():
-        cand = _rebuild(run.ctx, row)
-        again = val.evaluate(cand)["accuracy"]
-        out.append(
-            {
-                **row.to_dict(),
-                "test_accuracy": test.evaluate(cand)["test_accuracy"],
-                "rebuilt_matches": abs(again - float(row["accuracy"])) < 1e-9,
-                # the settings the model has (those of layers a student lacks are dropped)
-                "config": cand.config.to_json(),
-                "candidate": cand,
-            }
-        )
-    return pd.DataFrame(out)
-
-
-def _within(df: pd.DataFrame, teacher: pd.Series, points: float) -> pd.DataFrame:
-    """Front points within ``points`` of the teacher's validation accuracy (validation
-    chooses; the test split only reports)."""
-    drop = 100 * (teacher["accuracy"] - df["accuracy"])
-    return df[(drop <= points + 1e-9) & df["front"].astype(bool)]
-
-
-def _teacher(df: pd.DataFrame) -> pd.Series:
-    return df[df["baseline"] == "teacher"].iloc[0]
 
 
 @dataclass(frozen=True)
@@ -120,6 +56,55 @@ class Timing:
     repeats: int = 40
 
 
+@dataclass
+class _Figures:
+    """One seed's headline figures (NaN where no front point qualifies)."""
+
+    size_x: float = float("nan")
+    latency_x: float = float("nan")
+    search_latency_x: float = float("nan")
+    dominating: float = float("nan")
+    mlp_test_drop: float = float("nan")
+    cnn_test_drop: float = float("nan")
+    lines: list[str] = field(default_factory=list)
+
+
+#: The summary's rows: label, target, attribute of :class:`_Figures`, format.
+SUMMARY = (
+    ("digits-mlp: size reduction within 0.5 points (validation)", ">= 40x", "size_x", "{:.1f}x"),
+    (
+        "digits-cnn: latency reduction within 1 point (validation), final side-by-side figures",
+        ">= 2x",
+        "latency_x",
+        "{:.2f}x",
+    ),
+    (
+        "digits-cnn: the same point's ratio with the search-time figures (not quoted)",
+        "",
+        "search_latency_x",
+        "{:.2f}x",
+    ),
+    (
+        "digits-cnn: front points dominating or matching uniform int8",
+        ">= 1",
+        "dominating",
+        "{:.0f}",
+    ),
+    (
+        "digits-mlp: chosen point's test-split drop (points, reported only)",
+        "",
+        "mlp_test_drop",
+        "{:.2f}",
+    ),
+    (
+        "digits-cnn: chosen point's test-split drop (points, reported only)",
+        "",
+        "cnn_test_drop",
+        "{:.2f}",
+    ),
+)
+
+
 def _interleaved(
     runtime: str,
     models: dict[str, torch.nn.Module],
@@ -127,15 +112,17 @@ def _interleaved(
     threads: int,
     timing: Timing,
 ) -> dict[str, float]:
-    """Median latency of each model, measured in alternating rounds (noise hits all alike)."""
-    rounds: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(timing.rounds):
-        for name, model in models.items():
-            times = time_model(
-                runtime, model, batch, threads=threads, warmup=timing.warmup, repeats=timing.repeats
-            )
-            rounds[name].append(statistics.median(times))
-    return {name: statistics.median(v) for name, v in rounds.items()}
+    """Median latency of each model in ``runtime``, timed side by side (interleaved rounds,
+    quiet timing, alone on the machine: :func:`evaluators.latency.time_interleaved`)."""
+    settings = LatencySettings(
+        batch_size=len(batch[0]),
+        threads=threads,
+        warmup=timing.warmup,
+        repeats=timing.repeats,
+        runtime=runtime,
+    )
+    figures = time_interleaved(models, batch, settings, rounds=timing.rounds)
+    return {name: f.latency_ms for name, f in figures.items()}
 
 
 def bench_compression(
@@ -144,16 +131,32 @@ def bench_compression(
     mlp_study: Path = MLP_STUDY,
     cnn_study: Path = CNN_STUDY,
     timing: Timing = Timing(),
+    seeds: int = 3,
 ) -> str:
-    """Run both studies; return the Markdown section for BENCHMARKS.md.
+    """Run both studies once per seed; return the Markdown section for BENCHMARKS.md.
 
     The studies run in ``out`` (kept, for a look at every trial) or in a temporary folder.
     """
+    if seeds < 1:
+        raise ValueError(f"'seeds' must be an int >= 1. Got {seeds!r} instead.")
+    per_seed: list[_Figures] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = out or Path(tmp)
+        for seed in range(seeds):
+            figures = _Figures()
+            figures.lines += [f"### Study seed {seed}", ""]
+            mlp = run_fresh(mlp_study, root / f"mlp-seed{seed}", seed)
+            figures.lines += _mlp_section(mlp, figures)
+            cnn = run_fresh(cnn_study, root / f"cnn-seed{seed}", seed)
+            figures.lines += _cnn_section(cnn, timing, figures)
+            per_seed.append(figures)
     lines = [
         "## Compression targets: `digits-mlp` size, `digits-cnn` latency",
         "",
-        "Command: `python -m search.bench compression` (fresh results folder; every front point "
-        "rebuilt from its configuration and scored on the test split).",
+        f"Command: `python -m search.bench compression --seeds {seeds}` (each study run from "
+        f"scratch once per study seed, 0 to {seeds - 1}: the teacher, the students, the "
+        "sampler and every trial are seeded from it; every front point rebuilt from its "
+        "configuration and scored on the test split).",
         f"Machine: {machine()}. Date: {today()}.",
         "",
         "The searches choose on the validation split, and so does this benchmark: a point "
@@ -163,29 +166,53 @@ def bench_compression(
         "figures: the front and the baselines re-timed side by side at the end of the run "
         "(interleaved rounds, quiet timing); the search-time figure is shown apart.",
         "",
+        f"Median over the {seeds} study seed(s), with the smallest and largest value:",
+        "",
+        "| figure | target | median | min | max | per seed |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = out or Path(tmp)
-        mlp = _run(mlp_study, root / "mlp")
-        lines += _mlp_section(mlp)
-        cnn = _run(cnn_study, root / "cnn")
-        lines += _cnn_section(cnn, timing)
+    for label, target, attr, fmt in SUMMARY:
+        values = [float(getattr(f, attr)) for f in per_seed]
+        lines.append(_summary_row(label, target, values, fmt))
+    lines.append("")
+    for figures in per_seed:
+        lines += figures.lines
     return "\n".join(lines)
 
 
-def _mlp_section(run: _Run) -> list[str]:
-    df = _with_test_accuracy(run)
-    teacher = _teacher(df)
-    ok = _within(df, teacher, 0.5)
+def _summary_row(label: str, target: str, values: list[float], fmt: str) -> str:
+    """Median, min and max of the seeds' values that exist (a seed without a qualifying
+    point counts as missing, and the row says how many are)."""
+    known = [v for v in values if v == v]
+    each = ", ".join(fmt.format(v) if v == v else "none" for v in values)
+    if not known:
+        return f"| {label} | {target or '-'} | none | - | - | {each} |"
+    stats = (statistics.median(known), min(known), max(known))
+    return (
+        f"| {label} | {target or '-'} | "
+        + " | ".join(fmt.format(v) for v in stats)
+        + (f" | {each} |")
+    )
+
+
+def _mlp_section(run: StudyRun, figures: _Figures) -> list[str]:
+    df = front_with_test_accuracy(run)
+    teacher = teacher_row(df)
+    ok = within(df, teacher, 0.5)
     best = ok.loc[ok["size_bytes"].idxmin()] if len(ok) else None
     ratio = float(teacher["size_bytes"] / best["size_bytes"]) if best is not None else float("nan")
+    figures.size_x = ratio
+    if best is not None:
+        figures.mlp_test_drop = 100 * float(teacher["test_accuracy"] - best["test_accuracy"])
     print(
-        f"digits-mlp: {len(run.trials)} trials in {run.wall_s:.0f}s, front {len(run.front)}; "
+        f"seed {run.seed} digits-mlp: {len(run.trials)} trials in {run.wall_s:.0f}s, "
+        f"front {len(run.front)}; "
         f"teacher validation {100 * teacher['accuracy']:.2f}%, best {ratio:.1f}x within 0.5 pt",
         flush=True,
     )
     lines = [
-        f"### `{run.study_file.as_posix()}`: smallest front point within 0.5 points of the teacher "
+        f"#### `{run.study_file.as_posix()}`, seed {run.seed}: smallest front point within "
+        "0.5 points of the teacher "
         "(validation split)",
         "",
         f"{len(run.trials)} trials in {run.wall_s:.0f} s; {len(run.front)} front points; all "
@@ -218,13 +245,13 @@ def _row(name: str, row: pd.Series, teacher: pd.Series) -> str:
     )
 
 
-def _cnn_section(run: _Run, timing: Timing) -> list[str]:
-    df = _with_test_accuracy(run)
+def _cnn_section(run: StudyRun, timing: Timing, figures: _Figures) -> list[str]:
+    df = front_with_test_accuracy(run)
     spec = run.ctx.spec
     df = df.assign(quoted_ms=quoted_latency(df))  # the final side-by-side figure
-    teacher = _teacher(df)
-    within = _within(df, teacher, 1.0)
-    best = within.loc[within["quoted_ms"].idxmin()] if len(within) else None
+    teacher = teacher_row(df)
+    ok = within(df, teacher, 1.0)
+    best = ok.loc[ok["quoted_ms"].idxmin()] if len(ok) else None
     int8 = df[df["baseline"] == "uniform-int8"].iloc[0]
     front = df[df["front"].astype(bool)]
     dominating = front[
@@ -241,16 +268,22 @@ def _cnn_section(run: _Run, timing: Timing) -> list[str]:
     nan = float("nan")
     final_ratio = float(teacher["quoted_ms"] / best["quoted_ms"]) if best is not None else nan
     search_ratio = float(teacher["latency_ms"] / best["latency_ms"]) if best is not None else nan
+    figures.latency_x, figures.search_latency_x = final_ratio, search_ratio
+    figures.dominating = float(len(dominating))
+    if best is not None:
+        figures.cnn_test_drop = 100 * float(teacher["test_accuracy"] - best["test_accuracy"])
     rt = spec.latency.runtime
     print(
-        f"digits-cnn: {len(run.trials)} trials in {run.wall_s:.0f}s, front {len(run.front)}; "
+        f"seed {run.seed} digits-cnn: {len(run.trials)} trials in {run.wall_s:.0f}s, "
+        f"front {len(run.front)}; "
         f"best latency {final_ratio:.2f}x (final, side by side; {search_ratio:.2f}x with the "
         f"search-time figures); uniform int8 dominated or matched by {len(dominating)} front "
         "point(s)",
         flush=True,
     )
     lines = [
-        f"### `{run.study_file.as_posix()}`: fastest front point within 1 point of the teacher "
+        f"#### `{run.study_file.as_posix()}`, seed {run.seed}: fastest front point within "
+        "1 point of the teacher "
         f"(validation split), runtime `{rt}`, batch {spec.latency.batch_size}, "
         f"{spec.latency.threads} thread(s)",
         "",
@@ -282,8 +315,8 @@ def _cnn_section(run: _Run, timing: Timing) -> list[str]:
         f"figures. Uniform int8 baseline dominated or matched by {len(dominating)} front "
         "point(s) (validation accuracy, size, final latency).",
         "",
-        f"Every runtime, same models, median of {timing.rounds} interleaved rounds of "
-        f"{timing.repeats} passes (ms):",
+        f"Every runtime, same models, timed side by side: median of {timing.rounds} "
+        f"interleaved rounds of {timing.repeats} passes (ms):",
         "",
         "| runtime | " + " | ".join(models) + " |",
         "| --- | " + " | ".join("---" for _ in models) + " |",
@@ -301,11 +334,20 @@ def _final_text(row: pd.Series) -> str:
     return f"{final:.3f} (spread {100 * row['final_latency_spread']:.0f}%)"
 
 
-ROWS = ("fp32 teacher", "uniform int8 baseline", "`onnxruntime`", "`torch`")
+ROWS = (
+    "fp32 teacher",
+    "uniform int8 baseline",
+    "`onnxruntime`",
+    "`torch`",
+    *(label for label, *_ in SUMMARY),
+)
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="keep the studies' results here")
+    p.add_argument(
+        "--seeds", type=int, default=3, help="study seeds (0 to N-1); figures are their median"
+    )
     p.set_defaults(mlp_study=MLP_STUDY, cnn_study=CNN_STUDY, timing=Timing())
 
 
@@ -316,17 +358,22 @@ def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
             # the smallest built-in task in place of both studies: the code path is the same
             "mlp_study": tiny_study(SMOKE_STUDY, folder / "mlp"),
             "cnn_study": tiny_study(SMOKE_STUDY, folder / "cnn"),
-            "timing": Timing(rounds=1, warmup=1, repeats=3),
+            "timing": Timing(rounds=1, warmup=1, repeats=30),
+            "seeds": 1,
         }
     )
 
 
 BENCHMARK = Benchmark(
     name="compression",
-    help="digits-mlp size and digits-cnn latency targets, chosen on validation",
+    help="digits-mlp size and digits-cnn latency targets, chosen on validation, over seeds",
     add_arguments=_add_arguments,
     run=lambda args: bench_compression(
-        args.out, mlp_study=args.mlp_study, cnn_study=args.cnn_study, timing=args.timing
+        args.out,
+        mlp_study=args.mlp_study,
+        cnn_study=args.cnn_study,
+        timing=args.timing,
+        seeds=args.seeds,
     ),
     smoke=_smoke,
     rows=lambda args: ROWS,

@@ -57,7 +57,8 @@ def test_every_sub_command_keeps_its_arguments() -> None:
         ("early-stopping",): {"trials": 120, "seeds": 5},
         ("ray", "studies/mnist1d_cnn.toml", "--workers", "1", "2"): {"workers": [1, 2]},
         ("teachers", "studies/mnist1d_cnn.toml", "--seeds", "3"): {"seeds": 3},
-        ("compression", "--no-write"): {"no_write": True, "out": None},
+        ("compression", "--no-write"): {"no_write": True, "out": None, "seeds": 3},
+        ("compression", "--seeds", "2"): {"seeds": 2},
         ("report",): {"study_file": Path("studies/digits_cnn.toml")},
         ("minilm",): {"study_file": Path("studies/minilm.toml")},
     }
