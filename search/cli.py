@@ -23,6 +23,7 @@ from search.commands import (
     report_command,
     run_command,
     select_command,
+    sensitivity_command,
     status_command,
 )
 from search.spec import StudyFileError, parse_duration, parse_latency, parse_size
@@ -100,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", dest="study_name", default=None, help="study name in --storage")
     p.add_argument("--out", type=Path, default=None, help="results folder of the study file")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser(
+        "sensitivity",
+        help="per-layer sensitivity table and heatmaps of a study's models, before any search",
+    )
+    p.add_argument("study", help="study file (TOML)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default as run)")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="teacher (default) or a student; repeat for several",
+    )
+    p.set_defaults(func=_sensitivity)
     return parser
 
 
@@ -124,6 +141,10 @@ def _status(args: argparse.Namespace) -> int:
     return status_command(
         args.study, storage=args.storage, study_name=args.study_name, out=args.out
     )
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    return sensitivity_command(args.study, out=args.out, models=args.models)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The Optuna driver: open or resume a study, enqueue baselines, ask / evaluate / tell."""
+"""The Optuna driver: open or resume a study, enqueue baselines and warm starts, ask / evaluate /
+tell."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from search.objective_names import (
 from search.spec import StudyFileError, StudySpec
 from search.storage import open_shared_study, storage_of, study_lock
 from search.trial import prepare, run_trial, tell
+from search.warm_starts import enqueue_warm_starts
 from spaces import CompressionConfig, SearchSpace
 
 log = logging.getLogger("frontier")
@@ -190,6 +192,7 @@ def run_study(
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
         leases.record_target(study, n_trials)
+    enqueue_warm_starts(study, ctx)  # after the baselines, once per study
     start = time.monotonic()
     ran = 0
     interrupted = False

@@ -29,6 +29,7 @@ from evaluators.latency import LatencySettings, PredictedLatencyEvaluator, compu
 from evaluators.tasks import load_task
 from search.objective_names import DEFAULT_OBJECTIVES, DIRECTIONS
 from search.outcome import TrialOutcome
+from search.sensitivities import pruned_space
 from search.spec import StudyFileError, StudySpec
 from spaces import (
     TEACHER,
@@ -71,6 +72,8 @@ class StudyContext:
             else []
         )
         self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots)
+        if spec.sensitivity.enabled and spec.sensitivity.prune_space:
+            self.space = pruned_space(self.pool, self.space, spec)
         self.costs = CostModel(self.task.model, dict(self.task.students), self.task.example_input)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),

@@ -314,12 +314,14 @@ def run_ray(
     from search import leases
     from search.driver import RunSummary, enqueue_baselines
     from search.storage import storage_of, study_lock
+    from search.warm_starts import enqueue_warm_starts
 
     settings = ctx.spec.ray
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
         leases.record_target(study, n_trials)
+    enqueue_warm_starts(study, ctx)  # after the baselines, once per study
     connect(settings, address)
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
     logging.getLogger("ray.tune").setLevel(logging.ERROR)

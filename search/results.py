@@ -67,6 +67,7 @@ _RUN_ATTRS: dict[str, object] = {
     "prune_reason": "",
     "retry_of": math.nan,
     "worker": "",
+    "warm_start": "",
 }
 
 

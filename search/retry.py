@@ -20,7 +20,7 @@ RETRY_OF_ATTR = "retry_of"
 class RetryWithSameParams:
     """Queue a failed trial's parameters again as a waiting trial (at most ``max_retry`` times).
 
-    The new trial keeps the configuration and baseline name, records ``retry_of`` (the trial
+    The new trial keeps the configuration, baseline name and warm-start label, records ``retry_of`` (the trial
     it replaces) and ``retry_reason``, and keeps Optuna's ``failed_trial`` / ``retry_history``
     system attributes, as :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` does.
     """
@@ -34,7 +34,8 @@ class RetryWithSameParams:
         if len(history) > self.max_retry:
             log.warning("trial %d failed; not queued again (max_retry reached)", trial.number)
             return
-        keep = {k: v for k, v in trial.user_attrs.items() if k in ("config", "baseline")}
+        kept = ("config", "baseline", "warm_start")
+        keep = {k: v for k, v in trial.user_attrs.items() if k in kept}
         study.add_trial(
             optuna.create_trial(
                 state=TrialState.WAITING,

@@ -27,6 +27,7 @@ from search.storage import StorageSettings
 from search.units import StudyFileError, parse_duration, parse_latency, parse_size
 from spaces.compress import FinetuneSettings
 from spaces.distillation import DistillationSettings
+from spaces.sensitivity import SensitivitySettings
 from spaces.space import SpaceSettings
 
 __all__ = [
@@ -105,6 +106,14 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "margin": _FLOAT,
     },
     "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR},
+    "sensitivity": {
+        "enabled": _BOOL,
+        "method": _STR,
+        "rows": _INT,
+        "warm_starts": _INT,
+        "prune_space": _BOOL,
+        "max_probe_s": _FLOAT,
+    },
 }
 _LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}
 
@@ -163,6 +172,7 @@ class StudySpec:
     storage: StorageSettings = field(default_factory=StorageSettings)
     early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
     ray: RaySettings = field(default_factory=RaySettings)
+    sensitivity: SensitivitySettings = field(default_factory=SensitivitySettings)
     version: int = SPEC_VERSION
     #: ``[task] factory``: the user's own ``"package.module:function"`` (instead of a name).
     task_factory: str | None = None
@@ -189,6 +199,7 @@ class StudySpec:
             ("storage", self.storage),
             ("early_stopping", self.early_stopping),
             ("ray", self.ray),
+            ("sensitivity", self.sensitivity),
         ):
             table = {
                 _FILE_KEYS.get(f"{section}.{f.name}", f.name): _plain(getattr(value, f.name))
@@ -366,8 +377,21 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             storage=StorageSettings(**t["storage"]),
             early_stopping=EarlyStoppingSettings(**early),
             ray=RaySettings(**t["ray"]),
+            sensitivity=_sensitivity(t["sensitivity"], budget),
         )
     except StudyFileError:
         raise
     except ValueError as exc:
         raise StudyFileError(str(exc)) from None
+
+
+def _sensitivity(table: Mapping[str, Any], budget: Mapping[str, Any]) -> SensitivitySettings:
+    """``[sensitivity]``; space pruning compares a layer's loss with the accuracy budget, so
+    it needs one."""
+    settings = SensitivitySettings(**table)
+    if settings.enabled and settings.prune_space and budget.get("max_accuracy_drop") is None:
+        raise StudyFileError(
+            "'sensitivity.prune_space' needs 'budget.max_accuracy_drop' (choices are dropped "
+            "when one layer alone loses more than it); set one, or set prune_space = false."
+        )
+    return settings

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"epochs": 1},
     "latency": {"repeats": 30, "warmup": 2},
     "budget": {"max_accuracy_drop": 5.0},
+    # sensitivity-seeded warm starts probe every model first; the tests of warm starts turn
+    # them on (tests/search/test_warm_starts.py), the rest keep a tiny study's trials sampled
+    "sensitivity": {"enabled": False},
 }
 
 

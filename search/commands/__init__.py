@@ -18,6 +18,7 @@ from search.commands.export import export_command
 from search.commands.report import report_command
 from search.commands.run import run_command
 from search.commands.select import select_command
+from search.commands.sensitivity import sensitivity_command
 from search.commands.status import status_command
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "report_command",
     "run_command",
     "select_command",
+    "sensitivity_command",
     "status_command",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.spec import StudyFileError
+from search.spec import StudyFileError, StudySpec, load_spec
 
 if TYPE_CHECKING:
     from search.stored import StoredStudy
@@ -34,3 +34,16 @@ def open_one(
     if len(opened) != 1:
         raise StudyFileError("Name exactly one study.")
     return opened[0]
+
+
+def locate_study(
+    study_file: str | Path, *, out: Path | None, storage: str | None
+) -> tuple[StudySpec, Path, str]:
+    """A study file's settings, its results folder (created) and its storage URL."""
+    spec = load_spec(study_file)
+    from search.driver import default_results_dir, default_storage
+
+    results_dir = out.resolve() if out is not None else default_results_dir(spec, study_file)
+    url = storage or spec.study.storage or default_storage(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return spec, results_dir, url

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from evaluators.budgets import Budget
-from search.commands._common import EXIT_INTERRUPTED
-from search.spec import StudyFileError, StudySpec, load_spec
+from search.commands._common import EXIT_INTERRUPTED, locate_study
+from search.spec import StudyFileError, StudySpec
 
 if TYPE_CHECKING:
     import optuna
@@ -51,7 +51,7 @@ def run_command(
         StudyFileError: the study file is invalid, or names a layer or student the model
             does not have.
     """
-    spec, results_dir, url = _locate(study_file, out=out, storage=storage)
+    spec, results_dir, url = locate_study(study_file, out=out, storage=storage)
     from search.driver import count_finished, open_study, run_study
     from search.objective import StudyContext
     from search.results import write_outputs
@@ -72,6 +72,7 @@ def run_command(
             f"frontier: the study already holds {done} finished trials (n_trials = "
             f"{n_trials}); pass a larger --n-trials to add more."
         )
+    _warm_starts(ctx, study)
     bar = _Bar(n_trials, done, disable=not progress)
     try:
         if backend == "ray":
@@ -132,19 +133,6 @@ def _final_figures(ctx: StudyContext, study: optuna.Study, url: str) -> None:
     )
     done = final_figures(StoredStudy(study, ctx.spec, ctx.results_dir, url, _context=ctx))
     print(f"frontier: {done.note}")
-
-
-def _locate(
-    study_file: str | Path, *, out: Path | None, storage: str | None
-) -> tuple[StudySpec, Path, str]:
-    """The study's settings, its results folder (created) and its storage URL."""
-    spec = load_spec(study_file)
-    from search.driver import default_results_dir, default_storage
-
-    results_dir = out.resolve() if out is not None else default_results_dir(spec, study_file)
-    url = storage or spec.study.storage or default_storage(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    return spec, results_dir, url
 
 
 class _Bar:
@@ -242,3 +230,22 @@ def print_front(
     )
     print(table.to_string(index=False))
     print()
+
+
+def _warm_starts(ctx: StudyContext, study: optuna.Study) -> None:
+    """Measure the sensitivities and enqueue the warm starts (once per study), saying so."""
+    from search.warm_starts import WARM_STARTS_ATTR, enqueue_warm_starts
+
+    s = ctx.spec.sensitivity
+    if not s.enabled or s.warm_starts == 0 or WARM_STARTS_ATTR in study.user_attrs:
+        return
+    print(
+        "frontier: measuring per-layer sensitivity (once per study; [sensitivity] enabled = "
+        "false turns it off) ...",
+        flush=True,
+    )
+    done = enqueue_warm_starts(study, ctx)
+    print(
+        f"frontier: {len(done.labels)} warm starts enqueued after the baselines "
+        f"(sensitivity took {done.seconds:.1f}s)."
+    )

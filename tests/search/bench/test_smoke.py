@@ -51,8 +51,14 @@ def test_every_sub_command_keeps_its_arguments() -> None:
         ("study", "studies/digits_cnn.toml", "--repeats", "3"): {"repeats": 3},
         ("predictor", "--candidates", "40"): {"candidates": 40, "rounds": 3},
         ("samplers", "studies/digits_cnn.toml", "--trials", "60", "--seeds", "5"): {
-            "trials": 60,
+            "trials": [60],
             "seeds": 5,
+            "study_files": [Path("studies/digits_cnn.toml")],
+        },
+        ("samplers",): {
+            "trials": [30, 60, 120],
+            "study_files": [Path("studies/digits_cnn.toml"), Path("studies/mnist1d_cnn.toml")],
+            "samplers": ["random", "tpe", "nsga2", "tpe-warm"],
         },
         ("early-stopping",): {"trials": 120, "seeds": 5},
         ("ray", "studies/mnist1d_cnn.toml", "--workers", "1", "2"): {"workers": [1, 2]},

@@ -1,0 +1,67 @@
+"""Sensitivity-seeded warm starts: measure each model once, enqueue budgeted allocations.
+
+Before the search samples anything, each model of the space (the teacher and every searched
+student) is probed layer by layer (:mod:`search.sensitivities`, :mod:`spaces.sensitivity`: each layer alone quantized at
+each bit width of the space and pruned at a few ratios, everything else left as it is). The
+tables are cached in the study's ``cache/`` folder (reused by every worker and on resume) and
+stored in the study as the user attribute ``sensitivity``, so a report of the storage alone
+shows them. From them and the cost model, :func:`search.allocation.warm_start_allocations`
+computes per-layer allocations along a ladder of budgets; they are enqueued after the
+baselines, once per study (the study attribute ``warm_starts`` lists their labels and marks
+the work done, so a resumed or second worker enqueues nothing), each trial carrying its label
+in the user attribute ``warm_start``. The sampler then continues from their results as from
+any other history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import optuna
+
+from search.allocation import warm_start_allocations
+from search.objective import StudyContext
+from search.sensitivities import sensitivity_tables
+from search.storage import storage_of, study_lock
+
+log = logging.getLogger("frontier")
+
+#: Study attribute: the labels of the warm starts enqueued (present once they were).
+WARM_STARTS_ATTR = "warm_starts"
+#: Study attribute: ``{model: SensitivityTable.to_dict()}``.
+SENSITIVITY_ATTR = "sensitivity"
+#: Trial attribute: the allocation a warm-start trial came from.
+WARM_START_TRIAL_ATTR = "warm_start"
+def enqueue_warm_starts(study: optuna.Study, ctx: StudyContext) -> WarmStarts:
+    """Measure (or read) the sensitivities and enqueue the allocations, once per study."""
+    settings = ctx.spec.sensitivity
+    if not settings.enabled or settings.warm_starts == 0:
+        return WarmStarts(reason="turned off ([sensitivity] enabled / warm_starts)")
+    if WARM_STARTS_ATTR in study.user_attrs:
+        return WarmStarts(reason="already enqueued for this study")
+    t0 = time.perf_counter()
+    tables = sensitivity_tables(ctx.pool, ctx.space, ctx.spec)
+    seconds = time.perf_counter() - t0
+    allocations = warm_start_allocations(
+        tables,
+        ctx.costs,
+        ctx.space,
+        ctx.spec.budget,
+        ctx.spec.study.objectives,
+        settings.warm_starts,
+    )
+    url, _ = storage_of(study)
+    with study_lock(url or "", f"claim:{study.study_name}"):
+        if WARM_STARTS_ATTR in study.user_attrs:  # another worker was first
+            return WarmStarts(seconds=seconds, reason="already enqueued for this study")
+        for a in allocations:
+            study.enqueue_trial(
+                ctx.space.params_from_config(a.config),
+                user_attrs={WARM_START_TRIAL_ATTR: a.label},
+            )
+        study.set_user_attr(SENSITIVITY_ATTR, {m: t.to_dict() for m, t in tables.items()})
+        study.set_user_attr(WARM_STARTS_ATTR, [a.label for a in allocations])
+    log.info("enqueued %d warm starts from sensitivities (%.1fs)", len(allocations), seconds)
+    return WarmStarts(labels=tuple(a.label for a in allocations), seconds=seconds)
