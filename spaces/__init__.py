@@ -16,6 +16,13 @@ from spaces.layers import compressible_layers
 from spaces.packing import Artifact, pack, unpack
 from spaces.pruning import magnitude_mask
 from spaces.quantization import QuantizedWeight, fake_quantize, quantize_weight
+from spaces.sensitivity import (
+    SensitivitySettings,
+    SensitivityTable,
+    cached_sensitivity,
+    measure_sensitivity,
+    restricted_space,
+)
 from spaces.space import SearchSpace, SpaceSettings
 from spaces.structured import prunable_groups, prune_channels
 from spaces.task import ACCURACY, Metric, Split, Task
@@ -35,12 +42,15 @@ __all__ = [
     "Metric",
     "QuantizedWeight",
     "SearchSpace",
+    "SensitivitySettings",
+    "SensitivityTable",
     "SpaceSettings",
     "Split",
     "StudentPool",
     "Task",
     "TrainingDiverged",
     "WeightCache",
+    "cached_sensitivity",
     "compress",
     "compressible_layers",
     "export_onnx",
@@ -48,11 +58,13 @@ __all__ = [
     "fit",
     "load_candidate",
     "magnitude_mask",
+    "measure_sensitivity",
     "pack",
     "predict",
     "prunable_groups",
     "prune_channels",
     "quantize_weight",
+    "restricted_space",
     "save_candidate",
     "unpack",
 ]
