@@ -20,9 +20,10 @@ RETRY_OF_ATTR = "retry_of"
 class RetryWithSameParams:
     """Queue a failed trial's parameters again as a waiting trial (at most ``max_retry`` times).
 
-    The new trial keeps the configuration, baseline name and warm-start label, records ``retry_of`` (the trial
-    it replaces) and ``retry_reason``, and keeps Optuna's ``failed_trial`` / ``retry_history``
-    system attributes, as :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` does.
+    The new trial keeps the configuration, baseline name and warm-start label, records
+    ``retry_of`` (the trial it replaces) and ``retry_reason``, and keeps Optuna's
+    ``failed_trial`` / ``retry_history`` system attributes, as
+    :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` does.
     """
 
     def __init__(self, max_retry: int, reason: str) -> None:

@@ -11,10 +11,10 @@ every worker and every resumed run reads it instead of measuring again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from torch import nn
 
 from evaluators.latency import computing
 from spaces import TEACHER, SearchSpace, StudentPool, compressible_layers
@@ -24,6 +24,7 @@ from spaces.sensitivity import (
     cached_sensitivity,
     measure_sensitivity,
     restricted_space,
+    table_filename,
 )
 
 if TYPE_CHECKING:
@@ -73,33 +74,43 @@ def sensitivity_tables(
     measured once into ``pool``'s cache folder and read back afterwards."""
     settings = spec.sensitivity
     granularity = space.settings.granularity[0]
+    importance = space.settings.channel_importance
     tables: dict[str, SensitivityTable] = {}
     with computing():  # distilling and probing: no other frontier worker times meanwhile
         for model in models if models is not None else space.students:
             net = pool.get(model)  # a student is distilled here the first time
-            choices = probe_choices(
-                space, list(compressible_layers(net)), teacher=model == TEACHER
+            choices = probe_choices(space, list(compressible_layers(net)), teacher=model == TEACHER)
+            bits = {n: [int(b) for b in v] for n, v in choices["bits"].items()}
+            name = table_filename(
+                model,
+                settings,
+                weights_fingerprint(net),
+                bits=bits,
+                prune_ratios=choices["prune"],
+                channel_ratios=choices["channels"],
+                granularity=granularity,
+                importance=importance,
             )
-            key = json.dumps([choices, granularity, weights_fingerprint(net)], sort_keys=True)
-            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-            name = f"sensitivity-{model}-{settings.fingerprint()}-{digest}.json"
-            path = pool.cache.root / name
 
             def compute(
-                net: object = net, model: str = model, choices: dict = choices
+                net: nn.Module = net,
+                model: str = model,
+                bits: dict[str, list[int]] = bits,
+                choices: dict[str, dict[str, list[float]]] = choices,
             ) -> SensitivityTable:
                 return measure_sensitivity(
                     net,
                     pool.task,
                     name=model,
-                    bits={n: [int(b) for b in v] for n, v in choices["bits"].items()},
+                    bits=bits,
                     prune_ratios=choices["prune"],
                     channel_ratios=choices["channels"],
                     granularity=granularity,
                     settings=settings,
+                    importance=importance,
                 )
 
-            tables[model] = cached_sensitivity(path, compute)
+            tables[model] = cached_sensitivity(pool.cache.root / name, compute)
     return tables
 
 

@@ -1,8 +1,9 @@
 """Sensitivity-seeded warm starts: measure each model once, enqueue budgeted allocations.
 
 Before the search samples anything, each model of the space (the teacher and every searched
-student) is probed layer by layer (:mod:`search.sensitivities`, :mod:`spaces.sensitivity`: each layer alone quantized at
-each bit width of the space and pruned at a few ratios, everything else left as it is). The
+student) is probed layer by layer (:mod:`search.sensitivities`, :mod:`spaces.sensitivity`:
+each layer alone quantized at each bit width of the space and pruned at a few ratios,
+everything else left as it is). The
 tables are cached in the study's ``cache/`` folder (reused by every worker and on resume) and
 stored in the study as the user attribute ``sensitivity``, so a report of the storage alone
 shows them. From them and the cost model, :func:`search.allocation.warm_start_allocations`
@@ -34,6 +35,24 @@ WARM_STARTS_ATTR = "warm_starts"
 SENSITIVITY_ATTR = "sensitivity"
 #: Trial attribute: the allocation a warm-start trial came from.
 WARM_START_TRIAL_ATTR = "warm_start"
+
+
+@dataclass(frozen=True)
+class WarmStarts:
+    """What :func:`enqueue_warm_starts` did.
+
+    Attributes:
+        labels: The labels enqueued (empty when nothing was, see ``reason``).
+        seconds: Time spent on the sensitivities in this call (students distilled for them
+            included; reading the cache costs next to nothing).
+        reason: Why nothing was enqueued, or ``""``.
+    """
+
+    labels: tuple[str, ...] = ()
+    seconds: float = 0.0
+    reason: str = ""
+
+
 def enqueue_warm_starts(study: optuna.Study, ctx: StudyContext) -> WarmStarts:
     """Measure (or read) the sensitivities and enqueue the allocations, once per study."""
     settings = ctx.spec.sensitivity

@@ -70,9 +70,7 @@ def run_curves(args: argparse.Namespace, study_file: Path) -> tuple[pd.DataFrame
                 for n in range(1, n_run + 1):
                     done = n - k
                     hv = float(curve.iloc[min(done, len(curve)) - 1]) if done >= 1 else 0.0
-                    rows.append(
-                        {"sampler": name, "seed": seed, "n": n, "hv": hv, "cost_trials": k}
-                    )
+                    rows.append({"sampler": name, "seed": seed, "n": n, "hv": hv, "cost_trials": k})
                 print(
                     f"{study_file.name} {name} seed {seed}: hypervolume {rows[-1]['hv']:.4f} "
                     f"after {n_run} trials, {wall:.0f}s"
@@ -188,8 +186,13 @@ def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
         for i, f in enumerate(args.study_files[:1])
     ]
     return argparse.Namespace(
-        **{**vars(args), "study_files": studies, "trials": [2, 4], "seeds": 1,
-           "figures": folder / "figures"}
+        **{
+            **vars(args),
+            "study_files": studies,
+            "trials": [2, 4],
+            "seeds": 1,
+            "figures": folder / "figures",
+        }
     )
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from evaluators.budgets import Budget
 from search.commands._common import EXIT_INTERRUPTED, locate_study
-from search.spec import StudyFileError, StudySpec
+from search.spec import StudyFileError
 
 if TYPE_CHECKING:
     import optuna

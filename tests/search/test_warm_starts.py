@@ -19,13 +19,12 @@ WARM = {"enabled": True, "warm_starts": 3, "method": "measured", "rows": 120}
 
 
 def _spec(**sections: object) -> object:
-    data = study_dict(
-        study={"name": "warm", "n_trials": 8},
-        space={"students": ["teacher"], "bits": [2, 4, 8, 32], "prune_max": 0.5},
-        sensitivity=WARM,
-        **sections,  # type: ignore[arg-type]
-    )
-    return parse_spec(data)
+    base: dict[str, object] = {
+        "study": {"name": "warm", "n_trials": 8},
+        "space": {"students": ["teacher"], "bits": [2, 4, 8, 32], "prune_max": 0.5},
+        "sensitivity": WARM,
+    }
+    return parse_spec(study_dict(**{**base, **sections}))  # type: ignore[arg-type]
 
 
 def _run(spec: object, out: Path, n_trials: int) -> object:
@@ -112,7 +111,7 @@ def test_space_pruning_drops_hopeless_bit_widths_the_same_on_every_worker(
 
 
 def test_space_pruning_needs_an_accuracy_budget() -> None:
-    with pytest.raises(StudyFileError, match="'sensitivity.prune_space' needs"):
+    with pytest.raises(StudyFileError, match=r"'sensitivity\.prune_space' needs"):
         _spec(sensitivity={**WARM, "prune_space": True}, budget={"max_accuracy_drop": None})
 
 
