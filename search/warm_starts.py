@@ -33,6 +33,8 @@ log = logging.getLogger("frontier")
 WARM_STARTS_ATTR = "warm_starts"
 #: Study attribute: ``{model: SensitivityTable.to_dict()}``.
 SENSITIVITY_ATTR = "sensitivity"
+#: Study attribute: seconds the sensitivities took (students distilled for them included).
+SENSITIVITY_SECONDS_ATTR = "sensitivity_s"
 #: Trial attribute: the allocation a warm-start trial came from.
 WARM_START_TRIAL_ATTR = "warm_start"
 
@@ -81,6 +83,7 @@ def enqueue_warm_starts(study: optuna.Study, ctx: StudyContext) -> WarmStarts:
                 user_attrs={WARM_START_TRIAL_ATTR: a.label},
             )
         study.set_user_attr(SENSITIVITY_ATTR, {m: t.to_dict() for m, t in tables.items()})
+        study.set_user_attr(SENSITIVITY_SECONDS_ATTR, seconds)
         study.set_user_attr(WARM_STARTS_ATTR, [a.label for a in allocations])
     log.info("enqueued %d warm starts from sensitivities (%.1fs)", len(allocations), seconds)
     return WarmStarts(labels=tuple(a.label for a in allocations), seconds=seconds)
