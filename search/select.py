@@ -35,7 +35,8 @@ class Selection:
             on), ``drop_points``, ``latency_ms`` (the latency checked and quoted: the final
             one where known), ``search_latency_ms`` (the search-time figure),
             ``latency_basis`` (``"final"`` or ``"search"``), ``excess.*`` (amount over each
-            budget, 0 when met), ``meets``, ``rank`` (1 = chosen).
+            budget, 0 when met), ``meets``, ``rank`` (1 = chosen), and the front's own
+            columns (``summary``, ``techniques``, ... where it has them).
         budget: The budget applied.
         reference_accuracy: The teacher's validation accuracy that drops are measured from.
         chosen: The selected trial number, or ``None`` when no point meets the budgets.
@@ -170,6 +171,8 @@ def explain(selection: Selection, *, teacher_size: float | None = None) -> str:
         desc = f" ({row['summary']})" if row.get("summary") else ""
         lines.append(f"Selected trial {s.chosen}{desc}:")
         lines.append(f"  {_point(row, teacher_size)}.")
+        if row.get("techniques"):
+            lines.append(f"  Techniques it combines: {row['techniques']}.")
         lines.append(
             f"Why: the highest validation accuracy among the {len(ok)} of {len(t)} "
             "front points that meet every budget."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,8 @@ def select_command(
     out: Path | None = None,
     remeasure: bool = True,
 ) -> int:
-    """Print the selected front point, why, and every point considered.
+    """Print the selected front point (with the techniques it combines), why, every point
+    considered, and the front each technique family reaches alone (:mod:`search.families`).
 
     Args:
         study: A study file, results folder or storage file; ``None`` to name it by
@@ -48,10 +50,12 @@ def select_command(
             a teacher the study lacks.
     """
     stored = open_one(study, storage=storage, names=names, out=out)
-    _, selection, text = choose(stored, budget or Budget(), remeasure=remeasure)
+    report, selection, text = choose(stored, budget or Budget(), remeasure=remeasure)
     print(text)
     print()
     _print_candidates(selection)
+    print()
+    _print_families(report)
     return 0 if selection.chosen is not None else EXIT_NOTHING_SELECTED
 
 
@@ -97,3 +101,22 @@ def _print_candidates(selection: Selection) -> None:
         "side-by-side figure, * search-time):"
     )
     print("\n".join(rows))
+
+
+def _print_families(report: StudyReport) -> None:
+    from search.report.tables import family_note, family_table
+
+    print("Which technique: the front each family reaches alone (validation accuracy):")
+    table = family_table(report).astype(str)
+    widths = {c: max([len(c), *table[c].str.len()]) for c in table.columns}
+
+    def line(cells: Sequence[str]) -> str:
+        # the family's name to the left, the figures to the right
+        return "  " + "  ".join(
+            v.ljust(widths[c]) if c == "family" else v.rjust(widths[c])
+            for c, v in zip(table.columns, cells, strict=True)
+        )
+
+    print(line(list(table.columns)))
+    print("\n".join(line(list(row)) for row in table.itertuples(index=False)))
+    print(textwrap.fill(family_note(report), 100, initial_indent="  ", subsequent_indent="  "))

@@ -3,15 +3,18 @@
 ``frontier report STUDY [STUDY ...]`` writes, into one folder:
 
 - ``report.html``: one self-contained page (plotly.js inlined once; no network needed):
-  the front as a table, interactive plots, hypervolume, the knee point, per-layer policies
-  and the environment; with several studies, their fronts overlaid first;
+  the front as a table, interactive plots, hypervolume, the knee point and the techniques it
+  combines, "which technique" (the front each technique family reaches alone beside the
+  joint front, :mod:`search.families`), the per-layer sensitivity when the study measured
+  it (:mod:`.sensitivity`), per-layer policies and the environment; with several studies,
+  their fronts overlaid first;
 - ``report.md``: the same facts in Markdown, linking
 - ``report-*.png``: static plots (matplotlib) for papers and slides.
 
 The data and the drawing are apart, as in Optuna's visualization: :mod:`.data` reads the
 stored study into a :class:`StudyReport`, :mod:`.tables` and :mod:`.plot_data` turn it into
-rows and plot data; :mod:`.figures` (plotly), :mod:`.html`, :mod:`.markdown` and :mod:`.png`
-(matplotlib) only draw it, and :mod:`.write` writes the files.
+rows and plot data; :mod:`.figures` and :mod:`.technique_figures` (plotly), :mod:`.html`,
+:mod:`.markdown` and :mod:`.png` (matplotlib) only draw it, and :mod:`.write` writes the files.
 """
 
 from __future__ import annotations

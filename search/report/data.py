@@ -21,11 +21,19 @@ import optuna
 import pandas as pd
 
 from search.environment import ENV_ATTR
+from search.families import (
+    STUDENT_LAYERS_ATTR,
+    StudentLayers,
+    family_fronts,
+    family_members,
+    techniques_text,
+)
 from search.final import final_figures
 from search.knee import knee_index
 from search.objective import describe
 from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.quality import hypervolume_curve
+from search.report.sensitivity import SENSITIVITY_ATTR, sensitivity_frame
 from search.results import FINAL_COLUMNS, front_frame, quoted_latency, trials_frame
 from search.stored import StoredStudy
 from search.testsplit import TEST_COLUMNS, held_out_figures
@@ -33,7 +41,7 @@ from spaces import CompressionConfig
 
 #: Trial user attributes shown when present (other issues add them); not all are in
 #: ``trials_frame``'s columns.
-EXTRA_ATTRS = ("bops", *TEST_COLUMNS, *FINAL_COLUMNS, "config")
+EXTRA_ATTRS = ("bops", *TEST_COLUMNS, *FINAL_COLUMNS, "config", "warm_start")
 #: Per-layer value a layer takes when its config does not list it.
 POLICY_DEFAULTS = {"bits": 32.0, "prune": 0.0}
 
@@ -55,6 +63,15 @@ class StudyReport:
         environment: What the study recorded about its machine, or ``{}``.
         settings: The study's settings as plain data, or ``{}``.
         objectives: What the study optimises (result column names), in canonical order.
+        families: The technique families' table (:func:`search.families.family_fronts`).
+        family_fronts: Each family's front rows, by family name (as in ``families``).
+        sensitivity: Every sensitivity probe the study measured
+            (:func:`search.report.sensitivity.sensitivity_frame`); empty when none.
+        sensitivity_tables: The stored sensitivity tables by model name, or ``{}``.
+
+    ``trials`` and ``front`` carry ``techniques`` (the techniques each trial combines, in
+    words) and ``warm_start`` (the allocation a warm start came from; ``""`` for the others
+    and in studies that predate warm starts).
     """
 
     name: str
@@ -69,6 +86,10 @@ class StudyReport:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)
+    family_fronts: dict[str, pd.DataFrame] = field(default_factory=dict)
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sensitivity_tables: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hypervolume(self) -> float:
@@ -82,6 +103,15 @@ class StudyReport:
         if drop is None or self.teacher is None:
             return None
         return float(self.teacher["accuracy"]) - drop / 100.0
+
+    @property
+    def sensitivity_model(self) -> str | None:
+        """The model whose sensitivity the report shows: the teacher when it was measured,
+        else the first model measured; ``None`` when the study measured none."""
+        if self.sensitivity.empty:
+            return None
+        models = list(dict.fromkeys(self.sensitivity["model"]))
+        return "teacher" if "teacher" in models else models[0]
 
     def budget(self, key: str) -> float | None:
         """The study's budget ``key`` (``max_size_bytes``, ...), or ``None`` when unset."""
@@ -168,6 +198,8 @@ def policy_tables(front: pd.DataFrame, layers: Sequence[str]) -> dict[str, pd.Da
     for fam in families:
         cols = list(layers) or sorted({k for c in configs.values() for k in c.get(fam, {})})
         extra = sorted({k for c in configs.values() for k in c.get(fam, {})} - set(cols))
+        if not cols and not extra:  # no layer known and none listed: nothing to show
+            continue
         default = POLICY_DEFAULTS.get(fam, math.nan)
         tables[fam] = pd.DataFrame(
             [
@@ -206,6 +238,11 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
     trials = _with_attrs(trials_frame(study), study, EXTRA_ATTRS)
     if "student" not in trials:
         trials["student"] = ""
+    # a study from before warm starts has no such column; a trial that was none has ""
+    warm = trials["warm_start"]
+    trials["warm_start"] = warm.where(warm.map(lambda v: isinstance(v, str)), "").astype(str)
+    layers = student_layers(study)
+    trials["techniques"] = [techniques_text(r, layers) for _, r in trials.iterrows()]
     front = front_frame(trials).copy()
     teacher_rows = trials[(trials["baseline"] == "teacher") & (trials["state"] == "COMPLETE")]
     teacher = teacher_rows.iloc[0] if len(teacher_rows) else None
@@ -225,6 +262,10 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
     front["knee"] = front["trial"] == knee
     env = study.user_attrs.get(ENV_ATTR, {})
     settings = stored.spec.to_dict() if stored.spec is not None else {}
+    drop = settings.get("budget", {}).get("max_accuracy_drop")
+    members = family_members(trials, objectives, layers)
+    tables = study.user_attrs.get(SENSITIVITY_ATTR)
+    tables = dict(tables) if isinstance(tables, Mapping) else {}
     return StudyReport(
         name=study.study_name,
         stored=stored,
@@ -238,4 +279,18 @@ def build_report(stored: StoredStudy, *, remeasure: bool = True) -> StudyReport:
         environment=dict(env) if isinstance(env, Mapping) else {},
         settings=settings,
         objectives=objectives,
+        families=family_fronts(trials, objectives, layers, max_accuracy_drop=drop),
+        family_fronts={name: rows[rows["front"]] for name, rows in members.items()},
+        sensitivity=sensitivity_frame(tables),
+        sensitivity_tables=tables,
     )
+
+
+def student_layers(study: optuna.Study) -> StudentLayers | None:
+    """Each model's compressible layers as the study recorded them
+    (:data:`search.families.STUDENT_LAYERS_ATTR`), or ``None`` for a study that did not
+    (then every per-layer parameter counts when naming a trial's techniques)."""
+    recorded = study.user_attrs.get(STUDENT_LAYERS_ATTR)
+    if not isinstance(recorded, Mapping):
+        return None
+    return {str(k): [str(n) for n in v] for k, v in recorded.items() if isinstance(v, list)}

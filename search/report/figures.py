@@ -20,6 +20,7 @@ from search.report.plot_data import (
     AXES,
     COLOURS,
     LOG_AXES,
+    WARM,
     accuracy_plot,
     front_by,
     front_students,
@@ -57,8 +58,12 @@ def _hover(df: pd.DataFrame) -> list[str]:
             text += f"<br>{r['summary']}"
         elif "student" in r:
             text += f"<br>{r['student']}"
+        if r.get("techniques"):
+            text += f"<br>techniques: {r['techniques']}"
         if r.get("baseline"):
             text += f"<br>baseline: {r['baseline']}"
+        if isinstance(r.get("warm_start"), str) and r["warm_start"]:
+            text += f"<br>warm start: {r['warm_start']}"
         out.append(text)
     return out
 
@@ -117,6 +122,9 @@ def accuracy_vs(report: StudyReport, x: str) -> go.Figure:
             fig.add_trace(
                 _trace(p.tested, x, "test_accuracy", name=name, marker=ring, error_y=bars)
             )
+        if len(p.warm):
+            tri = {"symbol": "triangle-up-open", "size": 15, "color": WARM, "line": {"width": 2}}
+            fig.add_trace(_trace(p.warm, x, name="front point from a warm start", marker=tri))
         diamond = {"symbol": "diamond-open", "size": 16, "color": "black", "line": {"width": 2}}
         knee: dict[str, Any] = {"name": "suggested knee", "mode": "markers+text"}
         knee |= {"marker": diamond, "text": ["knee"] * len(p.knee), "textposition": "top left"}

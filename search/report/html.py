@@ -6,22 +6,31 @@ import html
 import json
 from collections.abc import Sequence
 
+import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
 from search.quality import REFERENCE as HV_REFERENCE
 from search.report import figures as rf
+from search.report import technique_figures as tf
 from search.report.data import StudyReport
+from search.report.sensitivity import cost_text
 from search.report.tables import (
     best_accuracy,
     environment_rows,
+    family_note,
+    family_table,
     fmt_pct,
     front_table,
+    has_warm_starts,
     knee_method,
     knee_row,
+    knee_techniques,
     knee_test_text,
     latency_text,
+    sensitivity_rows,
     table_rows,
+    warm_front_text,
 )
 
 _CSS = """
@@ -74,11 +83,26 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
+#: Columns of text, aligned left.
+_LEFT = {"mark", "student", "techniques", "warm start", "compression", "family", "layer"}
+
+
+def _plain_table(table: pd.DataFrame) -> str:
+    """A table of strings, every row alike."""
+    cls = {c: "l" if c in _LEFT else "" for c in table.columns}
+    head = "".join(f'<th class="{cls[c]}">{_e(c)}</th>' for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{cls[c]}">{_e(v)}</td>' for c, v in row.items()) + "</tr>"
+        for _, row in table.iterrows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _table(report: StudyReport) -> str:
     table = front_table(report)
     if table.empty:
         return "<p>The front is empty: no feasible trial. Loosen the budget or run more trials.</p>"
-    left = {"mark", "student", "compression"}
+    left = _LEFT
     head = "".join(f'<th class="{"l" if c in left else ""}">{_e(c)}</th>' for c in table.columns)
     body = []
     for (_, row), (_, src) in zip(table.iterrows(), table_rows(report).iterrows(), strict=True):
@@ -126,6 +150,7 @@ def _knee_text(report: StudyReport) -> str:
     return (
         f"<p><b>Suggested knee: trial {report.knee_trial}</b> ({_e(k['summary'])}): validation "
         f"{fmt_pct(k['accuracy'])}{_e(test)}, {k['size_bytes']:,.0f} B, {_e(latency_text(k))} ms. "
+        f"Techniques: <b>{_e(knee_techniques(report))}</b>. "
         "Select it with <code>frontier export STUDY --trial "
         f"{report.knee_trial}</code>.</p>"
     )
@@ -141,6 +166,11 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
         "<h3>Pareto front (feasible trials; validation accuracy chose it) and baselines</h3>",
         f'<p class="note">Objectives: {_e(", ".join(report.objectives))}. '
         f"{_e(report.test_note)} Baselines are green; the knee row is highlighted.</p>",
+        *(
+            [f'<p class="note">{_e(warm_front_text(report))}</p>']
+            if has_warm_starts(report)
+            else []
+        ),
         _table(report),
         _knee_text(report),
         "</section>",
@@ -160,6 +190,12 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
         parts.append(_figure(rf.hypervolume_figure([report]), f"{sid}-hv"))
     parts += [
         "</section>",
+        f"<section><h2>Which technique: {_e(report.name)}</h2>",
+        f'<p class="note">{_e(family_note(report))}</p>',
+        _plain_table(family_table(report)),
+        _figure(tf.family_figure(report), f"{sid}-families"),
+        "</section>",
+        *_sensitivity_section(report, sid),
         f"<section><h2>Per-layer policies of the front: {_e(report.name)}</h2>",
         '<p class="note">Bits per layer (fp32 = kept float) and the share of each layer\'s '
         "weights pruned, one row per front point, most accurate first.</p>",
@@ -170,6 +206,21 @@ def _study_section(report: StudyReport, idx: int, *, single: bool) -> str:
         "</section>",
     ]
     return "\n".join(parts)
+
+
+def _sensitivity_section(report: StudyReport, sid: str) -> list[str]:
+    model = report.sensitivity_model
+    if model is None:
+        return []
+    return [
+        f"<section><h2>Per-layer sensitivity ({_e(model)}): {_e(report.name)}</h2>",
+        f'<p class="note">Measured before the search: {_e(cost_text(report.sensitivity_tables))}. '
+        "One layer changed at a time; most sensitive layers first. Colour: the metric drop in "
+        "points where measured, else log10 of the output distortion (a gradient estimate).</p>",
+        _plain_table(sensitivity_rows(report, model)),
+        _figure(tf.sensitivity_figure(report.sensitivity, model), f"{sid}-sensitivity"),
+        "</section>",
+    ]
 
 
 def _compare_section(reports: Sequence[StudyReport]) -> str:

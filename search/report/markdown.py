@@ -9,17 +9,27 @@ import pandas as pd
 
 from search.quality import REFERENCE as HV_REFERENCE
 from search.report.data import StudyReport
+from search.report.sensitivity import cost_text
 from search.report.tables import (
     best_accuracy,
     bits_label,
     environment_rows,
+    family_note,
+    family_table,
     fmt_pct,
     front_table,
+    has_warm_starts,
     knee_method,
     knee_row,
+    knee_techniques,
     knee_test_text,
     latency_text,
+    sensitivity_rows,
+    warm_front_text,
 )
+
+#: PNG name endings drawn in their own sections, not with the study's plots at the top.
+_OWN_SECTION = ("-families.png", "-sensitivity.png")
 
 
 def md_table(df: pd.DataFrame) -> str:
@@ -61,6 +71,30 @@ def _policy_md(report: StudyReport) -> str:
     return md_table(pd.DataFrame(rows))
 
 
+def _families_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
+    out = ["### Which technique", "", family_note(report), ""]
+    out += [md_table(family_table(report)), ""]
+    out += [f"![{n}]({n})" for n in pngs if n.endswith("-families.png")]
+    return [*out, ""]
+
+
+def _sensitivity_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
+    model = report.sensitivity_model
+    if model is None:
+        return []
+    out = [
+        f"### Per-layer sensitivity ({model})",
+        "",
+        f"Measured before the search: {cost_text(report.sensitivity_tables)}. One layer "
+        "changed at a time; most sensitive layers first.",
+        "",
+        md_table(sensitivity_rows(report, model)),
+        "",
+    ]
+    out += [f"![{n}]({n})" for n in pngs if n.endswith("-sensitivity.png")]
+    return [*out, ""]
+
+
 def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
     c = report.counts()
     out = [
@@ -72,8 +106,11 @@ def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
         f"Hypervolume (normalised): **{report.hypervolume:.4f}**.",
         "",
     ]
-    out += [f"![{name}]({name})" for name in pngs]
-    out += ["", "### Pareto front", "", report.test_note, "", md_table(front_table(report)), ""]
+    out += [f"![{name}]({name})" for name in pngs if not name.endswith(_OWN_SECTION)]
+    out += ["", "### Pareto front", "", report.test_note, ""]
+    if has_warm_starts(report):
+        out += [warm_front_text(report), ""]
+    out += [md_table(front_table(report)), ""]
     k = knee_row(report)
     if k is not None:
         test = knee_test_text(k)
@@ -82,9 +119,11 @@ def _study_md(report: StudyReport, pngs: Sequence[str]) -> list[str]:
             "",
             f"Trial **{report.knee_trial}** ({k['summary']}): validation "
             f"{fmt_pct(k['accuracy'])}{test}, {k['size_bytes']:,.0f} B, "
-            f"{latency_text(k)} ms.",
+            f"{latency_text(k)} ms. Techniques: {knee_techniques(report)}.",
             "",
         ]
+    out += _families_md(report, pngs)
+    out += _sensitivity_md(report, pngs)
     out += ["### Per-layer policies of the front", "", _policy_md(report), ""]
     out += ["### Environment", ""]
     out += [f"- **{k}**: {v}" for k, v in environment_rows(report)]

@@ -17,6 +17,8 @@ from search.report.data import StudyReport
 
 #: One colour per study (and the front's red first).
 COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
+#: The mark of front points that came from sensitivity warm starts.
+WARM = "#9467bd"
 #: Per cost axis: its label, the budget that limits it and its short name in titles.
 AXES = {
     "size_bytes": ("packed size (bytes, log scale)", "max_size_bytes", "size"),
@@ -86,6 +88,7 @@ class AccuracyPlot:
         tested: Front points with test figures, with ``below`` and ``above``: the 95% interval
             around the test accuracy (fractions; 0 where unknown).
         knee: The knee's row (empty when none).
+        warm: Front points that came from sensitivity warm starts (empty when none).
         baselines: Every complete baseline.
         budget: The budget on ``x``, or ``None``.
         accuracy_floor: The lowest accuracy within the drop budget, or ``None``.
@@ -104,6 +107,7 @@ class AccuracyPlot:
     front: pd.DataFrame
     tested: pd.DataFrame
     knee: pd.DataFrame
+    warm: pd.DataFrame
     baselines: pd.DataFrame
     budget: float | None
     accuracy_floor: float | None
@@ -137,11 +141,65 @@ def accuracy_plot(report: StudyReport, x: str) -> AccuracyPlot:
         front=front,
         tested=tested,
         knee=front[front["knee"].astype(bool)],
+        warm=front[front["warm_start"].astype(str) != ""],
         baselines=baselines(done),
         budget=limit,
         accuracy_floor=floor,
         accuracy_drop=report.settings["budget"]["max_accuracy_drop"] if floor is not None else None,
         x_range=x_extent(done[x], log=log, include=limit),
+        y_range=accuracy_range(report),
+    )
+
+
+@dataclass(frozen=True)
+class FamilyPlot:
+    """Accuracy against size: the front each technique family reaches alone, and the joint
+    front (:mod:`search.families`).
+
+    Attributes:
+        fronts: Per family (joint last), its front sorted by size, with ``best`` (for the
+            staircase).
+        colours: Per family, its colour (joint in the front's red).
+        hypervolumes: Per family, its hypervolume (NaN without a teacher).
+        teacher: The teacher's row (empty when the study has none).
+        x_range: Data-unit extent of the fronts' and the teacher's sizes.
+        y_range: The accuracy axis (percent), or ``None`` before any complete trial.
+    """
+
+    fronts: dict[str, pd.DataFrame]
+    colours: dict[str, str]
+    hypervolumes: dict[str, float]
+    teacher: pd.DataFrame
+    x_range: tuple[float, float]
+    y_range: tuple[float, float] | None
+
+
+#: Each family's colour; joint takes the front's red.
+FAMILY_COLOURS = {
+    "quantization only": "#1f77b4",
+    "pruning only": "#ff7f0e",
+    "student only": "#2ca02c",
+    "joint": COLOURS[0],
+}
+
+
+def family_plot(report: StudyReport) -> FamilyPlot:
+    """The family fronts of one study, joint last (drawn on top)."""
+    names = [n for n in report.family_fronts if n != "joint"] + ["joint"]
+    fronts = {}
+    for name in names:
+        front = report.family_fronts.get(name, report.front.iloc[:0]).sort_values("size_bytes")
+        fronts[name] = front.assign(best=front["accuracy"].cummax())
+    hv = dict(zip(report.families["family"], report.families["hypervolume"], strict=True))
+    done = completed(report)
+    teacher = done[done["baseline"] == "teacher"]
+    sizes = pd.concat([*(f["size_bytes"] for f in fronts.values()), teacher["size_bytes"]])
+    return FamilyPlot(
+        fronts=fronts,
+        colours={n: FAMILY_COLOURS.get(n, "#7f7f7f") for n in names},
+        hypervolumes={n: float(hv.get(n, math.nan)) for n in names},
+        teacher=teacher,
+        x_range=x_extent(sizes, log=True, include=None),
         y_range=accuracy_range(report),
     )
 

@@ -15,11 +15,14 @@ from search.report.plot_data import (
     AXES,
     COLOURS,
     LOG_AXES,
+    WARM,
     accuracy_plot,
+    family_plot,
     front_by,
     front_students,
     objectives_plot,
 )
+from search.report.sensitivity import write_heatmaps
 from search.report.tables import bits_label
 
 _DPI = 110
@@ -52,6 +55,12 @@ def _front(ax: Any, front: pd.DataFrame, x: str, colour: str, **points: Any) -> 
     ax.scatter(front[x], 100 * front["accuracy"], c=colour, **points)
 
 
+def _ring(ax: Any, rows: pd.DataFrame, x: str, marker: str, colour: str, **style: Any) -> None:
+    """Hollow marks around points already drawn (the knee, warm starts)."""
+    ax.scatter(rows[x], 100 * rows["accuracy"], marker=marker, facecolors="none",
+               edgecolors=colour, zorder=4, **style)  # fmt: skip
+
+
 def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
     p = accuracy_plot(report, x)
     fig, ax = _axes()
@@ -74,17 +83,9 @@ def _accuracy_vs(report: StudyReport, x: str, path: Path) -> Path:
                 label="front (test, 95% CI)",
                 zorder=3,
             )
-        ax.scatter(
-            p.knee[x],
-            100 * p.knee["accuracy"],
-            s=170,
-            marker="D",
-            facecolors="none",
-            edgecolors="k",
-            lw=1.5,
-            zorder=4,
-            label="knee",
-        )
+        if len(p.warm):
+            _ring(ax, p.warm, x, "^", WARM, s=110, lw=1.4, label="from a warm start")
+        _ring(ax, p.knee, x, "D", "k", s=170, lw=1.5, label="knee")
     for _, row in p.baselines.iterrows():
         ax.scatter(
             row[x], 100 * row["accuracy"], marker="*", s=130, c="#2ca02c", edgecolors="k", zorder=4
@@ -201,6 +202,41 @@ def _policy(report: StudyReport, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _families(report: StudyReport, path: Path) -> Path:
+    """The front of each technique family alone beside the joint front (accuracy vs size)."""
+    p = family_plot(report)
+    fig, ax = _axes()
+    markers = {"quantization only": "s", "pruning only": "D", "student only": "v"}
+    for name, front in p.fronts.items():
+        hv = p.hypervolumes[name]
+        label = f"{name} (HV {hv:.4f}, {len(front)} points)" if math.isfinite(hv) else name
+        colour = p.colours[name]
+        if name == "joint":  # a wide pale band under the families' own fronts
+            ax.step(front["size_bytes"], 100 * front["best"], where="post", c=colour, lw=3,
+                    alpha=0.35)  # fmt: skip
+            ax.scatter(front["size_bytes"], 100 * front["accuracy"], c=colour, s=16,
+                       label=label, zorder=3)  # fmt: skip
+            continue
+        ax.step(front["size_bytes"], 100 * front["best"], where="post", c=colour, lw=1)
+        # hollow and larger: a point the joint front shares stays visible around it
+        ax.scatter(front["size_bytes"], 100 * front["accuracy"], marker=markers.get(name, "o"),
+                   s=60, facecolors="none", edgecolors=colour, lw=1.3, label=label,
+                   zorder=4)  # fmt: skip
+    for _, row in p.teacher.iterrows():
+        ax.scatter(row["size_bytes"], 100 * row["accuracy"], marker="*", s=130, c="#2ca02c",
+                   edgecolors="k", zorder=5, label="teacher")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlim(*p.x_range)
+    if p.y_range is not None:
+        ax.set_ylim(*p.y_range)
+    ax.set_xlabel(AXES["size_bytes"][0])
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{report.name}: which technique? Fronts of each family alone")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
 def _compare(reports: Sequence[StudyReport], x: str, path: Path) -> Path:
     fig, ax = _axes()
     markers = "os^Dv<>"
@@ -238,4 +274,9 @@ def write_pngs(reports: Sequence[StudyReport], dest: Path) -> tuple[Path, ...]:
         out.append(_objectives(r, dest / f"report-{r.name}-objectives.png"))
         out.append(_hypervolume([r], dest / f"report-{r.name}-hypervolume.png"))
         out.append(_policy(r, dest / f"report-{r.name}-policy.png"))
+        out.append(_families(r, dest / f"report-{r.name}-families.png"))
+    for r in reports:  # measured before any trial: drawn even when none completed
+        if r.sensitivity_model is not None:
+            path = dest / f"report-{r.name}-sensitivity.png"
+            out.append(write_heatmaps(r.sensitivity, path, model=r.sensitivity_model))
     return tuple(out)

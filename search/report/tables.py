@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from search.families import absent_families
 from search.knee import __doc__ as KNEE_DOC
 from search.report.data import StudyReport, config_summary
+from search.report.sensitivity import sensitivity_table
 from search.status import latency_wait_text
 
 
@@ -115,13 +117,118 @@ def front_table(report: StudyReport) -> pd.DataFrame:
                 "search latency (ms)": f"{r['latency_ms']:.3f}",
                 "BOPs": f"{r['bops']:.3g}" if is_number(r.get("bops")) else "-",
                 "student": str(r.get("student", "")),
+                "techniques": str(r.get("techniques", "")),
+                "warm start": str(r.get("warm_start", "")),
                 "compression": r["summary"],
             }
         )
     table = pd.DataFrame(rows)
     if len(table) and (table["BOPs"] == "-").all():
         table = table.drop(columns="BOPs")
+    if len(table) and not has_warm_starts(report):
+        table = table.drop(columns="warm start")
     return table
+
+
+def has_warm_starts(report: StudyReport) -> bool:
+    """Whether any trial of the study was a warm start (older studies have none)."""
+    return bool((report.trials["warm_start"].astype(str) != "").any())
+
+
+def warm_front_text(report: StudyReport) -> str:
+    """How many front points came from sensitivity warm starts, in one sentence."""
+    warm = int((report.front["warm_start"].astype(str) != "").sum())
+    started = int((report.trials["warm_start"].astype(str) != "").sum())
+    return (
+        f"{warm} of the {len(report.front)} front points came from the {started} sensitivity "
+        'warm starts (column "warm start": the allocation each came from).'
+    )
+
+
+def family_table(report: StudyReport) -> pd.DataFrame:
+    """The technique families' table as people read it (strings): per family its trials,
+    front points, hypervolume and best size / latency within the accuracy budget, with the
+    trials that reach them and their ratios to the teacher."""
+    teacher = report.teacher
+    size = float(teacher["size_bytes"]) if teacher is not None else math.nan
+    ms = quoted_ms(teacher) if teacher is not None else math.nan
+    rows = []
+    for _, f in report.families.iterrows():
+        best_size, best_ms = f["best_size_bytes"], f["best_latency_ms"]
+        rows.append(
+            {
+                "family": f["family"],
+                "trials": int(f["trials"]),
+                "front points": int(f["front"]),
+                "hypervolume": f"{f['hypervolume']:.4f}" if is_number(f["hypervolume"]) else "-",
+                "best size (B)": _best_text(best_size, f["best_size_trial"], ",.0f"),
+                "smaller": f"{size / best_size:.1f}x" if is_number(best_size) and size > 0 else "-",
+                "best latency (ms)": _best_text(best_ms, f["best_latency_trial"], ".3f"),
+                "faster": f"{ms / best_ms:.2f}x" if is_number(best_ms) and ms > 0 else "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _best_text(value: float, trial: float, spec: str) -> str:
+    """``"8,000 (#3)"``: a family's best figure and the trial reaching it, or ``-``."""
+    if not is_number(value):
+        return "-"
+    return f"{float(value):{spec}} (#{int(trial)})"
+
+
+def family_note(report: StudyReport) -> str:
+    """How to read the family table, with the families left out for want of trials."""
+    drop = report.settings.get("budget", {}).get("max_accuracy_drop")
+    within = f"{drop:g} points" if drop is not None else "1 point (the study has no drop budget)"
+    note = (
+        "Each family's front is over its own trials and the teacher (the reference point of "
+        "every family), on the study's objectives and validation accuracy; joint is every "
+        f"trial. Best size and latency: feasible trials within {within} of the teacher's "
+        "validation accuracy."
+    )
+    absent = absent_families(report.families) if len(report.families) else []
+    if absent:
+        note += f" Left out, no trial of their own: {', '.join(absent)}."
+    return note
+
+
+def knee_techniques(report: StudyReport) -> str:
+    """The techniques the knee combines, in words, or ``""`` for an empty front."""
+    k = knee_row(report)
+    return str(k.get("techniques", "")) if k is not None else ""
+
+
+def sensitivity_rows(report: StudyReport, model: str = "teacher", limit: int = 12) -> pd.DataFrame:
+    """``model``'s per-layer sensitivity, most sensitive first, as people read it (strings;
+    at most ``limit`` layers)."""
+    table = sensitivity_table(report.sensitivity, model) if len(report.sensitivity) else None
+    if table is None or table.empty:
+        return pd.DataFrame()
+
+    def drop(v: object) -> str:
+        return f"{float(v):.2f}" if is_number(v) else "-"  # type: ignore[arg-type]
+
+    def dist(v: object) -> str:
+        return f"{float(v):.1e}" if is_number(v) else "-"  # type: ignore[arg-type]
+
+    rows = []
+    for _, r in table.head(limit).iterrows():
+        bits = f"{int(r['bits'])}b" if is_number(r["bits"]) else "-"
+        prune = f"{r['prune']:.2f}" if is_number(r["prune"]) else "-"
+        rows.append(
+            {
+                "layer": r["layer"],
+                "lowest bits": bits,
+                "drop at them (points)": drop(r["bits_drop"]),
+                "distortion at them": dist(r["bits_distortion"]),
+                "most pruning": prune,
+                "drop at it (points)": drop(r["prune_drop"]),
+                "distortion at it": dist(r["prune_distortion"]),
+                "mean drop (points)": drop(r["mean_drop"]),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def environment_rows(report: StudyReport) -> list[tuple[str, str]]:

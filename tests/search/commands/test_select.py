@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from evaluators.budgets import Budget
+from search.commands import select_command
 from search.knee import knee_index, normalised
 from search.report import build_report
 from search.results import quoted_latency
 from search.select import explain, select_point
 from search.spec import StudyFileError, parse_latency
 from search.stored import open_stored
+from spaces import CompressionConfig
 from tests.conftest import run_cli
 from tests.search._small_studies import SmallStudies
 
@@ -150,6 +154,53 @@ def test_points_without_test_accuracy_are_ranked_as_the_others() -> None:
     assert "validation accuracy 97.50%; size 4,000 B" in text and "test" not in text.lower()
 
 
+def test_the_selected_points_techniques_are_named() -> None:
+    front = FRONT.assign(techniques=["quantization", "quantization + pruning", "student",
+                                     "pruning", "quantization + student"])  # fmt: skip
+    sel = select_point(front, Budget(max_size_bytes=20_000), reference_accuracy=TEACHER_VAL)
+    assert sel.chosen == 3
+    assert "  Techniques it combines: student.\n" in explain(sel)
+    assert "Techniques" not in explain(select_point(FRONT, Budget(), reference_accuracy=0.99))
+
+
+def _recorded_study(url: str) -> None:
+    """The teacher, two quantized teachers and a distilled student, recorded directly."""
+    study = optuna.create_study(
+        study_name="mixed", storage=url, directions=["maximize", "minimize", "minimize"]
+    )
+    for baseline, acc, size, lat, config in [
+        ("teacher", 0.99, 100_000.0, 1.0, CompressionConfig()),
+        ("uniform-int8", 0.985, 25_000.0, 0.6, CompressionConfig(bits={"fc1": 8, "fc2": 8})),
+        ("", 0.95, 9_000.0, 0.5, CompressionConfig(bits={"fc1": 2, "fc2": 4})),
+        ("student:w0.5", 0.97, 30_000.0, 0.3, CompressionConfig(student="w0.5")),
+    ]:
+        attrs = {"baseline": baseline, "accuracy": acc, "size_bytes": size, "latency_ms": lat}
+        attrs["config"] = config.to_json()
+        study.add_trial(optuna.trial.create_trial(values=[acc, size, lat], user_attrs=attrs))
+
+
+def test_select_prints_the_techniques_and_the_family_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    _recorded_study(url)
+    code = select_command(
+        storage=url, names=["mixed"], budget=Budget(max_size_bytes=28_000), remeasure=False
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "Selected trial 1 (teacher, bits 8):" in out
+    assert "  Techniques it combines: quantization.\n" in out
+    families = out.split("Which technique:", 1)[1].splitlines()
+    assert families[1].split()[:3] == ["family", "trials", "front"]
+    rows = {line[:19].strip(): line for line in families[2:5]}
+    assert list(rows) == ["quantization only", "student only", "joint"]
+    # within 1 point of the teacher (no drop budget): trial 2 (95%) and the student (97%)
+    # are too far below it, so the student family's best is the teacher itself
+    assert "25,000 (#1)" in rows["quantization only"]
+    assert "100,000 (#0)" in rows["student only"] and "(#3)" not in rows["student only"]
+    assert "Left out, no trial of their own: pruning only." in out
+
+
 def test_bad_budgets_from_flags_name_the_flag() -> None:
     with pytest.raises(ValueError, match=r"'--max-size' must be a number > 0\. Got -1 instead\."):
         Budget.from_flags(max_size_bytes=-1)
@@ -199,6 +250,10 @@ def test_select_command_on_a_real_study(small_studies: SmallStudies) -> None:
     assert f"Selected trial {int(best['trial'])}" in res.stdout
     assert f"teacher's validation accuracy {100 * teacher_val:.2f}%" in res.stdout
     assert front["final_latency_ms"].notna().all()  # the report timed them side by side
+    techniques = best["techniques"]
+    assert f"Techniques it combines: {techniques}." in res.stdout
+    families = res.stdout.split("Which technique:", 1)[1]
+    assert re.search(r"^ +joint +10 ", families, re.MULTILINE)  # every trial of the study
 
     res = run_cli(
         "select",

@@ -82,6 +82,12 @@ def test_the_report_finds_the_known_front_knee_and_teacher(report: StudyReport) 
     assert len(report.hv) == 6 and (np.diff(report.hv["hypervolume"]) >= 0).all()
     assert report.hypervolume > 0
     assert report.policies["bits"].loc[KNEE, "fc1"] == 4.0
+    # every compressed trial quantizes and prunes (read from its stored config: these
+    # recorded trials have no parameters): no family but joint has trials of its own
+    assert report.families["family"].tolist() == ["joint"]
+    assert report.front.set_index("trial").loc[KNEE, "techniques"] == "quantization + pruning"
+    assert report.teacher["techniques"] == "none (the teacher)"
+    assert (report.trials["warm_start"] == "").all()  # a study from before warm starts
 
 
 def test_knee_trial_reads_the_front_it_is_given() -> None:
@@ -156,10 +162,13 @@ def test_plotly_figure_draws_the_data(report: StudyReport) -> None:
 
 def test_a_report_of_the_known_study_writes_every_file(report: StudyReport, tmp_path: Path) -> None:
     files = write_report([report], tmp_path / "out")
-    assert files.html.read_text().count("Plotly.newPlot") == 6
+    # six plots, and the technique families' fronts; no sensitivity measured, so no heatmap
+    assert files.html.read_text().count("Plotly.newPlot") == 7
     md = files.markdown.read_text()
     assert f"Trial **{KNEE}**" in md and "### Per-layer policies of the front" in md
-    assert len(files.pngs) == 5 and all(p.read_bytes()[:4] == b"\x89PNG" for p in files.pngs)
+    assert "### Which technique" in md and "Per-layer sensitivity" not in md
+    assert len(files.pngs) == 6 and all(p.read_bytes()[:4] == b"\x89PNG" for p in files.pngs)
+    assert files.pngs[-1].name == "report-known-families.png"
 
 
 def test_formatting() -> None:

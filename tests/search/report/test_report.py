@@ -72,6 +72,11 @@ def test_hypervolume_curve_is_monotone_and_ends_at_the_front_hypervolume(
     assert list(report.policies) == ["bits", "prune"]
     assert list(report.policies["bits"].index) == list(report.front["trial"])
     assert list(report.policies["bits"].columns) == ["conv1", "conv2", "fc1", "fc2"]
+    # the technique families: the joint front (every trial) reaches at least each family's
+    families = report.families.set_index("family")
+    assert families.loc["joint", "hypervolume"] == pytest.approx(expected, rel=1e-12)
+    assert (families["hypervolume"] <= expected + 1e-12).all()
+    assert families.loc["joint", "trials"] == 10 and len(families) >= 2
 
 
 def test_policy_tables_read_the_stored_configs() -> None:
@@ -137,7 +142,7 @@ def test_report_command_writes_html_markdown_and_pngs(
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "report.html").read_text()
     # self-contained: plotly.js inlined exactly once, no external script, no CDN
-    assert html.count("Plotly.newPlot") == 6
+    assert html.count("Plotly.newPlot") == 7
     assert len(re.findall(r"plotly\.js v\d", html)) == 1
     assert "<script src" not in html and "cdn.plot.ly/plotly" not in html
     front = pd.read_csv(small_studies.root / "joint" / "front.csv")
@@ -150,7 +155,10 @@ def test_report_command_writes_html_markdown_and_pngs(
     assert [int(r.split("|")[1]) for r in rows] == front["trial"].tolist() + off_front
     assert "teacher (baseline, not on the front, over budget)" in section
     assert "Suggested knee point" in md and "Hypervolume (normalised)" in md
-    for name in ("accuracy-size", "accuracy-latency", "objectives", "hypervolume", "policy"):
+    assert "### Which technique" in md and "| joint |" in md
+    assert re.search(r"Techniques: [a-z +]+\.", md.split("Suggested knee point", 1)[1])
+    names = ("accuracy-size", "accuracy-latency", "objectives", "hypervolume", "policy")
+    for name in (*names, "families"):
         png = tmp_path / f"report-joint-{name}.png"
         assert (
             png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < png.stat().st_size < 200_000
@@ -247,11 +255,13 @@ def test_report_draws_in_headless_chromium_without_errors(
         "s0-parallel",
         "s0-hv",
         "s0-policy",
+        "s0-families",
     }
     assert all(d["svgs"] >= 1 and d["traces"] >= 1 for d in drawn.values())
     # every completed trial is a point in the accuracy plots (plus front, test, knee, baselines)
     assert drawn["s0-acc-size"]["points"] >= 10 and drawn["s0-objectives"]["points"] >= 10
     assert drawn["s0-policy"]["heatmaps"] == 2  # bits and pruning
+    assert drawn["s0-families"]["points"] >= 2  # the joint front at least
     assert drawn["s0-parallel"]["parcoords"] == 1 and drawn["s0-parallel"]["canvases"] >= 1
     assert page["errors"] == []
     assert all(u.startswith(("file:", "data:", "blob:")) for u in page["requests"])  # type: ignore[attr-defined]
@@ -363,7 +373,7 @@ def test_a_study_without_a_complete_trial_still_reports(
     assert res.returncode == 2 and "has an empty front: nothing to select" in res.stderr
     if Path(CHROMIUM).exists():
         page = _render(tmp_path / "report.html")
-        assert page["errors"] == [] and len(page["drawn"]) == 6  # type: ignore[arg-type]
+        assert page["errors"] == [] and len(page["drawn"]) == 7  # type: ignore[arg-type]
 
 
 def test_reading_never_creates_a_database(tmp_path: Path) -> None:
