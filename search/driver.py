@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import leases
 from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
+from search.families import STUDENT_LAYERS_ATTR, student_layers
 from search.interrupts import CtrlC
 from search.objective import StudyContext
 from search.objective_names import (
@@ -27,7 +28,7 @@ from search.spec import StudyFileError, StudySpec
 from search.storage import open_shared_study, storage_of, study_lock
 from search.trial import prepare, run_trial, tell
 from search.warm_starts import enqueue_warm_starts
-from spaces import CompressionConfig, SearchSpace
+from spaces import TEACHER, CompressionConfig, SearchSpace
 
 log = logging.getLogger("frontier")
 
@@ -144,6 +145,14 @@ def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
     return queued
 
 
+def record_model_layers(study: optuna.Study, ctx: StudyContext) -> None:
+    """Each model's compressible layers, once per study: the report's technique families
+    count only the settings a trial's model has (:mod:`search.families`)."""
+    if STUDENT_LAYERS_ATTR not in study.user_attrs:
+        models = [TEACHER, *ctx.space.students]
+        study.set_user_attr(STUDENT_LAYERS_ATTR, student_layers(ctx.costs, models))
+
+
 def evaluate_trial(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -191,6 +200,7 @@ def run_study(
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
+        record_model_layers(study, ctx)
         leases.record_target(study, n_trials)
     enqueue_warm_starts(study, ctx)  # after the baselines, once per study
     start = time.monotonic()

@@ -312,7 +312,7 @@ def run_ray(
         progress: Called with the study after each finished trial.
     """
     from search import leases
-    from search.driver import RunSummary, enqueue_baselines
+    from search.driver import RunSummary, enqueue_baselines, record_model_layers
     from search.storage import storage_of, study_lock
     from search.warm_starts import enqueue_warm_starts
 
@@ -320,6 +320,7 @@ def run_ray(
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         enqueue_baselines(study, ctx.space)
+        record_model_layers(study, ctx)
         leases.record_target(study, n_trials)
     enqueue_warm_starts(study, ctx)  # after the baselines, once per study
     connect(settings, address)
