@@ -16,7 +16,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import leases
 from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
-from search.families import STUDENT_LAYERS_ATTR, student_layers
 from search.interrupts import CtrlC
 from search.objective import StudyContext
 from search.objective_names import (
@@ -24,11 +23,11 @@ from search.objective_names import (
     directions,
     recorded_objectives,
 )
+from search.queue import prepare_queue
 from search.spec import StudyFileError, StudySpec
-from search.storage import open_shared_study, storage_of, study_lock
+from search.storage import open_shared_study
 from search.trial import prepare, run_trial, tell
-from search.warm_starts import enqueue_warm_starts
-from spaces import TEACHER, CompressionConfig, SearchSpace
+from spaces import CompressionConfig, SearchSpace
 
 log = logging.getLogger("frontier")
 
@@ -130,29 +129,6 @@ def check_same_objectives(
         )
 
 
-def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:
-    """Queue the teacher, the uniform 8-/4-bit configurations and the uncompressed distilled
-    students first, once per study."""
-    if any("baseline" in t.user_attrs for t in study.get_trials(deepcopy=False)):
-        return []
-    queued = []
-    for name, config in {**space.baselines(), **space.student_baselines()}.items():
-        if space.contains(config):
-            study.enqueue_trial(space.params_from_config(config), user_attrs={"baseline": name})
-            queued.append(name)
-        else:
-            log.warning("baseline %s is outside the search space; not enqueued", name)
-    return queued
-
-
-def record_model_layers(study: optuna.Study, ctx: StudyContext) -> None:
-    """Each model's compressible layers, once per study: the report's technique families
-    count only the settings a trial's model has (:mod:`search.families`)."""
-    if STUDENT_LAYERS_ATTR not in study.user_attrs:
-        models = [TEACHER, *ctx.space.students]
-        study.set_user_attr(STUDENT_LAYERS_ATTR, student_layers(ctx.costs, models))
-
-
 def evaluate_trial(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -197,12 +173,7 @@ def run_study(
     recorded as failed ("interrupted") and queued again for the next run; everything else
     is kept.
     """
-    url, _ = storage_of(study)
-    with study_lock(url or "", f"claim:{study.study_name}"):
-        enqueue_baselines(study, ctx.space)
-        record_model_layers(study, ctx)
-        leases.record_target(study, n_trials)
-    enqueue_warm_starts(study, ctx)  # after the baselines, once per study
+    prepare_queue(study, ctx, n_trials)
     start = time.monotonic()
     ran = 0
     interrupted = False

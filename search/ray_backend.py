@@ -311,18 +311,11 @@ def run_ray(
         workers: Trials at once; ``None`` uses ``ray.workers`` (0: CPUs // cpus_per_trial).
         progress: Called with the study after each finished trial.
     """
-    from search import leases
-    from search.driver import RunSummary, enqueue_baselines, record_model_layers
-    from search.storage import storage_of, study_lock
-    from search.warm_starts import enqueue_warm_starts
+    from search.driver import RunSummary
+    from search.queue import prepare_queue
 
     settings = ctx.spec.ray
-    url, _ = storage_of(study)
-    with study_lock(url or "", f"claim:{study.study_name}"):
-        enqueue_baselines(study, ctx.space)
-        record_model_layers(study, ctx)
-        leases.record_target(study, n_trials)
-    enqueue_warm_starts(study, ctx)  # after the baselines, once per study
+    prepare_queue(study, ctx, n_trials)  # baselines, then warm starts, once per study
     connect(settings, address)
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
     logging.getLogger("ray.tune").setLevel(logging.ERROR)

@@ -72,7 +72,7 @@ def run_command(
             f"frontier: the study already holds {done} finished trials (n_trials = "
             f"{n_trials}); pass a larger --n-trials to add more."
         )
-    _warm_starts(ctx, study)
+    _queue(ctx, study, n_trials)
     bar = _Bar(n_trials, done, disable=not progress)
     try:
         if backend == "ray":
@@ -232,20 +232,21 @@ def print_front(
     print()
 
 
-def _warm_starts(ctx: StudyContext, study: optuna.Study) -> None:
-    """Measure the sensitivities and enqueue the warm starts (once per study), saying so."""
-    from search.warm_starts import WARM_STARTS_ATTR, enqueue_warm_starts
+def _queue(ctx: StudyContext, study: optuna.Study, n_trials: int) -> None:
+    """Queue the baselines and the warm starts (measuring the sensitivities first, once per
+    study), saying so."""
+    from search.queue import prepare_queue
+    from search.warm_starts import WARM_STARTS_ATTR
 
     s = ctx.spec.sensitivity
-    if not s.enabled or s.warm_starts == 0 or WARM_STARTS_ATTR in study.user_attrs:
-        return
-    print(
-        "frontier: measuring per-layer sensitivity (once per study; [sensitivity] enabled = "
-        "false turns it off) ...",
-        flush=True,
-    )
-    done = enqueue_warm_starts(study, ctx)
-    print(
-        f"frontier: {len(done.labels)} warm starts enqueued after the baselines "
-        f"(sensitivity took {done.seconds:.1f}s)."
-    )
+    if s.enabled and s.warm_starts > 0 and WARM_STARTS_ATTR not in study.user_attrs:
+        print(
+            "frontier: measuring per-layer sensitivity (once per study; [sensitivity] enabled "
+            "= false turns it off) ...",
+            flush=True,
+        )
+        done = prepare_queue(study, ctx, n_trials)
+        print(
+            f"frontier: {len(done.labels)} warm starts enqueued after the baselines "
+            f"(sensitivity took {done.seconds:.1f}s)."
+        )

