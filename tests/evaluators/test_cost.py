@@ -79,6 +79,8 @@ def _tiny_spec(tmp_path: Path, **budget: object) -> StudyContext:
             "finetune": {"epochs": 1},
             "latency": {"repeats": 30, "warmup": 1},
             "budget": budget,
+            # no warm starts: their sensitivity analysis distils every student first
+            "sensitivity": {"enabled": False},
         }
     )
     return StudyContext(spec, tmp_path)
