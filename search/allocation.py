@@ -23,16 +23,17 @@ The ladder runs geometrically from the smallest achievable cost (every layer at 
 cheapest option) to the cost of uniform 8-bit weights, capped by the budget's limit on that
 figure; its lowest rung (everything at its cheapest, rarely worth a trial) is left out. A
 budget limit on the other figure is a second constraint of every rung, so every warm start
-passes the trial's cheap checks. Activation bits and weight granularity are the space's first
-choices (those a trial takes when they are not searched): 8-bit activations are not probed,
-so the predicted distortion would not account for them.
+passes the trial's cheap checks. Weight granularity is the space's first choice. Activations
+stay float when the space offers it: 8-bit activations are not probed, so the predicted
+distortion would not account for them (the sampler still tries them); only when the ladder or
+a budget is on BOPs, which 8-bit activations divide by four, do the warm starts take them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +100,16 @@ def warm_start_allocations(
     budget: Budget,
     objectives: Sequence[str],
     n: int,
+    *,
+    packed_size: Callable[[CompressionConfig], int] | None = None,
 ) -> list[Allocation]:
     """Up to ``n`` allocations, over the models that have a table, deterministic.
+
+    ``packed_size(config)``, when given, packs a configuration for real (no fine-tuning) and
+    returns its bytes: it is called once per model, on the model's uniform 8-bit
+    configuration, to measure what the estimate leaves out (the artifact's header: each
+    tensor's dtype, shape and offsets, the metadata), which is then added to every rung's
+    cost, so a warm start packs within a size budget.
 
     Args:
         tables: Sensitivity tables by model name (``"teacher"`` or a student's).
@@ -123,33 +132,61 @@ def warm_start_allocations(
     if n == 0 or not models:
         return []
     baselines = {c.to_json() for c in {**space.baselines(), **space.student_baselines()}.values()}
-    share = dict.fromkeys(models, n // len(models))
-    share[TEACHER if TEACHER in share else models[0]] += n % len(models)
+    share = warm_start_shares(models, n)
     caps = {"size_bytes": budget.max_size_bytes, "bops": budget.max_bops}
     out: list[Allocation] = []
     for model in models:
         if share[model] > 0:
-            planner = _Planner(model, tables[model], costs.architecture(model), space)
+            planner = _Planner(
+                model,
+                tables[model],
+                costs.architecture(model),
+                space,
+                int8_acts=cost_name == "bops" or budget.max_bops is not None,
+            )
+            if packed_size is not None:
+                planner.measure_overhead(packed_size)
             out += planner.allocations(cost_name, share[model], caps, baselines)
     return out
+
+
+def warm_start_shares(models: Sequence[str], n: int) -> dict[str, int]:
+    """How many of ``n`` warm starts each of ``models`` gets: an even split, the remainder to
+    the teacher (or, without it, to the first model). Models with 0 need no sensitivity."""
+    if not models:
+        return {}
+    share = dict.fromkeys(models, n // len(models))
+    share[TEACHER if TEACHER in share else models[0]] += n % len(models)
+    return share
 
 
 class _Planner:
     """One model's options per layer, and the ladder of allocations over them."""
 
     def __init__(
-        self, model: str, table: SensitivityTable, arch: ArchitectureCost, space: SearchSpace
+        self,
+        model: str,
+        table: SensitivityTable,
+        arch: ArchitectureCost,
+        space: SearchSpace,
+        *,
+        int8_acts: bool = False,
     ) -> None:
         self.model = model
         self.arch = arch
         self.space = space
-        self.act_bits = space.settings.act_bits[0]
+        acts = space.settings.act_bits
+        self.act_bits = (
+            8 if int8_acts and 8 in acts else (FLOAT_BITS if FLOAT_BITS in acts else acts[0])
+        )
         self.granularity = space.settings.granularity[0]
         self.options = {
             layer: self._layer_options(layer, shape, table) for layer, shape in arch.layers.items()
         }
         # what no layer's choice changes: the header's fixed part and the other tensors
         self.constant = {"size_bytes": 8.0 + arch.name_bytes + arch.other_bytes, "bops": 0.0}
+        #: Bytes the estimate leaves out, measured by :meth:`measure_overhead` (0 until then).
+        self.overhead = 0.0
 
     def _option(self, layer: str, shape: LayerShape, bits: int, ratio: float, d: float) -> _Option:
         alone = ArchitectureCost(layers={layer: shape}, other_bytes=0, name_bytes=0)
@@ -185,10 +222,27 @@ class _Planner:
                     d += table.distortion("prune", layer, ratio)
                 except KeyError:  # a width never probed on this layer: not offered
                     continue
+                if not math.isfinite(d):  # the probe broke the model (NaN, inf): hopeless
+                    continue
                 options.append(self._option(layer, shape, bits, ratio, d))
         if not options:  # nothing probed at all: the widest width, unpruned, as free of loss
             options.append(self._option(layer, shape, max(choices), 0.0, 0.0))
         return options
+
+    def measure_overhead(self, packed_size: Callable[[CompressionConfig], int]) -> None:
+        """Pack the uniform 8-bit configuration once; what the estimate lacks is added to
+        every size from now on (never subtracted: the estimate stays an upper guess)."""
+        reference = {}
+        for layer, options in self.options.items():
+            widths = sorted({o.bits for o in options})
+            narrower = [b for b in widths if b <= TOP_BITS]
+            bits = narrower[-1] if narrower else widths[0]
+            reference[layer] = next(o for o in options if o.bits == bits and o.prune == 0.0)
+        config = self._config(reference)
+        missing = packed_size(config) - self.cost("size_bytes", config)
+        if missing > 0:
+            self.overhead += missing
+            self.constant["size_bytes"] += missing
 
     def _top(self, name: str) -> float:
         """The cost of uniform 8-bit weights (or the nearest width below that a layer offers)."""
@@ -299,7 +353,7 @@ class _Planner:
             values_estimate(shape.numel, config.bits_of(layer), config.prune_of(layer))
             for layer, shape in self.arch.layers.items()
         )
-        return float(self.arch.size_lower_bound(config) + values)
+        return float(self.arch.size_lower_bound(config) + values + self.overhead)
 
 
 def _ladder(low: float, top: float, k: int) -> list[float]:

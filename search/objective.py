@@ -72,8 +72,10 @@ class StudyContext:
             else []
         )
         self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots)
+        #: The space before space pruning: what the sensitivities probe (one cached table)
+        self.full_space = self.space
         if spec.sensitivity.enabled and spec.sensitivity.prune_space:
-            self.space = pruned_space(self.pool, self.space, spec)
+            self.space = pruned_space(self.pool, self.full_space, spec)
         self.costs = CostModel(self.task.model, dict(self.task.students), self.task.example_input)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),

@@ -26,7 +26,7 @@ def prepare_queue(study: optuna.Study, ctx: StudyContext, n_trials: int) -> Warm
         enqueue_baselines(study, ctx.space)
         record_model_layers(study, ctx)
         leases.record_target(study, n_trials)
-    return enqueue_warm_starts(study, ctx)  # after the baselines
+    return enqueue_warm_starts(study, ctx, n_trials)  # after the baselines
 
 
 def enqueue_baselines(study: optuna.Study, space: SearchSpace) -> list[str]:

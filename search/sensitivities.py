@@ -12,9 +12,7 @@ every worker and every resumed run reads it instead of measuring again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from torch import nn
+from typing import TYPE_CHECKING, Literal, overload
 
 from evaluators.latency import computing
 from spaces import TEACHER, SearchSpace, StudentPool, compressible_layers
@@ -64,54 +62,90 @@ def probe_choices(
     }
 
 
+@overload
 def sensitivity_tables(
     pool: StudentPool,
     space: SearchSpace,
     spec: StudySpec,
     models: Sequence[str] | None = None,
-) -> dict[str, SensitivityTable]:
+    *,
+    skip_failed: Literal[False] = False,
+) -> dict[str, SensitivityTable]: ...
+
+
+@overload
+def sensitivity_tables(
+    pool: StudentPool,
+    space: SearchSpace,
+    spec: StudySpec,
+    models: Sequence[str] | None = None,
+    *,
+    skip_failed: Literal[True],
+) -> tuple[dict[str, SensitivityTable], dict[str, str]]: ...
+
+
+def sensitivity_tables(
+    pool: StudentPool,
+    space: SearchSpace,
+    spec: StudySpec,
+    models: Sequence[str] | None = None,
+    *,
+    skip_failed: bool = False,
+) -> dict[str, SensitivityTable] | tuple[dict[str, SensitivityTable], dict[str, str]]:
     """The sensitivity table of each of ``models`` (default: every model of ``space``),
-    measured once into ``pool``'s cache folder and read back afterwards."""
+    measured once into ``pool``'s cache folder and read back afterwards.
+
+    ``space`` is the study's whole space (before any space pruning), so the probes, and the
+    cached file, are the same whoever asks. With ``skip_failed``, a model that cannot be
+    distilled or probed (a diverging distillation, a broken custom student) is left out and
+    ``(tables, {model: reason})`` is returned; otherwise the error propagates.
+    """
+    tables: dict[str, SensitivityTable] = {}
+    failed: dict[str, str] = {}
+    with computing():  # distilling and probing: no other frontier worker times meanwhile
+        for model in models if models is not None else space.students:
+            try:
+                tables[model] = _table(pool, space, spec, model)
+            except Exception as exc:
+                if not skip_failed:
+                    raise
+                failed[model] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+    return (tables, failed) if skip_failed else tables
+
+
+def _table(pool: StudentPool, space: SearchSpace, spec: StudySpec, model: str) -> SensitivityTable:
+    """One model's table, from the cache or measured into it."""
     settings = spec.sensitivity
     granularity = space.settings.granularity[0]
     importance = space.settings.channel_importance
-    tables: dict[str, SensitivityTable] = {}
-    with computing():  # distilling and probing: no other frontier worker times meanwhile
-        for model in models if models is not None else space.students:
-            net = pool.get(model)  # a student is distilled here the first time
-            choices = probe_choices(space, list(compressible_layers(net)), teacher=model == TEACHER)
-            bits = {n: [int(b) for b in v] for n, v in choices["bits"].items()}
-            name = table_filename(
-                model,
-                settings,
-                weights_fingerprint(net),
-                bits=bits,
-                prune_ratios=choices["prune"],
-                channel_ratios=choices["channels"],
-                granularity=granularity,
-                importance=importance,
-            )
+    net = pool.get(model)  # a student is distilled here the first time
+    choices = probe_choices(space, list(compressible_layers(net)), teacher=model == TEACHER)
+    bits = {n: [int(b) for b in v] for n, v in choices["bits"].items()}
+    name = table_filename(
+        model,
+        settings,
+        weights_fingerprint(net),
+        bits=bits,
+        prune_ratios=choices["prune"],
+        channel_ratios=choices["channels"],
+        granularity=granularity,
+        importance=importance,
+    )
 
-            def compute(
-                net: nn.Module = net,
-                model: str = model,
-                bits: dict[str, list[int]] = bits,
-                choices: dict[str, dict[str, list[float]]] = choices,
-            ) -> SensitivityTable:
-                return measure_sensitivity(
-                    net,
-                    pool.task,
-                    name=model,
-                    bits=bits,
-                    prune_ratios=choices["prune"],
-                    channel_ratios=choices["channels"],
-                    granularity=granularity,
-                    settings=settings,
-                    importance=importance,
-                )
+    def compute() -> SensitivityTable:
+        return measure_sensitivity(
+            net,
+            pool.task,
+            name=model,
+            bits=bits,
+            prune_ratios=choices["prune"],
+            channel_ratios=choices["channels"],
+            granularity=granularity,
+            settings=settings,
+            importance=importance,
+        )
 
-            tables[model] = cached_sensitivity(pool.cache.root / name, compute)
-    return tables
+    return cached_sensitivity(pool.cache.root / name, compute)
 
 
 def pruned_space(pool: StudentPool, space: SearchSpace, spec: StudySpec) -> SearchSpace:

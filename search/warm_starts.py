@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import optuna
 
-from search.allocation import warm_start_allocations
+from evaluators.latency import computing
+from search.allocation import warm_start_allocations, warm_start_shares
 from search.objective import StudyContext
 from search.sensitivities import sensitivity_tables
 from search.storage import storage_of, study_lock
+from spaces import FinetuneSettings, compress
 
 log = logging.getLogger("frontier")
 
@@ -35,6 +37,8 @@ WARM_STARTS_ATTR = "warm_starts"
 SENSITIVITY_ATTR = "sensitivity"
 #: Study attribute: seconds the sensitivities took (students distilled for them included).
 SENSITIVITY_SECONDS_ATTR = "sensitivity_s"
+#: Study attribute: ``{model: reason}`` for models whose sensitivity could not be measured.
+SENSITIVITY_FAILED_ATTR = "sensitivity_failed"
 #: Trial attribute: the allocation a warm-start trial came from.
 WARM_START_TRIAL_ATTR = "warm_start"
 
@@ -55,24 +59,45 @@ class WarmStarts:
     reason: str = ""
 
 
-def enqueue_warm_starts(study: optuna.Study, ctx: StudyContext) -> WarmStarts:
-    """Measure (or read) the sensitivities and enqueue the allocations, once per study."""
+def enqueue_warm_starts(
+    study: optuna.Study, ctx: StudyContext, n_trials: int | None = None
+) -> WarmStarts:
+    """Measure (or read) the sensitivities and enqueue the allocations, once per study.
+
+    With ``n_trials`` (the study's target), at most half the trials left after those already
+    in the study are warm starts: the sampler always gets the other half. A model whose
+    sensitivity cannot be measured (its distillation diverged, say) gets no warm start and
+    the study goes on; its trials fail with their reason as they would have.
+    """
     settings = ctx.spec.sensitivity
     if not settings.enabled or settings.warm_starts == 0:
         return WarmStarts(reason="turned off ([sensitivity] enabled / warm_starts)")
     if WARM_STARTS_ATTR in study.user_attrs:
         return WarmStarts(reason="already enqueued for this study")
+    n = settings.warm_starts
+    if n_trials is not None:
+        n = min(n, max(0, n_trials - len(study.get_trials(deepcopy=False))) // 2)
+    shares = warm_start_shares(ctx.space.students, n)
+    models = [m for m, k in shares.items() if k > 0]
     t0 = time.perf_counter()
-    tables = sensitivity_tables(ctx.pool, ctx.space, ctx.spec)
-    seconds = time.perf_counter() - t0
-    allocations = warm_start_allocations(
-        tables,
-        ctx.costs,
-        ctx.space,
-        ctx.spec.budget,
-        ctx.spec.study.objectives,
-        settings.warm_starts,
+    tables, failed = sensitivity_tables(
+        ctx.pool, ctx.full_space, ctx.spec, models, skip_failed=True
     )
+    seconds = time.perf_counter() - t0
+    for model, reason in failed.items():
+        log.warning("no warm starts for %s: its sensitivity failed (%s)", model, reason)
+    with computing():  # packing a reference configuration per model
+        allocations = warm_start_allocations(
+            tables,
+            ctx.costs,
+            ctx.space,
+            ctx.spec.budget,
+            ctx.spec.study.objectives,
+            n,
+            packed_size=lambda config: len(
+                compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=0).artifact
+            ),
+        )
     url, _ = storage_of(study)
     with study_lock(url or "", f"claim:{study.study_name}"):
         if WARM_STARTS_ATTR in study.user_attrs:  # another worker was first
@@ -84,6 +109,8 @@ def enqueue_warm_starts(study: optuna.Study, ctx: StudyContext) -> WarmStarts:
             )
         study.set_user_attr(SENSITIVITY_ATTR, {m: t.to_dict() for m, t in tables.items()})
         study.set_user_attr(SENSITIVITY_SECONDS_ATTR, seconds)
+        if failed:  # shown by the report beside the tables
+            study.set_user_attr(SENSITIVITY_FAILED_ATTR, failed)
         study.set_user_attr(WARM_STARTS_ATTR, [a.label for a in allocations])
     log.info("enqueued %d warm starts from sensitivities (%.1fs)", len(allocations), seconds)
     return WarmStarts(labels=tuple(a.label for a in allocations), seconds=seconds)

@@ -50,7 +50,7 @@ def sensitivity_command(
             f"Unknown model(s) {unknown} for --model; choose from {ctx.space.students}."
         )
     print(f"frontier: measuring per-layer sensitivity of {', '.join(chosen)} ...", flush=True)
-    tables = sensitivity_tables(ctx.pool, ctx.space, spec, chosen)
+    tables = sensitivity_tables(ctx.pool, ctx.full_space, spec, chosen)
     frame = sensitivity_frame({m: t.to_dict() for m, t in tables.items()})
     csv = results_dir / "sensitivity.csv"
     frame.to_csv(csv, index=False)

@@ -69,7 +69,8 @@ def gauss_newton_diagonal(
     diag = [torch.zeros_like(p) for p in params]
     gen = torch.Generator().manual_seed(seed)
     for inputs, _ in split.batches(batch_size):
-        out = work(*inputs).float()
+        with torch.enable_grad():  # also when called under no_grad / inference mode
+            out = work(*inputs).float()
         for k in range(projections):
             signs = torch.randint(0, 2, out.shape, generator=gen).to(out.dtype) * 2 - 1
             grads = torch.autograd.grad(

@@ -12,7 +12,7 @@ from search.objective import StudyContext
 from search.results import trials_frame
 from search.spec import StudyFileError, parse_spec
 from search.warm_starts import SENSITIVITY_ATTR, WARM_STARTS_ATTR, enqueue_warm_starts
-from spaces import SensitivityTable
+from spaces import FinetuneSettings, SensitivityTable, compress
 from tests.studyfile import study_dict
 
 WARM = {"enabled": True, "warm_starts": 3, "method": "measured", "rows": 120}
@@ -83,6 +83,9 @@ def test_warm_starts_meet_the_budget_and_lie_in_the_space(tmp_path: Path) -> Non
         config = ctx.space.config_from_params(t.params or t.system_attrs["fixed_params"])
         assert ctx.space.contains(config)
         assert ctx.costs.figures(config)["size_bound_bytes"] <= 12_000
+        # packed for real (before any fine-tuning), header included
+        packed = compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+        assert len(packed.artifact) <= 12_000
 
 
 def test_turned_off_enqueues_nothing(tmp_path: Path) -> None:
