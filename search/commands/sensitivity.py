@@ -34,7 +34,7 @@ def sensitivity_command(
     """
     spec, results_dir, _ = locate_study(study_file, out=out, storage=None)
     from search.objective import StudyContext
-    from search.report.sensitivity import sensitivity_frame, write_heatmaps
+    from search.report.sensitivity import sensitivity_frame, sensitivity_table, write_heatmaps
     from search.sensitivities import sensitivity_tables
 
     print(f"frontier: study {spec.study.name!r} on task {spec.task!r}; results in {results_dir}")
@@ -60,7 +60,10 @@ def sensitivity_command(
             f"\n{model}: {table.method} on {table.rows} validation rows, {table.seconds:.1f}s; "
             f"{table.metric} {table.base_metric:.4f} unmodified"
         )
-        print(layer_table(frame[frame["model"] == model]).head(SHOWN_LAYERS).to_string())
+        wide = layer_table(frame[frame["model"] == model])
+        # the report's order (search.report.sensitivity): most sensitive layer first
+        order = [layer for layer in sensitivity_table(frame, model)["layer"] if layer in wide.index]
+        print(wide.loc[order].head(SHOWN_LAYERS).to_string())
         pngs.append(write_heatmaps(frame, results_dir / f"sensitivity-{model}.png", model=model))
     print(f"\nfrontier: wrote {csv} and {', '.join(str(p) for p in pngs)}.")
     return 0
@@ -68,7 +71,7 @@ def sensitivity_command(
 
 def layer_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per layer: the metric drop (points; where measured, else the output
-    distortion) at each probed bit width and pruning ratio, most sensitive layer first."""
+    distortion) at each probed bit width and pruning ratio."""
     measured = frame["metric_drop"].notna().any()
     value = 100 * frame["metric_drop"] if measured else frame["distortion"]
     label = frame["kind"].map({"bits": "{:g} bits", "prune": "prune {:g}", "channels": "ch {:g}"})
@@ -78,5 +81,4 @@ def layer_table(frame: pd.DataFrame) -> pd.DataFrame:
         .pivot_table(index="layer", columns="column", values="shown", aggfunc="first", sort=False)
         .round(3 if measured else 5)
     )
-    order = wide.max(axis=1).sort_values(ascending=False).index
-    return wide.loc[order]
+    return wide
