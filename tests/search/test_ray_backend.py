@@ -47,7 +47,10 @@ def test_ray_backend_runs_a_study_on_two_workers_and_writes_the_same_outputs(
     assert trials["trial"].tolist() == list(range(12))
     assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
     pruned = trials[trials["state"] == "PRUNED"]
-    assert pruned["prune_reason"].str.startswith("dominated after 0 fine-tuning").all()
+    # whether a candidate is dominated depends on measured latency, so on a busy machine none
+    # may be: an empty (float) column is no failure
+    reasons = pruned["prune_reason"].astype(str)
+    assert reasons.str.startswith("dominated after 0 fine-tuning").all()
     assert (pruned["size_bytes"] > 0).all() and pruned["latency_ms"].notna().all()
     assert trials["baseline"].fillna("").tolist()[:3] == ["teacher", "uniform-int8", "uniform-int4"]
     assert trials["accuracy"].between(0, 1).all() and (trials["size_bytes"] > 0).all()
