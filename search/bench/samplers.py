@@ -25,6 +25,7 @@ from search.bench.common import REPO, Benchmark, smoke_source, tiny_study
 from search.bench.runs import DEFAULT_STUDY, header, prepare, run_local, with_study
 from search.quality import hypervolume_curve
 from search.spec import StudySpec, load_spec
+from search.warm_starts import SENSITIVITY_ATTR
 
 SAMPLER_NAMES = {
     "random": "random",
@@ -46,7 +47,7 @@ def _variant(spec: StudySpec, sampler: str, seed: int) -> StudySpec:
 
 
 def _sensitivity_s(study: object) -> float:
-    tables = getattr(study, "user_attrs", {}).get("sensitivity", {})
+    tables = getattr(study, "user_attrs", {}).get(SENSITIVITY_ATTR, {})
     return float(sum(t.get("seconds", 0.0) for t in tables.values()))
 
 
