@@ -27,14 +27,13 @@ from search.allocation import warm_start_allocations, warm_start_shares
 from search.objective import StudyContext
 from search.sensitivities import sensitivity_tables
 from search.storage import storage_of, study_lock
+from search.study_attrs import SENSITIVITY_ATTR
 from spaces import FinetuneSettings, compress
 
 log = logging.getLogger("frontier")
 
 #: Study attribute: the labels of the warm starts enqueued (present once they were).
 WARM_STARTS_ATTR = "warm_starts"
-#: Study attribute: ``{model: SensitivityTable.to_dict()}``.
-SENSITIVITY_ATTR = "sensitivity"
 #: Study attribute: seconds the sensitivities took (students distilled for them included).
 SENSITIVITY_SECONDS_ATTR = "sensitivity_s"
 #: Study attribute: ``{model: reason}`` for models whose sensitivity could not be measured.

@@ -25,7 +25,7 @@ from search.bench.common import REPO, Benchmark, smoke_source, tiny_study
 from search.bench.runs import DEFAULT_STUDY, header, prepare, run_local, with_study
 from search.quality import hypervolume_curve
 from search.spec import StudySpec, load_spec
-from search.warm_starts import SENSITIVITY_ATTR
+from search.study_attrs import SENSITIVITY_ATTR
 
 SAMPLER_NAMES = {
     "random": "random",
@@ -51,6 +51,12 @@ def _sensitivity_s(study: object) -> float:
     return float(sum(t.get("seconds", 0.0) for t in tables.values()))
 
 
+def random_trials(args: argparse.Namespace) -> int:
+    """How far random search runs: ``--random-trials``, else 4x the smallest N (at least the
+    largest N)."""
+    return args.random_trials or max(max(args.trials), 4 * min(args.trials))
+
+
 def run_curves(args: argparse.Namespace, study_file: Path) -> tuple[pd.DataFrame, float]:
     """Per (sampler, seed, n): the hypervolume after n trials (cost counted); setup seconds."""
     spec = load_spec(study_file)
@@ -59,7 +65,7 @@ def run_curves(args: argparse.Namespace, study_file: Path) -> tuple[pd.DataFrame
     with tempfile.TemporaryDirectory() as tmp:
         ctx, setup_s = prepare(spec, Path(tmp) / "ctx")
         for name in args.samplers:
-            n_run = max(longest, 4 * min(args.trials)) if name == "random" else longest
+            n_run = random_trials(args) if name == "random" else longest
             for seed in range(args.seeds):
                 variant = _variant(spec, name, seed)
                 db = Path(tmp) / f"{name}-{seed}.db"
@@ -151,6 +157,8 @@ def bench_samplers(args: argparse.Namespace) -> str:
         f"python -m search.bench samplers {files} --trials "
         + " ".join(str(n) for n in args.trials)
         + f" --seeds {args.seeds}"
+        + (f" --samplers {' '.join(args.samplers)}" if args.samplers != list(SAMPLER_NAMES) else "")
+        + (f" --random-trials {args.random_trials}" if args.random_trials else "")
     )
     body: list[str] = []
     setups = []
@@ -165,8 +173,8 @@ def bench_samplers(args: argparse.Namespace) -> str:
         sum(setups),
         f"Hypervolume after N trials (baselines included), median [min, max] over sampler "
         f"seeds 0-{args.seeds - 1}; each study's other settings as written. Random search runs "
-        f"to 4x the smallest N. The warm-started runs count their sensitivity analysis as k "
-        "trials: their figure after N trials is the one after N - k.",
+        f"to {random_trials(args)} trials. The warm-started runs count their sensitivity "
+        "analysis as k trials: their figure after N trials is the one after N - k.",
     )
     return "\n".join(lines + body)
 
@@ -175,6 +183,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_files", nargs="*", type=Path, default=list(DEFAULT_STUDIES))
     p.add_argument("--trials", type=int, nargs="+", default=[30, 60, 120])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--random-trials",
+        type=int,
+        default=None,
+        help="trials of the random runs (default: 4x the smallest N, at least the largest N)",
+    )
     p.add_argument(
         "--samplers", nargs="+", choices=list(SAMPLER_NAMES), default=list(SAMPLER_NAMES)
     )

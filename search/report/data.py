@@ -33,9 +33,10 @@ from search.knee import knee_index
 from search.objective import describe
 from search.objective_names import DEFAULT_OBJECTIVES, directions, study_objectives
 from search.quality import hypervolume_curve
-from search.report.sensitivity import SENSITIVITY_ATTR, sensitivity_frame
+from search.report.sensitivity import sensitivity_frame
 from search.results import FINAL_COLUMNS, front_frame, quoted_latency, trials_frame
 from search.stored import StoredStudy
+from search.study_attrs import SENSITIVITY_ATTR
 from search.testsplit import TEST_COLUMNS, held_out_figures
 from spaces import CompressionConfig
 

@@ -3,7 +3,8 @@
 Reads the tables :mod:`spaces.sensitivity` measures, as plain dicts
 (``SensitivityTable.to_dict()``: ``{"model", "method", "metric", "base_metric", "rows",
 "seconds", "probes": [{"kind", "layer", "value", "distortion", "metric_drop"}]}``); a study
-stores them as the user attribute :data:`SENSITIVITY_ATTR` (``{model name: table dict}``).
+stores them as the user attribute :data:`search.study_attrs.SENSITIVITY_ATTR`
+(``{model name: table dict}``).
 Nothing here needs the study: ``frontier sensitivity`` and the report call the same functions.
 
 What the figures show: a probe changes one layer alone (quantized to ``value`` bits, or
@@ -26,8 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Study user attribute holding the sensitivity tables: ``{model name: table dict}``.
-SENSITIVITY_ATTR = "sensitivity"
 #: Columns of :func:`sensitivity_frame`.
 COLUMNS = ["model", "kind", "layer", "value", "distortion", "metric_drop"]
 #: The heatmaps' panels: probe kind -> its axis label.

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+import search.warm_starts
 import spaces.sensitivity
 from search.driver import open_study, run_study
 from search.objective import StudyContext
 from search.results import trials_frame
 from search.spec import StudyFileError, parse_spec
-from search.warm_starts import SENSITIVITY_ATTR, WARM_STARTS_ATTR, enqueue_warm_starts
+from search.study_attrs import SENSITIVITY_ATTR
+from search.warm_starts import WARM_STARTS_ATTR, enqueue_warm_starts
 from spaces import FinetuneSettings, SensitivityTable, compress
 from tests.studyfile import study_dict
 
@@ -132,3 +134,39 @@ def test_the_sensitivity_settings_survive_the_study_file_round_trip() -> None:
 def test_bad_sensitivity_settings_name_the_key(key: str, value: object, match: str) -> None:
     with pytest.raises(StudyFileError, match=match):
         _spec(sensitivity={**WARM, key: value})
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_two_workers_enqueue_the_warm_starts_once(
+    storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Two workers start on one study at once: both measure (or read) the sensitivities, but
+    the one that takes the study's lock second finds the warm starts there and adds none."""
+    spec = _spec()
+    url = (
+        request.getfixturevalue("postgres_url")
+        if storage == "postgresql"
+        else f"sqlite:///{tmp_path / 'study.db'}"
+    )
+    first = open_study(spec, url)  # type: ignore[arg-type]
+    second = open_study(spec, url)  # type: ignore[arg-type]
+    first_ctx = StudyContext(spec, tmp_path / "worker-1")  # type: ignore[arg-type]
+    second_ctx = StudyContext(spec, tmp_path / "worker-2")  # type: ignore[arg-type]
+    measure = search.warm_starts.sensitivity_tables
+    other: list[object] = []
+
+    def meanwhile(*args: object, **kwargs: object) -> object:
+        tables = measure(*args, **kwargs)  # type: ignore[arg-type]
+        if not other:  # while the first worker measures, the second one does all of it
+            other.append(None)
+            other[0] = enqueue_warm_starts(second, second_ctx)  # type: ignore[arg-type]
+        return tables
+
+    monkeypatch.setattr(search.warm_starts, "sensitivity_tables", meanwhile)
+    late = enqueue_warm_starts(first, first_ctx)  # type: ignore[arg-type]
+    early = other[0]
+    assert early.labels  # type: ignore[attr-defined]
+    assert late.labels == () and late.reason == "already enqueued for this study"
+    waiting = [t for t in first.get_trials(deepcopy=False) if "warm_start" in t.user_attrs]
+    assert [t.user_attrs["warm_start"] for t in waiting] == list(early.labels)  # type: ignore[attr-defined]
+    assert first.user_attrs[WARM_STARTS_ATTR] == list(early.labels)  # type: ignore[attr-defined]

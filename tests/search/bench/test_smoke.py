@@ -12,6 +12,7 @@ import pytest
 from search.bench.__main__ import build_parser, main
 from search.bench.common import BENCHMARKS_MD, missing_rows, read_section
 from search.bench.registry import BENCHMARKS
+from search.bench.samplers import random_trials
 from search.spec import load_spec
 from tests.conftest import REPO
 
@@ -59,7 +60,20 @@ def test_every_sub_command_keeps_its_arguments() -> None:
             "trials": [30, 60, 120],
             "study_files": [Path("studies/digits_cnn.toml"), Path("studies/mnist1d_cnn.toml")],
             "samplers": ["random", "tpe", "nsga2", "tpe-warm"],
+            "random_trials": None,
         },
+        (
+            "samplers",
+            "studies/minilm.toml",
+            "--trials",
+            "5",
+            "10",
+            "--samplers",
+            "random",
+            "tpe-warm",
+            "--random-trials",
+            "40",
+        ): {"trials": [5, 10], "samplers": ["random", "tpe-warm"], "random_trials": 40},
         ("early-stopping",): {"trials": 120, "seeds": 5},
         ("ray", "studies/mnist1d_cnn.toml", "--workers", "1", "2"): {"workers": [1, 2]},
         ("teachers", "studies/mnist1d_cnn.toml", "--seeds", "3"): {"seeds": 3},
@@ -69,6 +83,9 @@ def test_every_sub_command_keeps_its_arguments() -> None:
         ("minilm",): {"study_file": Path("studies/minilm.toml")},
     }
     assert {argv[0] for argv in cases} == set(BENCHMARKS)
+    assert random_trials(parser.parse_args(["samplers"])) == 120  # 4 x 30
+    assert random_trials(parser.parse_args(["samplers", "--trials", "60"])) == 240
+    assert random_trials(parser.parse_args(["samplers", "--random-trials", "480"])) == 480
     for argv, expected in cases.items():
         args = parser.parse_args(list(argv))
         assert {k: getattr(args, k) for k in expected} == expected, argv

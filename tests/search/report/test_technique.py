@@ -15,10 +15,10 @@ from search.families import STUDENT_LAYERS_ATTR
 from search.report import build_report, front_table, write_report
 from search.report.data import StudyReport
 from search.report.plot_data import accuracy_plot, family_plot
-from search.report.sensitivity import SENSITIVITY_ATTR
 from search.report.tables import family_table, knee_techniques, sensitivity_rows
 from search.spec import load_spec
 from search.stored import StoredStudy
+from search.study_attrs import SENSITIVITY_ATTR
 from spaces import CompressionConfig
 from tests.search._small_studies import small_study_file
 
