@@ -149,8 +149,9 @@ def _table(pool: StudentPool, space: SearchSpace, spec: StudySpec, model: str) -
 
 
 def pruned_space(pool: StudentPool, space: SearchSpace, spec: StudySpec) -> SearchSpace:
-    """``space`` without the per-layer bit widths that the teacher's sensitivity shows cannot
-    be on the front: one layer alone at that width loses more than ``budget.max_accuracy_drop``
+    """``space`` without the per-layer bit widths and pruning ratios that the teacher's
+    sensitivity shows cannot be on the front: one layer alone at that width (or ratio) loses
+    more than ``budget.max_accuracy_drop``
     (see :func:`spaces.sensitivity.restricted_space`). The same on every worker: the table is
     read from the cache."""
     drop = spec.budget.max_accuracy_drop

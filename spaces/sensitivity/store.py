@@ -6,12 +6,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from spaces.files import atomic_write, file_lock, read_json
 from spaces.sensitivity.table import (
     LOSSLESS_BITS,
+    Probe,
     SensitivitySettings,
     SensitivityTable,
 )
@@ -88,6 +90,14 @@ def cached_sensitivity(
     return table
 
 
+def _hopeless(probe: Probe, max_drop: float) -> bool:
+    """Alone, ``probe`` loses more than ``max_drop`` (a fraction); without a measured drop,
+    its distortion is at least :data:`HOPELESS_DISTORTION`."""
+    if probe.metric_drop is not None:
+        return probe.metric_drop > max_drop
+    return probe.distortion >= HOPELESS_DISTORTION
+
+
 def hopeless_bits(table: SensitivityTable, max_drop: float) -> dict[str, int]:
     """Per layer, the widest probed bit width that alone is hopeless (absent: none is).
 
@@ -96,28 +106,43 @@ def hopeless_bits(table: SensitivityTable, max_drop: float) -> dict[str, int]:
     """
     out: dict[str, int] = {}
     for p in table.probes:
-        if p.kind != "bits":
-            continue
-        bad = (
-            p.metric_drop > max_drop
-            if p.metric_drop is not None
-            else p.distortion >= HOPELESS_DISTORTION
-        )
-        if bad:
+        if p.kind == "bits" and _hopeless(p, max_drop):
             out[p.layer] = max(out.get(p.layer, 0), int(p.value))
     return out
+
+
+def hopeless_ratios(table: SensitivityTable, kind: str, max_drop: float) -> dict[str, float]:
+    """Per layer (per group root for ``"channels"``), the smallest probed ratio of ``kind``
+    (``"prune"`` or ``"channels"``) that alone is hopeless (absent: none is)."""
+    out: dict[str, float] = {}
+    for p in table.probes:
+        if p.kind == kind and _hopeless(p, max_drop):
+            out[p.layer] = min(out.get(p.layer, 1.0), p.value)
+    return out
+
+
+def _below(ratio: float, step: float) -> float:
+    """The largest ratio on the grid of ``step`` strictly below ``ratio`` (0 at least)."""
+    return max(0.0, round((math.ceil(ratio / step - 1e-9) - 1) * step, 10))
 
 
 def restricted_space(
     settings: SpaceSettings, table: SensitivityTable, max_drop: float
 ) -> SpaceSettings:
-    """``settings`` without the bit widths that ``table`` shows cannot be on the front.
+    """``settings`` without the per-layer choices that ``table`` shows cannot be on the front.
 
-    A width is dropped from a layer when a probe at that width, or at a wider one, is
-    hopeless on its own (see :func:`hopeless_bits`): quantization noise only grows as bits
-    shrink, so a narrower width than a hopeless one is hopeless too. Lossless widths (16, 32)
-    are never dropped, and every layer keeps at least its widest choice. The result lists the
-    kept choices of every probed layer in ``layer_bits``; other layers keep theirs.
+    Bit widths: a width is dropped from a layer when a probe at that width, or at a wider
+    one, is hopeless on its own (see :func:`hopeless_bits`): quantization noise only grows as
+    bits shrink, so a narrower width than a hopeless one is hopeless too. Lossless widths (16,
+    32) are never dropped, and every layer keeps at least its widest choice. The result lists
+    the kept choices of every probed layer in ``layer_bits``; other layers keep theirs.
+
+    Pruning ratios: a layer's largest unstructured ratio (``layer_prune_max``) and a channel
+    group's largest channel ratio (``layer_channels_max``) fall below the smallest probed ratio
+    that is hopeless on its own (see :func:`hopeless_ratios`): magnitude pruning removes a
+    growing, nested set of weights (or channels), so a larger ratio loses more still. Ratios
+    between the last harmless probe and the first hopeless one stay. A layer whose every
+    ratio is hopeless keeps only 0 (no pruning).
 
     Args:
         settings: The study's space.
@@ -137,4 +162,17 @@ def restricted_space(
             max(choices),
         )
         layer_bits[layer] = kept
-    return dataclasses.replace(settings, layer_bits=layer_bits)
+    prune_max = dict(settings.layer_prune_max)
+    for layer, ratio in hopeless_ratios(table, "prune", max_drop).items():
+        high = settings.layer_prune_max.get(layer, settings.prune_max)
+        prune_max[layer] = min(high, _below(ratio, settings.prune_step))
+    channels_max = dict(settings.layer_channels_max)
+    for root, ratio in hopeless_ratios(table, "channels", max_drop).items():
+        high = settings.layer_channels_max.get(root, settings.channels_max)
+        channels_max[root] = min(high, _below(ratio, settings.channels_step))
+    return dataclasses.replace(
+        settings,
+        layer_bits=layer_bits,
+        layer_prune_max=prune_max,
+        layer_channels_max=channels_max,
+    )

@@ -53,7 +53,7 @@ class SensitivitySettings:
             its estimated cost is below ``max_probe_s``).
         rows: Validation rows probed: the first ``rows`` of the split (a fixed subset).
         warm_starts: Allocations enqueued (0: none).
-        prune_space: Drop per-layer bit choices that cannot be on the front.
+        prune_space: Drop per-layer bit widths and pruning ratios that cannot be on the front.
         max_probe_s: ``"auto"`` measures when its estimated cost is below this many seconds.
     """
 

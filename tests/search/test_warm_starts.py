@@ -113,6 +113,10 @@ def test_space_pruning_drops_hopeless_bit_widths_the_same_on_every_worker(
     assert all(set(after[n]) <= set(before[n]) and max(after[n]) == 32 for n in after)
     # 2 bits on a layer alone costs far more than half a point on this model
     assert any(2 not in after[n] for n in after)
+    # pruning ratios: capped below the first hopeless probe, the same on every worker
+    caps = dict(first.space.settings.layer_prune_max)
+    assert caps == dict(second.space.settings.layer_prune_max)
+    assert caps and all(0 <= v < 0.5 for v in caps.values()) and set(caps) <= set(after)
 
 
 def test_space_pruning_needs_an_accuracy_budget() -> None:

@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import CompressionConfig, FinetuneSettings, SpaceSettings, StudentPool, compress
+from spaces import (
+    CompressionConfig,
+    FinetuneSettings,
+    SearchSpace,
+    SpaceSettings,
+    StudentPool,
+    compress,
+)
 from spaces.sensitivity import (
     Probe,
     SensitivitySettings,
@@ -267,3 +274,32 @@ def test_restricted_space_drops_hopeless_widths_and_keeps_the_widest() -> None:
     }
     assert narrowed.bits == settings.bits and settings.layer_bits["b"] == (2, 4)
     assert restricted_space(settings, table, max_drop=0.5).layer_bits["a"] == (2, 3, 4, 8, 32)
+
+
+def test_restricted_space_caps_pruning_below_the_first_hopeless_ratio() -> None:
+    settings = SpaceSettings(
+        prune_max=0.9, prune_step=0.05, channels_max=0.5, layer_prune_max={"c": 0.2}
+    )
+    table = _table(
+        Probe("prune", "a", 0.25, 0.01, 0.001),
+        Probe("prune", "a", 0.5, 0.3, 0.04),  # hopeless: 0.5 and above go, 0.45 stays
+        Probe("prune", "a", 0.75, 0.9, 0.30),
+        Probe("prune", "b", 0.25, 0.02, 0.002),  # harmless everywhere probed: untouched
+        Probe("prune", "b", 0.5, 0.05, 0.005),
+        Probe("prune", "c", 0.05, 0.5, 0.20),  # hopeless at the smallest ratio: no pruning
+        Probe("prune", "d", 0.33, 1.5, None),  # estimated only: noise above the signal
+        Probe("channels", "a", 0.25, 0.8, 0.10),  # a channel group rooted at "a"
+    )
+    narrowed = restricted_space(settings, table, max_drop=0.01)
+    assert dict(narrowed.layer_prune_max) == {"a": 0.45, "c": 0.0, "d": 0.3}
+    assert dict(narrowed.layer_channels_max) == {"a": 0.125}
+    assert narrowed.prune_max == 0.9 and dict(settings.layer_prune_max) == {"c": 0.2}
+    # a looser budget keeps every ratio
+    loose = restricted_space(settings, table, max_drop=0.5)
+    assert dict(loose.layer_prune_max) == {"c": 0.2, "d": 0.3}
+    assert dict(loose.layer_channels_max) == {}
+    # the narrowed space has no pruning dimension for "c" and caps the others
+    space = SearchSpace(["a", "b", "c", "d"], ["teacher"], narrowed, channel_roots=["a"])
+    dists = space.distributions()
+    assert "prune.c" not in dists and dists["prune.a"].high == 0.45  # type: ignore[attr-defined]
+    assert dists["prune.b"].high == 0.9 and dists["channels.a"].high == 0.125  # type: ignore[attr-defined]
