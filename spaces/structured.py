@@ -46,7 +46,8 @@ def removed_count(channels: int, ratio: float) -> int:
     return max(0, min(channels - 1, round(ratio * channels)))
 
 
-def _as_tuple(example_input: Any) -> tuple[torch.Tensor, ...]:
+def as_inputs(example_input: Any) -> tuple[torch.Tensor, ...]:
+    """A model's example input as the tuple of positional arguments it is called with."""
     return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
 
 
@@ -124,7 +125,7 @@ def prunable_groups(model: nn.Module, example_input: Any) -> dict[str, list[str]
     Computed on copies (the model is not changed) and remembered per architecture, so calling
     it for every trial costs a lookup.
     """
-    inputs = _as_tuple(example_input)
+    inputs = as_inputs(example_input)
     key = (_signature(model), tuple(tuple(t.shape) for t in inputs))
     if key in _GROUPS_CACHE:
         return _GROUPS_CACHE[key]
@@ -150,6 +151,15 @@ def prunable_groups(model: nn.Module, example_input: Any) -> dict[str, list[str]
     return keep
 
 
+def _weakest(dg: tp.DependencyGraph, layer: nn.Module, imp: Any, k: int) -> list[int]:
+    """The ``k`` output channels of ``layer``'s group with the lowest importance, sorted;
+    ties broken by position, so the choice is deterministic."""
+    n = _out_channels(layer)
+    scores = imp(dg.get_pruning_group(layer, _prune_fn(layer), list(range(n))))
+    order = torch.argsort(scores.detach().float().cpu(), stable=True)
+    return sorted(int(i) for i in order[:k])
+
+
 def prune_channels(
     model: nn.Module,
     ratios: Mapping[str, float],
@@ -169,7 +179,7 @@ def prune_channels(
             f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
             f"Got {importance!r} instead."
         )
-    inputs = _as_tuple(example_input)
+    inputs = as_inputs(example_input)
     wanted = {root: r for root, r in ratios.items() if r > 0}
     groups = prunable_groups(model, inputs) if wanted else {}
     todo = {root: r for root, r in wanted.items() if root in groups}
@@ -184,12 +194,7 @@ def prune_channels(
         n = _out_channels(layer)
         k = removed_count(n, ratio)
         if k > 0:
-            group = dg.get_pruning_group(layer, _prune_fn(layer), list(range(n)))
-            scores = imp(group)
-            # lowest importance first; ties broken by position so the choice is deterministic
-            order = torch.argsort(scores.detach().float().cpu(), stable=True)
-            idxs = sorted(int(i) for i in order[:k])
-            dg.get_pruning_group(layer, _prune_fn(layer), idxs).prune()
+            dg.get_pruning_group(layer, _prune_fn(layer), _weakest(dg, layer, imp, k)).prune()
         kept[root] = n - k
     return kept
 
@@ -197,3 +202,30 @@ def prune_channels(
 def channel_roots(model: nn.Module, example_input: Any) -> list[str]:
     """Root names of the model's prunable groups, in definition order."""
     return list(prunable_groups(model, example_input))
+
+
+def removed_channels(
+    model: nn.Module, root: str, ratio: float, example_input: Any, *, importance: str
+) -> dict[str, list[int]]:
+    """Output channels that ``prune_channels(model, {root: ratio})`` removes, per compressible
+    layer of the group (the sensitivity probes zero exactly these).
+
+    Worked out on a copy (the model is not changed): the same graph, importance and tie
+    breaking as :func:`prune_channels`.
+    """
+    inputs = as_inputs(example_input)
+    work = copy.deepcopy(model).eval()
+    layers = compressible_layers(work)
+    layer = layers[root]
+    k = removed_count(_out_channels(layer), ratio)
+    if k == 0:
+        return {}
+    dg = _graph(work, inputs)
+    imp = tp.importance.GroupMagnitudeImportance(p=IMPORTANCES[importance])
+    names = {id(m): name for name, m in layers.items()}
+    removed: dict[str, list[int]] = {}
+    for dep, dep_idxs in dg.get_pruning_group(layer, _prune_fn(layer), _weakest(dg, layer, imp, k)):
+        name = names.get(id(dep.target.module))
+        if name is not None and dep.handler.__name__ == "prune_out_channels":
+            removed[name] = sorted({int(i) for i in dep_idxs})
+    return removed

@@ -30,10 +30,10 @@ from spaces.sensitivity.perturb import (
     ProbePlan,
     pruned_weight,
     quantized_weight,
-    removed_channels,
     rounded_bias,
 )
 from spaces.sensitivity.table import Probe
+from spaces.structured import removed_channels
 from spaces.task import Split
 
 #: Random output projections per batch (each is one backward pass).

@@ -6,13 +6,11 @@ the gradient estimate takes their difference from the original weights.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from spaces.config import FLOAT_BITS
@@ -20,18 +18,7 @@ from spaces.layers import compressible_layers
 from spaces.pruning import magnitude_mask
 from spaces.quantization import quantize_weight
 from spaces.sensitivity.table import LOSSLESS_BITS
-
-# one ordering of channels, the structured-pruning module's own: a probe removes exactly the
-# channels `prune_channels` would remove
-from spaces.structured import (
-    IMPORTANCES,
-    _as_tuple,
-    _graph,
-    _out_channels,
-    _prune_fn,
-    prunable_groups,
-    removed_count,
-)
+from spaces.structured import as_inputs, prunable_groups
 
 
 @dataclass(frozen=True)
@@ -62,7 +49,7 @@ def plan_probes(
     """
     layers = compressible_layers(model)
     wanted_roots = {root for root, ratios in channel_ratios.items() if any(r > 0 for r in ratios)}
-    roots = prunable_groups(model, _as_tuple(example_input)) if wanted_roots else {}
+    roots = prunable_groups(model, as_inputs(example_input)) if wanted_roots else {}
     return ProbePlan(
         bits={
             layer: tuple(sorted({int(b) for b in widths if b < LOSSLESS_BITS}))
@@ -99,33 +86,3 @@ def pruned_weight(w: torch.Tensor, ratio: float) -> torch.Tensor:
 def rounded_bias(bias: torch.Tensor) -> torch.Tensor:
     """A quantized layer's bias as stored: float16 values."""
     return bias.detach().half().to(bias.dtype)
-
-
-def removed_channels(
-    model: nn.Module, root: str, ratio: float, example_input: Any, *, importance: str
-) -> dict[str, list[int]]:
-    """Output channels that ``prune_channels({root: ratio})`` removes, per compressible layer.
-
-    Worked out on a copy (the model is not changed): the same graph, importance and tie
-    breaking as :func:`spaces.structured.prune_channels`.
-    """
-    inputs = _as_tuple(example_input)
-    work = copy.deepcopy(model).eval()
-    layers = compressible_layers(work)
-    layer = layers[root]
-    n = _out_channels(layer)
-    k = removed_count(n, ratio)
-    if k == 0:
-        return {}
-    dg = _graph(work, inputs)
-    imp = tp.importance.GroupMagnitudeImportance(p=IMPORTANCES[importance])
-    scores = imp(dg.get_pruning_group(layer, _prune_fn(layer), list(range(n))))
-    order = torch.argsort(scores.detach().float().cpu(), stable=True)
-    idxs = sorted(int(i) for i in order[:k])
-    names = {id(m): name for name, m in layers.items()}
-    removed: dict[str, list[int]] = {}
-    for dep, dep_idxs in dg.get_pruning_group(layer, _prune_fn(layer), idxs):
-        name = names.get(id(dep.target.module))
-        if name is not None and dep.handler.__name__ == "prune_out_channels":
-            removed[name] = sorted({int(i) for i in dep_idxs})
-    return removed
