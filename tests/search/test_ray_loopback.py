@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 
-#: Starts a local Ray through frontier's connect(), runs a task on two workers, and prints every
+#: Starts a local Ray through frontier's connect(), runs two actors (two workers), and prints every
 #: listening TCP socket of the Ray processes (this process and its children: GCS server, raylet,
 #: workers, agents), with whether the loopback variable is left in the environment.
 LISTENERS = textwrap.dedent(
@@ -30,10 +30,14 @@ LISTENERS = textwrap.dedent(
     connect(RaySettings(), None)
 
     @ray.remote(num_cpus=0)
-    def pid():
-        return os.getpid()
+    class Worker:
+        def pid(self):
+            return os.getpid()
 
-    workers = set(ray.get([pid.remote() for _ in range(4)]))
+    # actors, not tasks: a task's worker may be reaped as idle before the sockets are read
+    # (a busy machine), an actor's lives until shutdown
+    actors = [Worker.remote() for _ in range(2)]
+    workers = set(ray.get([a.pid.remote() for a in actors]))
     me = psutil.Process()
     sockets = []
     for proc in [me, *me.children(recursive=True)]:
