@@ -69,7 +69,7 @@ def test_version_2_fields_round_trip_and_validate() -> None:
     for kwargs, match in [
         ({"channels": {"a": 1.0}}, "channel pruning ratio of layer 'a'"),
         ({"act_bits": 4}, r"'act_bits' must be one of \[8, 32\]"),
-        ({"granularity": "row"}, r"'granularity' must be one of \['channel', 'tensor'\]"),
+        ({"granularity": "row"}, r"'granularity' must be one of \['channel', 'tensor', 'g128'"),
     ]:
         with pytest.raises(ValueError, match=match):
             CompressionConfig(**kwargs)
