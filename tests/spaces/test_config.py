@@ -101,6 +101,18 @@ def test_space_with_channels_activations_and_granularity() -> None:
     assert not fixed.contains(CompressionConfig(act_bits=8))
 
 
+def test_space_searches_group_wise_granularities() -> None:
+    space = SearchSpace(["a"], ["teacher"], SpaceSettings(granularity=("channel", "g64")))
+    assert list(space.distributions()["granularity"].choices) == ["channel", "g64"]  # type: ignore[attr-defined]
+    config = CompressionConfig(bits={"a": 4}, granularity="g64")
+    assert space.contains(config)
+    assert space.config_from_params(space.params_from_config(config)) == config
+    assert CompressionConfig.from_json(config.to_json()) == config
+    assert space.baselines()["uniform-int4"].granularity == "channel"  # as before, when offered
+    with pytest.raises(ValueError, match=r"'space\.granularity' must be a non-empty list"):
+        SpaceSettings(granularity=("g16",))
+
+
 def test_each_searched_student_is_a_baseline_of_its_own() -> None:
     space = SearchSpace(["a"], ["teacher", "s1", "s2"], SpaceSettings(students=("teacher", "s2")))
     base = space.student_baselines()
