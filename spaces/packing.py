@@ -3,10 +3,9 @@
 Layout. Every compressible layer's weight is one ``U8`` tensor holding, in order:
 ``[scales (float16)] [sparsity index] [values]``. The scales are one per output channel, one
 per layer, or, for group-wise layers, one per (row, group) in row-major order (see
-:mod:`spaces.quantization`). Values are the
-integer codes bit-packed at the layer's width (offset by ``qmax`` so they are unsigned), or
-raw float16 / float32 bytes for 16- and 32-bit layers. Each weight uses whichever of three
-encodings is smallest:
+:mod:`spaces.quantization`). Values are the integer codes bit-packed at the layer's width
+(offset by ``qmax`` so they are unsigned), or raw float16 / float32 bytes for 16- and 32-bit
+layers. Each weight uses whichever of three encodings is smallest:
 
 - ``dense``: every value;
 - ``bitmask``: one bit per position (set where the weight is non-zero), then the non-zero values;
