@@ -29,7 +29,7 @@ TEACHER = "teacher"
 ALLOWED_ACT_BITS = (8, 32)
 #: Group-wise weight scales: the granularity's name and its group size ``G`` (one scale per run
 #: of ``G`` consecutive weights of an output row, the row flattened in PyTorch's order).
-GROUP_SIZES = {"g128": 128, "g64": 64, "g32": 32}
+GROUP_SIZES: Mapping[str, int] = MappingProxyType({"g128": 128, "g64": 64, "g32": 32})
 #: Weight scales: one per output channel, one per layer, or one per group of a row.
 GRANULARITIES = ("channel", "tensor", *GROUP_SIZES)
 
