@@ -13,7 +13,8 @@ enough: no distillation, no fine-tuning) and the configuration's bits and prunin
 - **size_bound_bytes** is a *proven lower bound* on the packed artifact's length
   (:mod:`spaces.packing`). Everything the configuration fixes is counted exactly: every
   tensor that is not a compressible weight (biases, as float16 when the layer has 16 bits or
-  fewer; norms; buffers), the float16 scales of each quantized layer, the 8-byte length
+  fewer; norms; buffers), the float16 scales of each quantized layer (one per output
+  channel, one per layer, or one per row and group of a group-wise layer), the 8-byte length
   prefix and the tensor names in the header. The weight *values* are bounded by the
   smallest encoding the packer could pick whatever the trained values are: quantization can
   round any share of a layer's weights to zero, and the packer then stores a bitmask or
@@ -37,6 +38,7 @@ from spaces.activations import BUFFER as ACT_BUFFER
 from spaces.config import TEACHER, CompressionConfig
 from spaces.layers import compressible_layers, weight_of
 from spaces.pruning import pruned_count
+from spaces.quantization import scale_count
 from spaces.structured import prune_channels
 
 
@@ -48,6 +50,7 @@ class LayerShape:
     channels: int
     macs: int  # multiply-accumulates per example at full density
     bias_numel: int
+    weight_shape: tuple[int, ...]  # the number of scales depends on it
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,8 @@ class ArchitectureCost:
             bits = config.bits_of(name)
             total += shape.bias_numel * (2 if bits <= 16 else 4)
             if bits <= 8:
-                # float16 scales: one per output channel, or one per layer
-                total += 2 * (shape.channels if config.granularity == "channel" else 1)
+                # float16 scales: one per output channel, per layer, or per row and group
+                total += 2 * scale_count(shape.weight_shape, config.granularity)
                 if config.act_bits_of(name) == 8:
                     # the layer's activation ranges: a 4-float buffer and its name
                     total += 4 * 4 + len(f"{name}.{ACT_BUFFER}".encode())
@@ -145,6 +148,7 @@ def architecture_cost(
             channels=w.shape[0] if w.dim() > 1 else 1,
             macs=macs.get(name, 0),
             bias_numel=bias.numel() if isinstance(bias, torch.Tensor) else 0,
+            weight_shape=tuple(w.shape),
         )
     owned = {f"{n}.weight" for n in layers} | {f"{n}.bias" for n in layers}
     state = model.state_dict()

@@ -64,17 +64,17 @@ class Compressed:
 class _Constrained(nn.Module):
     """Weight parametrization: keep the pruning mask, show the quantized value."""
 
-    def __init__(self, mask: torch.Tensor | None, bits: int, per_channel: bool) -> None:
+    def __init__(self, mask: torch.Tensor | None, bits: int, granularity: str) -> None:
         super().__init__()
         self.register_buffer("mask", mask)
         self.bits = bits
-        self.per_channel = per_channel
+        self.granularity = granularity
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         mask = self.mask
         if isinstance(mask, torch.Tensor):
             w = w * mask
-        return fake_quantize(w, self.bits, per_channel=self.per_channel)
+        return fake_quantize(w, self.bits, granularity=self.granularity)
 
 
 def compress(
@@ -98,7 +98,6 @@ def compress(
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
     prune_channels(model, config.channels, task.example_input, importance=importance)
-    per_channel = config.granularity == "channel"
     masks = {
         name: magnitude_mask(weight_of(layer), config.prune_of(name))
         for name, layer in layers.items()
@@ -113,7 +112,7 @@ def compress(
             parametrize.register_parametrization(
                 layer,
                 "weight",
-                _Constrained(masks.get(name), config.bits_of(name), per_channel),
+                _Constrained(masks.get(name), config.bits_of(name), config.granularity),
             )
         # quantization-aware from the first step: ranges seen under the quantized weights
         activations.calibrate(model, act_layers, task.train)
@@ -153,7 +152,7 @@ def _finalize(
             w = w * masks[name]
         bits = config.bits_of(name)
         if bits <= 8:
-            codes[name] = quantize_weight(w, bits, per_channel=config.granularity == "channel")
+            codes[name] = quantize_weight(w, bits, granularity=config.granularity)
             w = codes[name].dequantize()
             mark_quantized(layer, codes[name])
         elif bits == 16:

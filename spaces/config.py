@@ -27,8 +27,11 @@ TEACHER = "teacher"
 #: Activation bit widths: 8 quantizes the inputs and outputs of every integer layer, 32 keeps
 #: float activations.
 ALLOWED_ACT_BITS = (8, 32)
-#: Weight scales: one per output channel, or one per layer.
-GRANULARITIES = ("channel", "tensor")
+#: Group-wise weight scales: the granularity's name and its group size ``G`` (one scale per run
+#: of ``G`` consecutive weights of an output row, the row flattened in PyTorch's order).
+GROUP_SIZES: Mapping[str, int] = MappingProxyType({"g128": 128, "g64": 64, "g32": 32})
+#: Weight scales: one per output channel, one per layer, or one per group of a row.
+GRANULARITIES = ("channel", "tensor", *GROUP_SIZES)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -50,8 +53,9 @@ class CompressionConfig:
             :mod:`spaces.structured`); not listed means 0.
         act_bits: 8 quantizes the activations around every layer whose weights have 8 bits or
             fewer (ranges calibrated on training data); 32 keeps them float.
-        granularity: ``"channel"`` (one weight scale per output channel) or ``"tensor"`` (one
-            per layer).
+        granularity: ``"channel"`` (one weight scale per output channel), ``"tensor"`` (one
+            per layer) or ``"g128"`` / ``"g64"`` / ``"g32"`` (one per group of 128 / 64 / 32
+            consecutive weights of each output row; see :mod:`spaces.quantization`).
         version: Format version, for loading configs saved by older releases.
     """
 

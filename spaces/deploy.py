@@ -17,6 +17,13 @@ same integers:
 
 Weights of fewer than 8 bits are held in int8 here (their codes fit) and computed by the int8
 kernels; the packed artifact stores them at their real width.
+
+Group-wise layers (``"g128"``, ``"g64"``, ``"g32"`` scales, several per output row) have no
+per-channel int8 kernel, in torch or in ONNX Runtime's QLinearConv / QGemm: both forms keep
+them as float layers computing with their dequantized weights (exactly ``codes * scale``),
+as 16-bit layers are kept, with their activation quantize / dequantize, where they have it,
+around the float kernel. A group-wise layer whose rows fit in one group has one scale per
+row and is deployed as a per-channel integer layer (:func:`kernel_codes`).
 """
 
 from __future__ import annotations
@@ -88,19 +95,38 @@ class Int8Layer(nn.Module):
         return out
 
 
+def kernel_codes(layer: nn.Module) -> QuantizedWeight | None:
+    """``layer``'s integer codes in a form per-channel / per-tensor int8 kernels compute with.
+
+    ``None`` for a float layer and for a group-wise layer with several groups per row (its
+    scales vary along a row, which those kernels cannot express); a group-wise layer with
+    one group per row is returned with per-channel scales (the same numbers).
+    """
+    code = weight_codes(layer)
+    if code is None or code.group_size is None:
+        return code
+    if code.scale.dim() == 2 and code.scale.shape[1] == 1:
+        return QuantizedWeight(q=code.q, scale=code.scale.reshape(-1), bits=code.bits)
+    return None
+
+
 #: Layer types with a torch / ONNX Runtime int8 kernel. An embedding is a table lookup: it keeps
 #: its float form (integer-valued weights) and its output's quantize / dequantize.
 INT8_KERNEL_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def int8_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Layers that run on int8 kernels: integer weights, 8-bit activations and a kernel."""
+    """Layers that run on int8 kernels: integer weights, 8-bit activations and a kernel.
+
+    Group-wise layers with several groups per row are not among them (see
+    :func:`kernel_codes`): they run as float layers.
+    """
     return {
         name: layer
         for name, layer in compressible_layers(model).items()
         if isinstance(layer, INT8_KERNEL_TYPES)
         and has_quantized_activations(layer)
-        and weight_codes(layer) is not None
+        and kernel_codes(layer) is not None
     }
 
 
@@ -116,7 +142,7 @@ def to_torch_int8(model: nn.Module) -> nn.Module:
 
 def _swap_int8_layers(out: nn.Module) -> None:
     for name, layer in int8_layers(out).items():
-        code = weight_codes(layer)
+        code = kernel_codes(layer)
         if code is None:  # pragma: no cover - int8_layers checked it
             continue
         s_in, z_in, s_out, z_out = activation_params(layer)
@@ -145,6 +171,7 @@ def to_onnx(
     weights to the layers that also quantize their activations: ONNX Runtime does not fold a
     ``DequantizeLinear`` on a weight that feeds a float kernel, so a weight-only integer layer
     runs faster with its float weights (the latency runtime uses this; files use int8).
+    Group-wise layers keep float weights either way (see :func:`kernel_codes`).
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -171,7 +198,7 @@ def to_onnx(
     nodes = []
     chosen = int8_layers(model) if kernels_only else compressible_layers(model)
     for name, layer in chosen.items():
-        code = weight_codes(layer)
+        code = kernel_codes(layer)
         key = f"{name}.weight"
         if code is None or key not in inits:
             continue

@@ -1,10 +1,11 @@
 """The packed artifact: a safetensors file whose length *is* the candidate's size.
 
 Layout. Every compressible layer's weight is one ``U8`` tensor holding, in order:
-``[scales (float16, one per output channel)] [sparsity index] [values]``. Values are the
-integer codes bit-packed at the layer's width (offset by ``qmax`` so they are unsigned), or
-raw float16 / float32 bytes for 16- and 32-bit layers. Each weight uses whichever of three
-encodings is smallest:
+``[scales (float16)] [sparsity index] [values]``. The scales are one per output channel, one
+per layer, or, for group-wise layers, one per (row, group) in row-major order (see
+:mod:`spaces.quantization`). Values are the integer codes bit-packed at the layer's width
+(offset by ``qmax`` so they are unsigned), or raw float16 / float32 bytes for 16- and 32-bit
+layers. Each weight uses whichever of three encodings is smallest:
 
 - ``dense``: every value;
 - ``bitmask``: one bit per position (set where the weight is non-zero), then the non-zero values;
@@ -16,8 +17,13 @@ Biases of layers at 16 bits or fewer are stored as float16 (the evaluated model 
 rounded values); everything else in the state dict (biases of float layers, BatchNorm
 statistics, the ``act_qparams`` activation ranges of 8-bit-activation layers, ...) is stored as
 is. A structurally pruned layer is simply stored at its smaller shape. The safetensors
-metadata holds one compact JSON record per weight (shape, bits, encoding, counts) and the
-student's name: everything needed to decode, nothing more. The header counts toward the size.
+metadata holds one compact JSON record per weight (shape, bits, encoding, counts, and the
+group size ``g`` of a group-wise layer) and the student's name: everything needed to decode,
+nothing more. The header counts toward the size.
+
+Versions: an artifact with a group-wise layer is format 2 (a reader of format 1 would misread
+its scales, so it refuses it); every other artifact is still written as format 1, byte for
+byte as before group-wise scales existed.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ from torch import nn
 from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, qmax
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The format of artifacts without group-wise layers (still written for them, unchanged).
+_UNGROUPED_VERSION = 1
+_READABLE_VERSIONS = (1, 2)
 _META_KEY = "frontier"
 
 
@@ -201,7 +210,9 @@ def pack(
             tensors[key] = tensor.detach().half().contiguous()
         else:
             tensors[key] = tensor.detach().contiguous()
-    meta = {"v": FORMAT_VERSION, "student": student, "layers": records}
+    grouped = any("g" in rec for rec in records.values())
+    version = FORMAT_VERSION if grouped else _UNGROUPED_VERSION
+    meta = {"v": version, "student": student, "layers": records}
     return bytes(st_save(tensors, metadata={_META_KEY: json.dumps(meta, separators=(",", ":"))}))
 
 
@@ -224,6 +235,8 @@ def _pack_weight(
         n_scales = 0
     enc, count, k, payload = _encode_weight(values, numel)
     rec = {"shape": shape, "bits": bits, "enc": enc, "n": count, "k": k, "s": n_scales}
+    if code is not None and code.group_size is not None:
+        rec["g"] = code.group_size
     return head + payload, rec
 
 
@@ -233,8 +246,11 @@ def unpack(data: bytes) -> Artifact:
         meta = json.loads(_read_metadata(data)[_META_KEY])
     except (KeyError, ValueError) as exc:
         raise ValueError("Not a frontier artifact: its metadata has no layout.") from exc
-    if meta.get("v") != FORMAT_VERSION:
-        raise ValueError(f"Artifact format {meta.get('v')} is not supported (this reads 1).")
+    if meta.get("v") not in _READABLE_VERSIONS:
+        raise ValueError(
+            f"Artifact format {meta.get('v')} is not supported "
+            f"(this reads {list(_READABLE_VERSIONS)})."
+        )
     raw = st_load(data)
     state: dict[str, torch.Tensor] = {}
     codes: dict[str, QuantizedWeight] = {}
@@ -262,10 +278,15 @@ def _unpack_weight(
         flat = _decode_weight(
             _Values(bits, np.zeros(0), m), rec["enc"], rec["n"], rec["k"], numel, body
         )
+        group = rec.get("g")
+        scales = torch.from_numpy(scale.copy())
+        if group is not None:
+            scales = scales.reshape(shape[0] if len(shape) > 1 else 1, -1)
         code = QuantizedWeight(
             q=torch.from_numpy((flat - m).astype(np.int8)).reshape(shape),
-            scale=torch.from_numpy(scale.copy()),
+            scale=scales,
             bits=bits,
+            group_size=group,
         )
         return code.dequantize(), code
     flat = _decode_weight(

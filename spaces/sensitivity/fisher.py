@@ -97,7 +97,7 @@ def fisher_probes(
     reference: torch.Tensor,
     plan: ProbePlan,
     *,
-    per_channel: bool,
+    granularity: str,
     example_input: tuple[torch.Tensor, ...],
     importance: str,
     batch_size: int,
@@ -109,7 +109,7 @@ def fisher_probes(
         split: The probed rows.
         reference: The model's outputs on ``split``.
         plan: The probes.
-        per_channel: Quantize with one scale per output channel.
+        granularity: The weight-scale granularity the candidates will use.
         example_input: The task's example input (channel groups are traced with it).
         importance: The structured-pruning criterion.
         batch_size: Rows per backward pass.
@@ -135,7 +135,7 @@ def fisher_probes(
     probes: list[Probe] = []
     for name, widths in plan.bits.items():
         for bits in widths:
-            quantize = partial(quantized_weight, bits=bits, per_channel=per_channel)
+            quantize = partial(quantized_weight, bits=bits, granularity=granularity)
             d = changed(name, quantize, True)
             probes.append(Probe("bits", name, float(bits), d, None))
     for name, ratios in plan.prune.items():

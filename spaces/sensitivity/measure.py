@@ -57,7 +57,7 @@ def measure_sensitivity(
         bits: Bit widths to probe per layer; widths >= 16 are lossless and not probed.
         prune_ratios: Unstructured pruning ratios to probe per layer.
         channel_ratios: Structured pruning ratios to probe per channel group (by root layer).
-        granularity: ``"channel"`` or ``"tensor"`` weight scales, as the candidates will use.
+        granularity: The weight-scale granularity the candidates will use.
         settings: The method, the rows and (for ``"auto"``) the time limit.
         importance: The structured-pruning criterion (``space.channel_importance``).
 
@@ -75,10 +75,9 @@ def measure_sensitivity(
     method = settings.method
     if method == "auto":
         method = "measured" if plan.count * forward_s < settings.max_probe_s else "fisher"
-    per_channel = granularity == "channel"
     if method == "measured":
         probes = _measured(
-            model, task, subset, reference, base_metric, plan, per_channel, importance
+            model, task, subset, reference, base_metric, plan, granularity, importance
         )
     else:
         probes = fisher_probes(
@@ -86,7 +85,7 @@ def measure_sensitivity(
             subset,
             reference,
             plan,
-            per_channel=per_channel,
+            granularity=granularity,
             example_input=task.example_input,
             importance=importance,
             batch_size=task.batch_size,
@@ -137,7 +136,7 @@ def _measured(
     reference: torch.Tensor,
     base_metric: float,
     plan: ProbePlan,
-    per_channel: bool,
+    granularity: str,
     importance: str,
 ) -> list[Probe]:
     work = copy.deepcopy(model).eval()
@@ -150,7 +149,7 @@ def _measured(
     probes: list[Probe] = []
     for name, widths in plan.bits.items():
         for bits in widths:
-            quantize = partial(quantized_weight, bits=bits, per_channel=per_channel)
+            quantize = partial(quantized_weight, bits=bits, granularity=granularity)
             with _changed(layers[name], quantize, round_bias=True):
                 probes.append(probe("bits", name, bits, predict(work, subset)))
     for name, ratios in plan.prune.items():

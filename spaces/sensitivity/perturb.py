@@ -69,13 +69,13 @@ def plan_probes(
     )
 
 
-def quantized_weight(w: torch.Tensor, bits: int, *, per_channel: bool) -> torch.Tensor:
+def quantized_weight(w: torch.Tensor, bits: int, *, granularity: str) -> torch.Tensor:
     """The weight a ``bits``-bit layer evaluates with (float16 for 16, as is for 32)."""
     if bits >= FLOAT_BITS:
         return w.detach().clone()
     if bits == 16:
         return w.detach().half().float()
-    return quantize_weight(w, bits, per_channel=per_channel).dequantize().to(w.dtype)
+    return quantize_weight(w, bits, granularity=granularity).dequantize().to(w.dtype)
 
 
 def pruned_weight(w: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ from search.objective import StudyContext, evaluate_config
 from search.results import trials_frame
 from search.spec import parse_spec
 from spaces import CompressionConfig, FinetuneSettings, StudentPool, compress, compressible_layers
+from spaces.config import GRANULARITIES
 
 
 class Tiny(nn.Module):
@@ -47,6 +48,18 @@ def test_bops_is_macs_times_kept_fraction_times_weight_and_activation_bits() -> 
     assert arch.other_bytes == 10 * 4
 
 
+def test_size_bound_counts_every_group_scale() -> None:
+    arch = architecture_cost(Tiny(), (torch.zeros(3, 2, 10),))
+    bits = {"conv": 4, "fc": 4}
+    bound = {
+        g: arch.size_lower_bound(CompressionConfig(bits=bits, granularity=g)) for g in GRANULARITIES
+    }
+    # conv: 4 rows of K = 2 * 3 (one group each); fc: 5 rows of K = 40 (two groups of 32)
+    assert bound["channel"] - bound["tensor"] == 2 * (4 + 5 - 2)
+    assert bound["g128"] == bound["g64"] == bound["channel"]
+    assert bound["g32"] - bound["channel"] == 2 * 5
+
+
 def test_size_bound_never_exceeds_the_packed_size(pool: StudentPool) -> None:
     rng = random.Random(0)
     layers = list(compressible_layers(pool.task.model))
@@ -60,7 +73,7 @@ def test_size_bound_never_exceeds_the_packed_size(pool: StudentPool) -> None:
             prune={n: rng.choice([0.0, 0.5, 0.9]) for n in layers},
             channels={n: rng.choice([0.0, 0.25, 0.5]) for n in ("conv1", "conv2", "fc1")},
             act_bits=rng.choice([8, 32]),
-            granularity=rng.choice(["channel", "tensor"]),
+            granularity=GRANULARITIES[i % len(GRANULARITIES)],
         )
         built = compress(pool, config, finetune=FinetuneSettings(epochs=i % 2), seed=i)
         bound = costs.figures(config)["size_bound_bytes"]

@@ -15,7 +15,7 @@ from spaces.artifacts import (
     load_candidate,
     save_candidate,
 )
-from spaces.deploy import to_onnx, to_torch_int8
+from spaces.deploy import int8_layers, to_onnx, to_torch_int8
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 X1 = (torch.zeros(1, 1, 8, 8),)
@@ -30,6 +30,13 @@ CONFIGS = {
         bits={"conv1": 6, "conv2": 16, "fc1": 2, "fc2": 5},
         channels={"conv2": 0.25},
         granularity="tensor",
+        act_bits=8,
+    ),
+    "g64+sparse+int8-act": CompressionConfig(
+        bits={"conv1": 4, "conv2": 4, "fc1": 3, "fc2": 8},
+        prune={"fc1": 0.5},
+        channels={"conv2": 0.25},
+        granularity="g64",
         act_bits=8,
     ),
     "shallow-student": CompressionConfig(
@@ -143,3 +150,28 @@ def test_float_export_of_a_float_candidate_has_no_quantization(pool: StudentPool
     cand = compress(pool, CompressionConfig(), finetune=FinetuneSettings(0), seed=0)
     ops = {n.op_type for n in onnx.load_from_string(to_onnx(cand.model, X1, int8=False)).graph.node}
     assert "QuantizeLinear" not in ops and "Conv" in ops
+
+
+def test_group_wise_layers_deploy_with_float_weights(pool: StudentPool) -> None:
+    config = CompressionConfig(
+        bits={"conv1": 4, "conv2": 4, "fc1": 4, "fc2": 8}, granularity="g64", act_bits=8
+    )
+    cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+    # conv1 (K = 9) and fc2 (K = 64) have one group per row: per-channel int8 kernels;
+    # conv2 (K = 144) and fc1 (K = 512) have several: float kernels, dequantized weights
+    assert set(int8_layers(cand.model)) == {"conv1", "fc2"}
+    int8 = to_torch_int8(cand.model)
+    assert type(int8.conv1).__name__ == "Int8Layer" and type(int8.fc2).__name__ == "Int8Layer"
+    assert isinstance(int8.conv2, torch.nn.Conv2d) and isinstance(int8.fc1, torch.nn.Linear)
+    assert torch.equal(int8.fc1.weight, cand.model.fc1.weight)
+    x = pool.task.test.inputs[0]
+    with torch.no_grad():
+        ref, out = cand.model(x), int8(x)
+    assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+
+    data = to_onnx(cand.model, pool.task.example_input, int8=True)
+    inits = {i.name: i.data_type for i in onnx.load_from_string(data).graph.initializer}
+    assert inits["conv1.weight.q"] == inits["fc2.weight.q"] == onnx.TensorProto.INT8
+    assert inits["conv2.weight"] == inits["fc1.weight"] == onnx.TensorProto.FLOAT
+    quantum = activation_params(cand.model.fc2)[2]
+    assert float((_ort(data, x) - ref).abs().max()) <= 2 * quantum + 1e-4

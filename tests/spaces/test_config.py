@@ -69,7 +69,7 @@ def test_version_2_fields_round_trip_and_validate() -> None:
     for kwargs, match in [
         ({"channels": {"a": 1.0}}, "channel pruning ratio of layer 'a'"),
         ({"act_bits": 4}, r"'act_bits' must be one of \[8, 32\]"),
-        ({"granularity": "row"}, r"'granularity' must be one of \['channel', 'tensor'\]"),
+        ({"granularity": "row"}, r"'granularity' must be one of \['channel', 'tensor', 'g128'"),
     ]:
         with pytest.raises(ValueError, match=match):
             CompressionConfig(**kwargs)
@@ -99,6 +99,18 @@ def test_space_with_channels_activations_and_granularity() -> None:
     fixed = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(32,)))
     assert "act_bits" not in fixed.distributions()
     assert not fixed.contains(CompressionConfig(act_bits=8))
+
+
+def test_space_searches_group_wise_granularities() -> None:
+    space = SearchSpace(["a"], ["teacher"], SpaceSettings(granularity=("channel", "g64")))
+    assert list(space.distributions()["granularity"].choices) == ["channel", "g64"]  # type: ignore[attr-defined]
+    config = CompressionConfig(bits={"a": 4}, granularity="g64")
+    assert space.contains(config)
+    assert space.config_from_params(space.params_from_config(config)) == config
+    assert CompressionConfig.from_json(config.to_json()) == config
+    assert space.baselines()["uniform-int4"].granularity == "channel"  # as before, when offered
+    with pytest.raises(ValueError, match=r"'space\.granularity' must be a non-empty list"):
+        SpaceSettings(granularity=("g16",))
 
 
 def test_each_searched_student_is_a_baseline_of_its_own() -> None:

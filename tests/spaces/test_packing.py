@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,9 @@ from hypothesis import strategies as st
 
 from evaluators import SizeEvaluator
 from spaces import CompressionConfig, FinetuneSettings, StudentPool, compress, unpack
+from spaces.config import GROUP_SIZES
 from spaces.packing import pack_bits, unpack_bits
+from spaces.quantization import scale_count
 
 
 @given(st.integers(1, 8), st.lists(st.integers(0, 255), max_size=300))
@@ -31,6 +35,12 @@ CONFIGS = {
         bits={"conv1": 16, "conv2": 32, "fc1": 16}, prune={"conv2": 0.7, "fc1": 0.99 - 0.04}
     ),
     "student": CompressionConfig(student="w0.5", bits={"fc1": 4, "conv2": 6}, prune={"fc1": 0.6}),
+    "g64": CompressionConfig(
+        bits={"conv1": 4, "conv2": 4, "fc1": 3, "fc2": 8}, prune={"fc1": 0.5}, granularity="g64"
+    ),
+    "g32+student": CompressionConfig(
+        student="w0.5", bits={"fc1": 2, "conv2": 6}, prune={"fc1": 0.6}, granularity="g32"
+    ),
 }
 
 
@@ -90,3 +100,51 @@ def test_unpack_rejects_foreign_safetensors() -> None:
 
     with pytest.raises(ValueError, match="Not a frontier artifact"):
         unpack(save({"x": torch.zeros(3)}))
+
+
+@pytest.mark.parametrize("granularity", ["g128", "g64", "g32"])
+def test_group_codes_and_scales_round_trip_exactly(pool: StudentPool, granularity: str) -> None:
+    config = CompressionConfig(
+        bits={"conv1": 8, "conv2": 4, "fc1": 3, "fc2": 2},
+        prune={"fc1": 0.7},
+        granularity=granularity,
+    )
+    cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+    art = unpack(cand.artifact)
+    assert set(art.codes) == set(cand.codes)
+    for name, code in cand.codes.items():
+        back = art.codes[name]
+        assert back.group_size == code.group_size == GROUP_SIZES[granularity]
+        assert back.bits == code.bits
+        assert torch.equal(back.q, code.q), name
+        assert torch.equal(back.scale, code.scale), name  # every group's float16 scale
+        assert torch.equal(back.dequantize(), code.dequantize()), name
+        assert torch.equal(
+            art.state_dict[f"{name}.weight"], cand.model.state_dict()[f"{name}.weight"]
+        )
+        assert art.layers[f"{name}.weight"]["g"] == GROUP_SIZES[granularity]
+        assert art.layers[f"{name}.weight"]["s"] == scale_count(code.q.shape, granularity)
+    # fc1 (64 x 512): one scale per row and group, all stored
+    assert art.codes["fc1"].scale.shape == (64, 512 // GROUP_SIZES[granularity])
+
+
+def test_only_group_wise_artifacts_take_the_new_format(pool: StudentPool) -> None:
+    bits = {"conv1": 8, "conv2": 4, "fc1": 4, "fc2": 32}
+    formats, grouped = {}, {}
+    for granularity in ("channel", "tensor", "g64"):
+        config = CompressionConfig(bits=bits, granularity=granularity)
+        cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+        formats[granularity] = json.loads(_metadata(cand.artifact)["frontier"])["v"]
+        grouped[granularity] = [k for k, r in unpack(cand.artifact).layers.items() if "g" in r]
+    # a reader of format 1 refuses a group-wise artifact instead of misreading its scales
+    assert formats == {"channel": 1, "tensor": 1, "g64": 2}
+    assert grouped == {
+        "channel": [],
+        "tensor": [],
+        "g64": ["conv1.weight", "conv2.weight", "fc1.weight"],
+    }
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    n = int.from_bytes(data[:8], "little")
+    return dict(json.loads(data[8 : 8 + n])["__metadata__"])

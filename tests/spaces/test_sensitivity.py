@@ -153,6 +153,29 @@ def test_measured_probes_are_what_compress_builds(pool: StudentPool) -> None:
         assert probe.metric_drop == pytest.approx(drop, abs=1e-9)
 
 
+@pytest.mark.parametrize("method", ["measured", "fisher"])
+def test_group_wise_bit_probes_quantize_as_compress_does(pool: StudentPool, method: str) -> None:
+    task = pool.task
+    table = measure_sensitivity(
+        task.model,
+        task,
+        name="teacher",
+        bits={"conv2": (3,)},
+        prune_ratios={},
+        channel_ratios={},
+        granularity="g32",
+        settings=SensitivitySettings(method=method, rows=200),
+    )
+    (probe,) = table.probes
+    assert probe.distortion > 0 and math.isfinite(probe.distortion)
+    if method == "measured":
+        subset = task.val.head(200)
+        config = CompressionConfig(bits={"conv2": 3}, granularity="g32")
+        built = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+        expected = distortion(predict(built.model, subset), predict(task.model, subset))
+        assert probe.distortion == pytest.approx(expected, rel=1e-5)
+
+
 def test_auto_measures_when_cheap_and_estimates_otherwise() -> None:
     task = two_paths_task()
 
