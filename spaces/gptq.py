@@ -161,8 +161,12 @@ def gptq_quantize(
     left to absorb their error), yet each keeps its original group's scale, so the result is an
     ordinary group-wise code.
 
-    Exact zeros of ``weight`` (pruned weights) stay zero: their codes are 0 and no error is
-    moved onto them, so the error compensation works on the unpruned weights only. Inputs that
+    Exact zeros of ``weight`` (pruned weights) stay zero: their codes are 0. Earlier columns'
+    updates do reach them, and when a pruned position's turn comes its value is dropped and
+    passed on to the later columns like any rounding error (as SparseGPT treats its mask):
+    measured on a 64 x 128 layer at 50% sparsity, 3-4 bits, groups of 32, this brings the
+    output error to 0.70x of nearest rounding's, against about 0.9x when no error is moved onto
+    pruned positions (tests/spaces/test_gptq.py). Inputs that
     never fire (``diag(H) == 0``) have their column set to 0, as in the paper's code.
 
     Args:
@@ -324,7 +328,9 @@ def _round_columns(
 
     Inside a block every column's error updates the block's later columns at once; the block's
     errors update the columns after the block in one matrix product (the lazy batch update).
-    ``keep`` zeroes the updates of pruned positions, whose codes are forced to 0.
+    Pruned positions (``keep`` false) get code 0 when their turn comes, and their error (the
+    weight the earlier updates moved onto them) is passed on like any other column's
+    (SparseGPT's treatment of a mask).
     """
     w = w.clone()
     codes = torch.zeros(w.shape, dtype=torch.int8)
@@ -338,7 +344,7 @@ def _round_columns(
             q = torch.clamp(torch.round(block[:, j] / scale[:, col]), -m, m) * keep_f[:, col]
             codes[:, col] = q.to(torch.int8)
             err = (block[:, j] - q * scale[:, col]) / u[col, col]
-            block[:, j:] -= torch.outer(err, u[col, col:end]) * keep_f[:, col:end]
+            block[:, j:] -= torch.outer(err, u[col, col:end])
             errors[:, j] = err
-        w[:, end:] -= (errors @ u[start:end, end:]) * keep_f[:, end:]
+        w[:, end:] -= errors @ u[start:end, end:]
     return codes

@@ -89,12 +89,20 @@ def test_codes_in_range_scales_float16_groups_by_original_column(
     assert torch.equal(torch.round(deq / per_column).to(torch.int8), codes)
 
 
-def test_zeros_stay_zero() -> None:
+@pytest.mark.parametrize("bits", [3, 4])
+def test_zeros_stay_zero_and_pruned_weights_still_gain(bits: int) -> None:
     w = _weight()
     w[torch.rand(w.shape, generator=torch.Generator().manual_seed(4)) < 0.5] = 0.0
-    codes, scales = gptq_quantize(w, _hessian(_inputs(512, seed=1)), 3, group_size=32)
+    x = _inputs(1024, seed=1)
+    codes, scales = gptq_quantize(w, _hessian(x), bits, group_size=32)
     assert bool((codes[w == 0] == 0).all())
-    assert bool((dequantize_groups(codes, scales, 32)[w == 0] == 0).all())
+    wq = dequantize_groups(codes, scales, 32)
+    assert bool((wq[w == 0] == 0).all())
+    # the dropped values' errors move on to later columns too: at 50% sparsity the output
+    # error stays well below nearest rounding's (measured 0.70 at 3 and 4 bits; about 0.9 when no
+    # error is moved onto pruned positions)
+    nearest = _nearest(w, scales, bits, 32)
+    assert _output_error(x, w, wq) / _output_error(x, w, nearest) < 0.82
 
 
 def test_dead_inputs_get_zero_codes() -> None:
