@@ -23,10 +23,11 @@ The ladder runs geometrically from the smallest achievable cost (every layer at 
 cheapest option) to the cost of uniform 8-bit weights, capped by the budget's limit on that
 figure; its lowest rung (everything at its cheapest, rarely worth a trial) is left out. A
 budget limit on the other figure is a second constraint of every rung, so every warm start
-passes the trial's cheap checks. Weight granularity is the space's first choice. Activations
-stay float when the space offers it: 8-bit activations are not probed, so the predicted
-distortion would not account for them (the sampler still tries them); only when the ladder or
-a budget is on BOPs, which 8-bit activations divide by four, do the warm starts take them.
+passes the trial's cheap checks. Weight granularity and rounding are the space's first
+choices (rounding changes no byte or BOP). Activations stay float when the space offers it:
+8-bit activations are not probed, so the predicted distortion would not account for them (the
+sampler still tries them); only when the ladder or a budget is on BOPs, which 8-bit
+activations divide by four, do the warm starts take them.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ class _Planner:
             8 if int8_acts and 8 in acts else (FLOAT_BITS if FLOAT_BITS in acts else acts[0])
         )
         self.granularity = space.settings.granularity[0]
+        self.rounding = space.settings.rounding[0]
         self.options = {
             layer: self._layer_options(layer, shape, table) for layer, shape in arch.layers.items()
         }
@@ -342,6 +344,7 @@ class _Planner:
             prune={layer: o.prune for layer, o in chosen.items()},
             act_bits=self.act_bits,
             granularity=self.granularity,
+            rounding=self.rounding,
         )
 
     def cost(self, name: str, config: CompressionConfig) -> float:

@@ -113,7 +113,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     params = sorted(
         c
         for c in df.columns
-        if c in ("student", "act_bits", "granularity")
+        if c in ("student", "act_bits", "granularity", "rounding")
         or c.startswith(("bits.", "prune.", "channels."))
     )
     params.sort(key=lambda c: (c != "student", c.split(".")[0], c))

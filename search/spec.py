@@ -77,6 +77,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "channel_importance": _STR,
         "act_bits": _INTS,
         "granularity": _STRS,
+        "rounding": _STRS,
         "custom_students": "a table of student names",
     },
     "distillation": {"temperature": _FLOAT, "alpha": _FLOAT, "epochs": _INT, "lr": _FLOAT},
@@ -343,7 +344,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
                 f"'space.custom_students.{name}' must be a string like "
                 f'"package.module:function". Got {target!r} instead.'
             )
-    for key in ("act_bits", "granularity"):
+    for key in ("act_bits", "granularity", "rounding"):
         if key in t["space"]:
             t["space"][key] = tuple(t["space"][key])
     study = dict(t["study"])

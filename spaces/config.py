@@ -2,9 +2,10 @@
 
 A config names the student architecture and, per layer (keyed by fully-qualified layer name),
 the structured (channel) pruning ratio, the unstructured pruning ratio and the weight bit
-width, plus the activation bit width and the weight-scale granularity of the whole model. It
-is frozen, versioned and round-trips through JSON so that a saved study or artifact stays
-loadable (version-1 configs, which predate channels and activations, still load).
+width, plus the activation bit width, the weight-scale granularity and the rounding of the
+whole model. It is frozen, versioned and round-trips through JSON so that a saved study or
+artifact stays loadable (version-1 configs, which predate channels and activations, still
+load; stored forms without ``rounding`` read as ``"nearest"``, what they were built with).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ ALLOWED_ACT_BITS = (8, 32)
 GROUP_SIZES: Mapping[str, int] = MappingProxyType({"g128": 128, "g64": 64, "g32": 32})
 #: Weight scales: one per output channel, one per layer, or one per group of a row.
 GRANULARITIES = ("channel", "tensor", *GROUP_SIZES)
+#: Weight rounding: each weight to its nearest code, or GPTQ's error-compensating rounding
+#: (post-training, calibrated on training rows; see :mod:`spaces.post_training`).
+ROUNDINGS = ("nearest", "gptq")
+DEFAULT_ROUNDING = "nearest"
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -56,6 +61,10 @@ class CompressionConfig:
         granularity: ``"channel"`` (one weight scale per output channel), ``"tensor"`` (one
             per layer) or ``"g128"`` / ``"g64"`` / ``"g32"`` (one per group of 128 / 64 / 32
             consecutive weights of each output row; see :mod:`spaces.quantization`).
+        rounding: ``"nearest"`` (every weight to its nearest code) or ``"gptq"`` (the integer
+            linear layers and groups=1 convolutions are rounded by GPTQ after pruning, before
+            any fine-tuning; see :mod:`spaces.post_training`). Left out of the stored form
+            when ``"nearest"``, so configs saved before it existed keep their exact JSON.
         version: Format version, for loading configs saved by older releases.
     """
 
@@ -65,6 +74,7 @@ class CompressionConfig:
     channels: Mapping[str, float] = field(default_factory=dict)
     act_bits: int = FLOAT_BITS
     granularity: str = "channel"
+    rounding: str = DEFAULT_ROUNDING
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -102,6 +112,10 @@ class CompressionConfig:
             raise ValueError(
                 f"'granularity' must be one of {list(GRANULARITIES)}. Got {self.granularity!r} "
                 "instead."
+            )
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(
+                f"'rounding' must be one of {list(ROUNDINGS)}. Got {self.rounding!r} instead."
             )
         # canonical form: defaults are left out, so equal candidates compare equal
         bits = {k: int(v) for k, v in self.bits.items() if v != FLOAT_BITS}
@@ -145,10 +159,12 @@ class CompressionConfig:
             channels={k: v for k, v in self.channels.items() if k in keep},
             act_bits=self.act_bits,
             granularity=self.granularity,
+            rounding=self.rounding,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The stored form; ``rounding`` only when not ``"nearest"`` (older forms stay equal)."""
+        data: dict[str, Any] = {
             "version": self.version,
             "student": self.student,
             "bits": dict(self.bits),
@@ -157,6 +173,9 @@ class CompressionConfig:
             "act_bits": self.act_bits,
             "granularity": self.granularity,
         }
+        if self.rounding != DEFAULT_ROUNDING:
+            data["rounding"] = self.rounding
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompressionConfig:
@@ -169,7 +188,7 @@ class CompressionConfig:
             )
         allowed = {"version", "student", "bits", "prune"}
         if version >= 2:
-            allowed |= {"channels", "act_bits", "granularity"}
+            allowed |= {"channels", "act_bits", "granularity", "rounding"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
@@ -182,6 +201,7 @@ class CompressionConfig:
             channels=dict(data.get("channels", {})),
             act_bits=data.get("act_bits", FLOAT_BITS),
             granularity=data.get("granularity", "channel"),
+            rounding=data.get("rounding", DEFAULT_ROUNDING),
         )
 
     def to_json(self) -> str:

@@ -2,7 +2,8 @@
 
 The space is static: every trial has the same parameters (``student``, ``bits.<layer>``,
 ``prune.<layer>`` and ``channels.<group root>`` for every layer of the teacher, the deepest
-model, plus ``act_bits`` and ``granularity`` when the study offers more than one choice).
+model, plus ``act_bits``, ``granularity`` and ``rounding`` when the study offers more than one
+choice).
 Optuna's multivariate TPE and NSGA-II fall back to independent random sampling for parameters
 that appear only in some trials, so a parameter that the chosen student does not use is
 sampled and ignored.
@@ -23,6 +24,7 @@ from spaces.config import (
     ALLOWED_BITS,
     FLOAT_BITS,
     GRANULARITIES,
+    ROUNDINGS,
     TEACHER,
     CompressionConfig,
 )
@@ -77,6 +79,7 @@ class SpaceSettings:
         layer_channels_max: Per-group ``channels_max``, keyed by the group's root layer.
         act_bits: Activation bit widths to search (8 and/or 32).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
+        rounding: Weight roundings to search (``"nearest"``, ``"gptq"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
             (called without arguments, returning an untrained ``nn.Module`` whose layer names
             are teacher layer names).
@@ -94,6 +97,7 @@ class SpaceSettings:
     layer_channels_max: Mapping[str, float] = field(default_factory=dict)
     act_bits: tuple[int, ...] = (FLOAT_BITS,)
     granularity: tuple[str, ...] = ("channel",)
+    rounding: tuple[str, ...] = ("nearest",)
     custom_students: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,6 +135,8 @@ class SpaceSettings:
         object.__setattr__(self, "act_bits", act)
         gran = _check_choices("space.granularity", self.granularity, GRANULARITIES)
         object.__setattr__(self, "granularity", gran)
+        rounding = _check_choices("space.rounding", self.rounding, ROUNDINGS)
+        object.__setattr__(self, "rounding", rounding)
         for name, target in self.custom_students.items():
             if not isinstance(target, str) or ":" not in target:
                 raise ValueError(
@@ -205,6 +211,8 @@ class SearchSpace:
             dists["act_bits"] = CategoricalDistribution(list(s.act_bits))
         if len(s.granularity) > 1:
             dists["granularity"] = CategoricalDistribution(list(s.granularity))
+        if len(s.rounding) > 1:
+            dists["rounding"] = CategoricalDistribution(list(s.rounding))
         return dists
 
     def suggest(self, trial: optuna.Trial) -> CompressionConfig:
@@ -232,6 +240,7 @@ class SearchSpace:
             },
             act_bits=int(params.get("act_bits", s.act_bits[0])),
             granularity=str(params.get("granularity", s.granularity[0])),
+            rounding=str(params.get("rounding", s.rounding[0])),
         )
 
     def params_from_config(self, config: CompressionConfig) -> dict[str, Any]:
@@ -245,10 +254,9 @@ class SearchSpace:
         for root in self.channel_roots:
             if f"channels.{root}" in dists:
                 params[f"channels.{root}"] = config.channels_of(root)
-        if "act_bits" in dists:
-            params["act_bits"] = config.act_bits
-        if "granularity" in dists:
-            params["granularity"] = config.granularity
+        for key in ("act_bits", "granularity", "rounding"):
+            if key in dists:
+                params[key] = getattr(config, key)
         return params
 
     def contains(self, config: CompressionConfig) -> bool:
@@ -257,6 +265,8 @@ class SearchSpace:
         if config.act_bits not in self.settings.act_bits:
             return False
         if config.granularity not in self.settings.granularity:
+            return False
+        if config.rounding not in self.settings.rounding:
             return False
         for name, value in self.params_from_config(config).items():
             dist = dists[name]
@@ -271,13 +281,16 @@ class SearchSpace:
         """The uncompressed teacher and uniform 8- and 4-bit teachers, by name.
 
         The integer baselines quantize activations to 8 bits too when the space offers it
-        (a real int8 deployment), with per-channel scales when offered.
+        (a real int8 deployment), with per-channel scales and nearest rounding when offered.
         """
         s = self.settings
         act = 8 if 8 in s.act_bits else s.act_bits[0]
         gran = "channel" if "channel" in s.granularity else s.granularity[0]
+        rounding = "nearest" if "nearest" in s.rounding else s.rounding[0]
         first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
-        teacher = CompressionConfig(student=TEACHER, act_bits=first, granularity=s.granularity[0])
+        teacher = CompressionConfig(
+            student=TEACHER, act_bits=first, granularity=s.granularity[0], rounding=s.rounding[0]
+        )
         uniform = {"uniform-int8": 8, "uniform-int4": 4}
         return {
             "teacher": teacher,
@@ -287,6 +300,7 @@ class SearchSpace:
                     bits=dict.fromkeys(self.layers, b),
                     act_bits=act,
                     granularity=gran,
+                    rounding=rounding,
                 )
                 for name, b in uniform.items()
             },
@@ -302,7 +316,10 @@ class SearchSpace:
         first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
         return {
             f"student:{name}": CompressionConfig(
-                student=name, act_bits=first, granularity=s.granularity[0]
+                student=name,
+                act_bits=first,
+                granularity=s.granularity[0],
+                rounding=s.rounding[0],
             )
             for name in self.students
             if name != TEACHER

@@ -30,12 +30,22 @@ def test_compression_keys_reach_the_settings() -> None:
     assert parse_spec(_with("latency", runtime="torch-int8")).latency.runtime == "torch-int8"
 
 
+def test_rounding_key_reaches_the_settings_and_round_trips() -> None:
+    spec = parse_spec(_with("space", rounding=["nearest", "gptq"]))
+    assert spec.space.rounding == ("nearest", "gptq")
+    assert spec.to_data()["space"]["rounding"] == ["nearest", "gptq"]
+    assert parse_spec(spec.to_data()) == spec
+    assert parse_spec(_with("space", bits=[4, 8])).space.rounding == ("nearest",)  # the default
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [
         (_with("space", channels_max=1.0), r"'space.channels_max' must be a float in the range"),
         (_with("space", act_bits=[4]), r"'space.act_bits' must be a non-empty list of values"),
         (_with("space", granularity=["row"]), r"'space.granularity' must be a non-empty list"),
+        (_with("space", rounding=["stochastic"]), r"'space.rounding' must be a non-empty list"),
+        (_with("space", rounding="gptq"), r"'space.rounding' must be a list of strings"),
         (_with("space", channel_importance="taylor"), r"'space.channel_importance' must be one"),
         (_with("space", custom_students={"x": 3}), r"'space.custom_students.x' must be a string"),
         (_with("space", custom_students={"x": "nocolon"}), r"must look like"),

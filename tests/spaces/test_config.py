@@ -118,3 +118,42 @@ def test_each_searched_student_is_a_baseline_of_its_own() -> None:
     base = space.student_baselines()
     assert base == {"student:s2": CompressionConfig(student="s2")}
     assert all(space.contains(c) for c in base.values())
+
+
+def test_rounding_validates_round_trips_and_defaults_for_old_forms() -> None:
+    gptq = CompressionConfig(bits={"a": 3}, granularity="g32", rounding="gptq")
+    assert CompressionConfig.from_json(gptq.to_json()) == gptq
+    assert gptq.restricted_to(["a"]).rounding == "gptq"
+    # the default is the canonical form of a config built without it, and is left out when stored
+    nearest = CompressionConfig(bits={"a": 3}, rounding="nearest")
+    assert nearest == CompressionConfig(bits={"a": 3})
+    assert "rounding" not in nearest.to_dict()
+    old = (  # a version-2 form stored before rounding existed, byte for byte
+        '{"act_bits":32,"bits":{"a":3},"channels":{},"granularity":"channel","prune":{},'
+        '"student":"teacher","version":2}'
+    )
+    assert CompressionConfig.from_json(old) == nearest and nearest.to_json() == old
+    assert CompressionConfig.from_json('{"version":1,"bits":{"a":3}}').rounding == "nearest"
+    with pytest.raises(ValueError, match=r"'rounding' must be one of \['nearest', 'gptq'\]"):
+        CompressionConfig(rounding="stochastic")
+    with pytest.raises(ValueError, match=r"Unknown CompressionConfig key\(s\) \['rounding'\]"):
+        CompressionConfig.from_dict({"version": 1, "rounding": "gptq"})
+
+
+def test_space_searches_rounding_only_with_two_choices() -> None:
+    assert "rounding" not in SearchSpace(["a"], ["teacher"], SpaceSettings()).distributions()
+    fixed = SearchSpace(["a"], ["teacher"], SpaceSettings(rounding=("gptq",)))
+    assert "rounding" not in fixed.distributions()
+    assert fixed.config_from_params({"bits.a": 4}).rounding == "gptq"
+    assert not fixed.contains(CompressionConfig(bits={"a": 4}))
+    space = SearchSpace(["a"], ["teacher"], SpaceSettings(rounding=("nearest", "gptq")))
+    assert list(space.distributions()["rounding"].choices) == ["nearest", "gptq"]  # type: ignore[attr-defined]
+    config = CompressionConfig(bits={"a": 4}, rounding="gptq")
+    params = space.params_from_config(config)
+    assert params["rounding"] == "gptq" and space.config_from_params(params) == config
+    assert space.contains(config)
+    assert all(c.rounding == "nearest" for c in space.baselines().values())  # as before
+    with pytest.raises(ValueError, match=r"'space\.rounding' must be a non-empty list"):
+        SpaceSettings(rounding=("stochastic",))
+    with pytest.raises(ValueError, match=r"'space\.rounding' must be a non-empty list"):
+        SpaceSettings(rounding=())
