@@ -4,15 +4,23 @@
 2. structured pruning, per coupled group: whole channels / neurons removed, so the model is
    physically smaller (see :mod:`spaces.structured`);
 3. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
-4. quantization: weights per layer (see :mod:`spaces.quantization`), and 8-bit activations
+4. with ``rounding = "gptq"``, post-training rounding: the integer linear layers and groups=1
+   convolutions are rounded by GPTQ, layer by layer in model order, on float activations of
+   training rows (see :mod:`spaces.post_training`);
+5. quantization: weights per layer (see :mod:`spaces.quantization`), and 8-bit activations
    around integer layers when the config asks, ranges calibrated on training batches (see
    :mod:`spaces.activations`);
-5. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
+6. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
    pass sees the quantized weights and activations, gradients pass straight through the
    rounding) with the pruning masks kept, so pruned weights stay zero and the result lies on
    its grid;
-6. the weights are replaced by exactly what gets packed, activation ranges are calibrated
+7. the weights are replaced by exactly what gets packed, activation ranges are calibrated
    again for those final weights, and the artifact is written.
+
+GPTQ and fine-tuning: without fine-tuning the packed codes are exactly GPTQ's codes (with
+nearest rounding's scales), never rounded again. With fine-tuning, the model starts from the
+GPTQ-dequantized weights and the quantization-aware fine-tuning continues from there as for
+nearest rounding; the final codes are then the trained weights rounded to nearest, as always.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from spaces.config import FLOAT_BITS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
 from spaces.layers import compressible_layers, weight_of
 from spaces.packing import pack
+from spaces.post_training import gptq_round
 from spaces.pruning import magnitude_mask
 from spaces.quantization import QuantizedWeight, fake_quantize, mark_quantized, quantize_weight
 from spaces.structured import prune_channels
@@ -103,11 +112,15 @@ def compress(
         for name, layer in layers.items()
         if config.prune_of(name) > 0
     }
+    rounded: dict[str, QuantizedWeight] = {}
+    if config.rounding == "gptq":  # before activation quantizers: calibrated on float inputs
+        rounded = gptq_round(model, layers, masks, config, task.train, task.batch_size)
     act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
     for layer in act_layers:
         activations.attach(layer)
 
-    if finetune.epochs > 0 and not config.is_identity():
+    finetuned = finetune.epochs > 0 and not config.is_identity()
+    if finetuned:
         for name, layer in layers.items():
             parametrize.register_parametrization(
                 layer,
@@ -132,7 +145,7 @@ def compress(
             # keep the trained float weights; the exact stored values are set just below
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
-    codes = _finalize(layers, masks, config)
+    codes = _finalize(layers, masks, config, {} if finetuned else rounded)
     activations.calibrate(model, act_layers, task.train)
     artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
     return Compressed(
@@ -142,9 +155,16 @@ def compress(
 
 @torch.no_grad()
 def _finalize(
-    layers: dict[str, nn.Module], masks: dict[str, torch.Tensor], config: CompressionConfig
+    layers: dict[str, nn.Module],
+    masks: dict[str, torch.Tensor],
+    config: CompressionConfig,
+    precomputed: dict[str, QuantizedWeight],
 ) -> dict[str, QuantizedWeight]:
-    """Set every layer's weight to the exact value that is packed; return the integer codes."""
+    """Set every layer's weight to the exact value that is packed; return the integer codes.
+
+    Layers in ``precomputed`` (GPTQ's codes) keep those codes as they are: rounding their
+    dequantized weight again could choose other scales (the MSE search) and other codes.
+    """
     codes: dict[str, QuantizedWeight] = {}
     for name, layer in layers.items():
         w = weight_of(layer).detach()
@@ -152,7 +172,10 @@ def _finalize(
             w = w * masks[name]
         bits = config.bits_of(name)
         if bits <= 8:
-            codes[name] = quantize_weight(w, bits, granularity=config.granularity)
+            code = precomputed.get(name)
+            if code is None:
+                code = quantize_weight(w, bits, granularity=config.granularity)
+            codes[name] = code
             w = codes[name].dequantize()
             mark_quantized(layer, codes[name])
         elif bits == 16:

@@ -1,0 +1,123 @@
+"""Post-training GPTQ rounding of a candidate: layer by layer, in model order.
+
+A config with ``rounding = "gptq"`` has its integer layers (8 bits or fewer) that are an
+``nn.Linear`` or a ``Conv2d`` with ``groups == 1`` rounded by :func:`spaces.gptq.gptq_quantize`
+instead of to the nearest code. :func:`gptq_round` runs after structured and unstructured
+pruning and before any fine-tuning, and is sequential, as in the GPTQ paper: each layer's
+Hessian comes from calibration inputs that pass through the layers already rounded before it,
+so a layer compensates the errors of the earlier ones too. That costs one calibration pass (a
+forward pass over ``CALIBRATION_ROWS`` training rows) per rounded layer.
+
+Calibration data is the first :data:`CALIBRATION_ROWS` rows of the task's training split (never
+another split), in the task's batch size. The activations are float: this runs before any
+activation quantizer is attached (an attached, uncalibrated one would clamp the inputs to its
+placeholder range). Layers that are not rounded here (embeddings, grouped and depthwise
+convolutions, 16/32-bit layers) keep their float weights during calibration; they are rounded
+to nearest or stored as floats afterwards, as for ``"nearest"``.
+
+The scales are exactly those of nearest rounding, ``compute_scale(w, bits,
+granularity=...)`` (absmax, or the MSE-clipped group scales), so a GPTQ candidate differs from
+its nearest twin only in its integer codes. Pruned weights (exact zeros) stay zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from spaces.config import CompressionConfig
+from spaces.gptq import HessianAccumulator, conv_inputs, gptq_quantize
+from spaces.layers import weight_of
+from spaces.quantization import QuantizedWeight, compute_scale, group_size
+from spaces.task import Split
+
+__all__ = ["CALIBRATION_ROWS", "gptq_round", "rounds_with_gptq"]
+
+#: Training rows whose inputs give each layer's Hessian (or the whole split when smaller).
+#: 256 rows of the digits CNN's 8x8 images give conv layers 16 384 receptive fields and the
+#: linear layers 256 input vectors: enough for a stable, dampened inverse at these widths.
+CALIBRATION_ROWS = 256
+
+
+def rounds_with_gptq(layer: nn.Module, bits: int) -> bool:
+    """Whether GPTQ rounds ``layer`` at ``bits``: integer ``Linear`` and groups=1 ``Conv2d``."""
+    if bits > 8:
+        return False
+    if isinstance(layer, nn.Conv2d):
+        return layer.groups == 1
+    return isinstance(layer, nn.Linear)
+
+
+@torch.no_grad()
+def gptq_round(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    masks: Mapping[str, torch.Tensor],
+    config: CompressionConfig,
+    train: Split,
+    batch_size: int,
+) -> dict[str, QuantizedWeight]:
+    """Round the GPTQ layers of ``model`` in place, in model order; return their codes.
+
+    Every layer's weight is first multiplied by its pruning mask (the passes see the pruned
+    model). Each rounded layer's weight is then set to its dequantized codes before the next
+    layer's calibration pass.
+
+    Args:
+        model: The candidate (a copy: it is changed).
+        layers: Its compressible layers by name, in model order.
+        masks: Unstructured pruning masks by layer name.
+        config: The candidate's config (bits per layer, granularity).
+        train: The task's training split; only its first :data:`CALIBRATION_ROWS` rows are read.
+        batch_size: Rows per calibration batch.
+    """
+    for name, mask in masks.items():
+        weight_of(layers[name]).mul_(mask)
+    calibration = train.head(min(CALIBRATION_ROWS, len(train)))
+    codes: dict[str, QuantizedWeight] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for name, layer in layers.items():
+            bits = config.bits_of(name)
+            if not rounds_with_gptq(layer, bits):
+                continue
+            hessian = _hessian(model, layer, calibration, batch_size)
+            codes[name] = _round_layer(layer, hessian, bits, config.granularity)
+            weight_of(layer).copy_(codes[name].dequantize())
+    finally:
+        model.train(was_training)
+    return codes
+
+
+def _hessian(model: nn.Module, layer: nn.Module, data: Split, batch_size: int) -> torch.Tensor:
+    """``layer``'s input Hessian over one pass of ``model`` on ``data`` (a pre-hook feeds it)."""
+    accumulator = HessianAccumulator()
+
+    def feed(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0]
+        accumulator.add(conv_inputs(x, module) if isinstance(module, nn.Conv2d) else x)
+
+    handle = layer.register_forward_pre_hook(feed)
+    try:
+        for inputs, _ in data.batches(batch_size):
+            model(*inputs)
+    finally:
+        handle.remove()
+    return accumulator.hessian()
+
+
+def _round_layer(
+    layer: nn.Module, hessian: torch.Tensor, bits: int, granularity: str
+) -> QuantizedWeight:
+    """GPTQ codes of ``layer``'s weight with exactly the scales nearest rounding would use."""
+    w = weight_of(layer).detach().float()
+    scale = compute_scale(w, bits, granularity=granularity)
+    group = group_size(granularity)
+    flat = w.flatten(1)
+    # "tensor": one scale for the layer, which gptq_quantize takes as the same scale per row
+    per_row = scale.expand(flat.shape[0]) if scale.numel() == 1 else scale
+    q, _ = gptq_quantize(flat, hessian, bits, group_size=group, scales=per_row)
+    return QuantizedWeight(q=q.reshape(w.shape), scale=scale.half(), bits=bits, group_size=group)
