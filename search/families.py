@@ -4,8 +4,8 @@ Each trial is classified by its configuration (its parameters, as ``trials_frame
 
 - **quantization**: some layer the trial's model has keeps fewer than 32 weight bits. Storing
   a layer as float16 (16 bits) counts: it halves the layer's bytes as integer bits do, and it
-  is a choice of the bits dimension. Activation bits and the scale granularity act only on
-  integer layers, so they add no technique of their own.
+  is a choice of the bits dimension. Activation bits, the scale granularity and the rounding
+  act only on integer layers, so they add no technique of their own.
 - **pruning**: some layer loses weights (``prune.<layer>`` > 0) or some channel group loses
   channels (``channels.<root>`` > 0).
 - **student**: the trial's model is a distilled student (``student`` is not ``"teacher"``).
