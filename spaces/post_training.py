@@ -5,8 +5,11 @@ A config with ``rounding = "gptq"`` has its integer layers (8 bits or fewer) tha
 instead of to the nearest code. :func:`gptq_round` runs after structured and unstructured
 pruning and before any fine-tuning, and is sequential, as in the GPTQ paper: each layer's
 Hessian comes from calibration inputs that pass through the layers already rounded before it,
-so a layer compensates the errors of the earlier ones too. That costs one calibration pass (a
-forward pass over ``CALIBRATION_ROWS`` training rows) per rounded layer.
+so a layer compensates the errors of the earlier ones too. Model order is the order of
+``named_modules`` (:func:`spaces.layers.compressible_layers`), the order of the forward pass in
+the feed-forward models this handles. That costs one calibration pass (a forward pass over
+``CALIBRATION_ROWS`` training rows) per rounded layer; a layer the pass never reaches (no
+inputs, no Hessian) is rounded to nearest instead.
 
 Calibration data is the first :data:`CALIBRATION_ROWS` rows of the task's training split (never
 another split), in the task's batch size. The activations are float: this runs before any
@@ -85,6 +88,8 @@ def gptq_round(
             if not rounds_with_gptq(layer, bits):
                 continue
             hessian = _hessian(model, layer, calibration, batch_size)
+            if hessian is None:
+                continue
             codes[name] = _round_layer(layer, hessian, bits, config.granularity)
             weight_of(layer).copy_(codes[name].dequantize())
     finally:
@@ -92,8 +97,11 @@ def gptq_round(
     return codes
 
 
-def _hessian(model: nn.Module, layer: nn.Module, data: Split, batch_size: int) -> torch.Tensor:
-    """``layer``'s input Hessian over one pass of ``model`` on ``data`` (a pre-hook feeds it)."""
+def _hessian(
+    model: nn.Module, layer: nn.Module, data: Split, batch_size: int
+) -> torch.Tensor | None:
+    """``layer``'s input Hessian over one pass of ``model`` on ``data`` (a pre-hook feeds it);
+    ``None`` when the pass never reaches ``layer``."""
     accumulator = HessianAccumulator()
 
     def feed(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -106,7 +114,7 @@ def _hessian(model: nn.Module, layer: nn.Module, data: Split, batch_size: int) -
             model(*inputs)
     finally:
         handle.remove()
-    return accumulator.hessian()
+    return accumulator.hessian() if accumulator.rows else None
 
 
 def _round_layer(

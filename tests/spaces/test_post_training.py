@@ -12,7 +12,8 @@ from torch import nn
 from spaces import CompressionConfig, FinetuneSettings, StudentPool, compress
 from spaces.artifacts import load_candidate, save_candidate
 from spaces.compress import Compressed
-from spaces.post_training import rounds_with_gptq
+from spaces.post_training import gptq_round, rounds_with_gptq
+from spaces.task import Split
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 NO_FINETUNE = FinetuneSettings(epochs=0)
@@ -104,3 +105,14 @@ def test_gptq_with_finetuning_runs_and_packs(pool: StudentPool, tmp_path: Path) 
 )
 def test_which_layers_gptq_rounds(layer: nn.Module, bits: int, expected: bool) -> None:
     assert rounds_with_gptq(layer, bits) is expected
+
+
+def test_a_layer_the_forward_pass_never_reaches_is_rounded_to_nearest() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(6, 6)
+    layers = {"used": model, "unused": nn.Linear(6, 6)}  # not called by model's forward
+    config = CompressionConfig(bits={"used": 3, "unused": 3}, rounding="gptq")
+    train = Split((torch.randn(32, 6),), torch.zeros(32))
+    codes = gptq_round(model, layers, {}, config, train, batch_size=8)
+    assert set(codes) == {"used"}
+    assert torch.equal(model.weight, codes["used"].dequantize())
