@@ -230,6 +230,9 @@ def describe(config: CompressionConfig) -> str:
     channels = [r for r in config.channels.values() if r > 0]
     if channels:
         parts.append(f"channels -{min(channels):.2f}-{max(channels):.2f}")
-    if config.act_bits == 8 and any(b <= 8 for b in config.bits.values()):
+    integer = any(b <= 8 for b in config.bits.values())
+    if config.act_bits == 8 and integer:
         parts.append("int8 activations")
+    if config.rounding != "nearest" and integer:
+        parts.append(f"{config.rounding.upper()} rounding")
     return ", ".join(parts)
