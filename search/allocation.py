@@ -24,10 +24,11 @@ cheapest option) to the cost of uniform 8-bit weights, capped by the budget's li
 figure; its lowest rung (everything at its cheapest, rarely worth a trial) is left out. A
 budget limit on the other figure is a second constraint of every rung, so every warm start
 passes the trial's cheap checks. Weight granularity and rounding are the space's first
-choices (rounding changes no byte or BOP). Activations stay float when the space offers it:
-8-bit activations are not probed, so the predicted distortion would not account for them (the
-sampler still tries them); only when the ladder or a budget is on BOPs, which 8-bit
-activations divide by four, do the warm starts take them.
+choices (rounding changes neither the BOPs nor the size estimate; the probes round to nearest).
+Activations stay float when the space offers it: 8-bit activations are not probed, so the
+predicted distortion would not account for them (the sampler still tries them); only when the
+ladder or a budget is on BOPs, which 8-bit activations divide by four, do the warm starts
+take them.
 """
 
 from __future__ import annotations
