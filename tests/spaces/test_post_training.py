@@ -13,7 +13,9 @@ from evaluators.cost import architecture_cost
 from spaces import CompressionConfig, FinetuneSettings, StudentPool, compress
 from spaces.artifacts import load_candidate, save_candidate
 from spaces.compress import Compressed
+from spaces.deploy import to_torch_int8
 from spaces.post_training import gptq_round, rounds_with_gptq
+from spaces.quantization import weight_codes
 from spaces.task import Split
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
@@ -127,3 +129,16 @@ def test_a_layer_the_forward_pass_never_reaches_is_rounded_to_nearest() -> None:
     codes = gptq_round(model, layers, {}, config, train, batch_size=8)
     assert set(codes) == {"used"}
     assert torch.equal(model.weight, codes["used"].dequantize())
+
+
+def test_gptq_candidate_deploys_with_its_own_codes(pool: StudentPool) -> None:
+    cand = _build(pool, "gptq", bits=dict.fromkeys(LAYERS, 4), act_bits=8)
+    for name in LAYERS:  # the int8 runtimes and ONNX export rebuild exactly GPTQ's codes
+        code = weight_codes(cand.model.get_submodule(name))
+        assert code is not None and torch.equal(code.q, cand.codes[name].q)
+    int8 = to_torch_int8(cand.model)
+    x = pool.task.test.inputs[0]
+    with torch.no_grad():
+        ref, out = cand.model(x), int8(x)
+    assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.99
