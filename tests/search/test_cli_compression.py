@@ -28,6 +28,7 @@ def _mlp_study(folder: Path, runtime: str) -> Path:
             "channels_step": 0.25,
             "act_bits": [8, 32],
             "granularity": ["channel", "tensor"],
+            "rounding": ["nearest", "gptq"],
             "students": ["teacher", "w0.5-d1"],
         },
         latency={"runtime": runtime},
@@ -36,7 +37,7 @@ def _mlp_study(folder: Path, runtime: str) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch-int8"])
-def test_digits_mlp_study_searches_channels_activations_and_granularity(
+def test_digits_mlp_study_searches_channels_activations_granularity_and_rounding(
     tmp_path: Path, runtime: str
 ) -> None:
     study = _mlp_study(tmp_path, runtime)
@@ -44,11 +45,11 @@ def test_digits_mlp_study_searches_channels_activations_and_granularity(
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(trials) == 8 and (trials["state"] == "COMPLETE").all(), trials["fail_reason"]
-    for column in ("channels.fc1", "channels.fc2", "act_bits", "granularity"):
+    for column in ("channels.fc1", "channels.fc2", "act_bits", "granularity", "rounding"):
         assert column in trials.columns
     assert "channels.fc3" not in trials.columns  # the classifier's size is fixed
     int8 = trials[trials["baseline"] == "uniform-int8"].iloc[0]
-    assert int8["act_bits"] == 8
+    assert int8["act_bits"] == 8 and int8["rounding"] == "nearest"
     assert trials["front"].any()
 
 
