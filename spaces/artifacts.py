@@ -5,7 +5,7 @@ A saved candidate is a folder with two files:
 - ``model.safetensors``: the packed artifact, byte for byte the one whose length is the
   candidate's ``size_bytes`` (see :mod:`spaces.packing`);
 - ``config.json``: its :class:`~spaces.CompressionConfig` (student, channels, pruning, bits,
-  activation bits, granularity).
+  activation bits, granularity, rounding).
 
 Loading needs the task the candidate was compressed from (its teacher or student constructors
 give the architecture, its example input lets torch-pruning reshape it): the architecture is
