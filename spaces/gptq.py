@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spaces.quantization import compute_scale, qmax
+from spaces.quantization import compute_scale, expand_scale, qmax
 
 __all__ = ["HessianAccumulator", "conv_inputs", "dequantize_groups", "gptq_quantize"]
 
@@ -287,7 +287,7 @@ def _expand_scales(scales: torch.Tensor, cols: int, group_size: int | None) -> t
         )
     if group_size is None:
         return scales.expand(-1, cols)
-    return scales[:, torch.arange(cols) // group_size]
+    return expand_scale(scales, (scales.shape[0], cols), group_size)
 
 
 def _column_order(h: torch.Tensor, act_order: bool) -> torch.Tensor:
