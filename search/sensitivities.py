@@ -22,8 +22,10 @@ from spaces.sensitivity import (
     cached_sensitivity,
     measure_sensitivity,
     restricted_space,
+    study_forward_rows,
     table_filename,
 )
+from spaces.task import Task
 
 if TYPE_CHECKING:
     from search.spec import StudySpec
@@ -143,9 +145,20 @@ def _table(pool: StudentPool, space: SearchSpace, spec: StudySpec, model: str) -
             granularity=granularity,
             settings=settings,
             importance=importance,
+            study_rows=_study_rows(pool.task, spec),
         )
 
     return cached_sensitivity(pool.cache.root / name, compute)
+
+
+def _study_rows(task: Task, spec: StudySpec) -> int:
+    """The rows the study's ``n_trials`` trials pass forward at least (for ``"auto"``)."""
+    return study_forward_rows(
+        spec.study.n_trials,
+        val_rows=len(task.val),
+        train_rows=len(task.train),
+        epochs=spec.finetune.epochs,
+    )
 
 
 def pruned_space(pool: StudentPool, space: SearchSpace, spec: StudySpec) -> SearchSpace:

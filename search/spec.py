@@ -114,6 +114,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "warm_starts": _INT,
         "prune_space": _BOOL,
         "max_probe_s": _FLOAT,
+        "max_probe_share": _FLOAT,
     },
 }
 _LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}

@@ -22,6 +22,7 @@ from spaces.sensitivity import (
     cached_sensitivity,
     measure_sensitivity,
     restricted_space,
+    study_forward_rows,
 )
 from spaces.space import SearchSpace, SpaceSettings
 from spaces.structured import prunable_groups, prune_channels
@@ -66,5 +67,6 @@ __all__ = [
     "quantize_weight",
     "restricted_space",
     "save_candidate",
+    "study_forward_rows",
     "unpack",
 ]

@@ -8,7 +8,7 @@ per-layer bit widths that alone lose more than the accuracy budget.
 
 from __future__ import annotations
 
-from spaces.sensitivity.measure import distortion, measure_sensitivity
+from spaces.sensitivity.measure import distortion, measure_sensitivity, study_forward_rows
 from spaces.sensitivity.store import (
     HOPELESS_DISTORTION,
     cached_sensitivity,
@@ -36,5 +36,6 @@ __all__ = [
     "hopeless_bits",
     "measure_sensitivity",
     "restricted_space",
+    "study_forward_rows",
     "table_filename",
 ]

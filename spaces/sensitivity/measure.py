@@ -47,6 +47,7 @@ def measure_sensitivity(
     granularity: str,
     settings: SensitivitySettings,
     importance: str = "l2",
+    study_rows: int | None = None,
 ) -> SensitivityTable:
     """Every probe's effect on ``model``'s outputs, on the first ``settings.rows`` validation rows.
 
@@ -58,12 +59,17 @@ def measure_sensitivity(
         prune_ratios: Unstructured pruning ratios to probe per layer.
         channel_ratios: Structured pruning ratios to probe per channel group (by root layer).
         granularity: The weight-scale granularity the candidates will use.
-        settings: The method, the rows and (for ``"auto"``) the time limit.
+        settings: The method, the rows and (for ``"auto"``) the limits.
         importance: The structured-pruning criterion (``space.channel_importance``).
+        study_rows: For ``"auto"``: the rows the study's trials will pass forward at least
+            (see :func:`study_forward_rows`); ``None`` when unknown (a time-limited study).
 
     Layers or groups ``model`` lacks are skipped, so the teacher's lists serve a student.
     ``"auto"`` times the unchanged model's pass over the rows and measures when the probes'
-    estimated cost (that time per probe) is below ``settings.max_probe_s``, else estimates.
+    estimated cost (that time per probe) is below ``settings.max_probe_s``, or at most
+    ``settings.max_probe_share`` of what ``study_rows`` rows cost at the same speed (a lower
+    bound on the search's own time: probing every layer is worth it only when the search
+    costs much more); else it estimates.
     """
     t0 = time.perf_counter()
     subset = task.val.head(settings.rows)
@@ -74,7 +80,7 @@ def measure_sensitivity(
     base_metric = task.metric(reference, subset.targets)
     method = settings.method
     if method == "auto":
-        method = "measured" if plan.count * forward_s < settings.max_probe_s else "fisher"
+        method = _auto_method(plan.count * forward_s, forward_s / len(subset), settings, study_rows)
     if method == "measured":
         probes = _measured(
             model, task, subset, reference, base_metric, plan, granularity, importance
@@ -99,6 +105,25 @@ def measure_sensitivity(
         seconds=time.perf_counter() - t0,
         probes=tuple(probes),
     )
+
+
+def study_forward_rows(n_trials: int, *, val_rows: int, train_rows: int, epochs: int) -> int:
+    """The rows a study's trials pass forward at least: each scores the validation split and
+    fine-tunes for ``epochs`` over the training split (a backward pass counted as two forward
+    ones). Students' distillation, rounding and latency come on top: this is a lower bound."""
+    return n_trials * (val_rows + 3 * epochs * train_rows)
+
+
+def _auto_method(
+    probes_s: float, row_s: float, settings: SensitivitySettings, study_rows: int | None
+) -> str:
+    """``"measured"`` when the probes cost under ``max_probe_s``, or under ``max_probe_share``
+    of the study's least cost; else ``"fisher"``."""
+    if probes_s < settings.max_probe_s:
+        return "measured"
+    if study_rows is not None and probes_s <= settings.max_probe_share * study_rows * row_s:
+        return "measured"
+    return "fisher"
 
 
 def distortion(outputs: torch.Tensor, reference: torch.Tensor) -> float:

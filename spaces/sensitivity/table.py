@@ -39,6 +39,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "warm_starts": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "prune_space": (lambda v: isinstance(v, bool), "a bool"),
     "max_probe_s": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "max_probe_share": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
 
@@ -50,11 +51,15 @@ class SensitivitySettings:
         enabled: Measure the sensitivities and enqueue warm starts after the baselines.
         method: ``"measured"`` (each probe applied alone and the outputs compared),
             ``"fisher"`` (a gradient estimate, for large models) or ``"auto"`` (measured when
-            its estimated cost is below ``max_probe_s``).
+            that is cheap next to the search: see ``max_probe_s`` and ``max_probe_share``).
         rows: Validation rows probed: the first ``rows`` of the split (a fixed subset).
         warm_starts: Allocations enqueued (0: none).
         prune_space: Drop per-layer bit widths and pruning ratios that cannot be on the front.
-        max_probe_s: ``"auto"`` measures when its estimated cost is below this many seconds.
+        max_probe_s: ``"auto"`` measures when the probes' estimated cost is below this many
+            seconds, whatever the study.
+        max_probe_share: ``"auto"`` also measures when the probes' estimated cost is at most
+            this share of the least the study's trials will cost (their scoring and
+            fine-tuning passes, see :func:`spaces.sensitivity.measure_sensitivity`).
     """
 
     enabled: bool = True
@@ -62,7 +67,8 @@ class SensitivitySettings:
     rows: int = 512
     warm_starts: int = 8
     prune_space: bool = False
-    max_probe_s: float = 120.0
+    max_probe_s: float = 10.0
+    max_probe_share: float = 0.1
 
     def __post_init__(self) -> None:
         for key, (ok, rule) in _RULES.items():

@@ -24,6 +24,7 @@ from spaces.sensitivity import (
     distortion,
     measure_sensitivity,
     restricted_space,
+    study_forward_rows,
     table_filename,
 )
 from spaces.task import Split, Task
@@ -179,22 +180,36 @@ def test_group_wise_bit_probes_quantize_as_compress_does(pool: StudentPool, meth
 def test_auto_measures_when_cheap_and_estimates_otherwise() -> None:
     task = two_paths_task()
 
-    def method(max_probe_s: float) -> str:
-        settings = SensitivitySettings(method="auto", rows=64, max_probe_s=max_probe_s)
+    def method(max_probe_s: float, study_rows: int | None = None, share: float = 0.1) -> str:
+        settings = SensitivitySettings(
+            method="auto", rows=64, max_probe_s=max_probe_s, max_probe_share=share
+        )
         table = measure_sensitivity(
             task.model,
             task,
             name="teacher",
-            bits={"loud": (4,)},
+            bits={"loud": (4, 3, 2)},
             prune_ratios={},
             channel_ratios={},
             granularity="tensor",
             settings=settings,
+            study_rows=study_rows,
         )
         return table.method
 
     assert method(1e9) == "measured"
     assert method(1e-12) == "fisher"
+    # above the absolute limit, the study's own cost decides: 3 probes of 64 rows each are
+    # 192 rows; measured when that is at most a tenth of the rows the trials will pass
+    assert method(1e-12, study_rows=10 * 192 * 100) == "measured"
+    assert method(1e-12, study_rows=10 * 192 // 100) == "fisher"
+    assert method(1e-12, study_rows=192 * 100, share=0.001) == "fisher"
+
+
+def test_study_forward_rows_count_scoring_and_fine_tuning() -> None:
+    assert study_forward_rows(10, val_rows=100, train_rows=400, epochs=0) == 1000
+    # each fine-tuning epoch: a forward and a backward pass (two forwards' worth) per row
+    assert study_forward_rows(10, val_rows=100, train_rows=400, epochs=2) == 10 * (100 + 2400)
 
 
 def _table(*probes: Probe) -> SensitivityTable:
