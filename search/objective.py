@@ -40,6 +40,7 @@ from spaces import (
     compress,
     compressible_layers,
 )
+from spaces.quantization import QuantizedWeight
 from spaces.structured import channel_roots
 from spaces.students import add_custom_students
 
@@ -163,6 +164,7 @@ def evaluate_config(
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     latency: Mapping[str, float] | None = None,
     cheap: TrialOutcome | None = None,
+    rounded: Mapping[str, QuantizedWeight] | None = None,
 ) -> TrialOutcome:
     """Compress a copy of the model as ``config`` says and measure it.
 
@@ -172,7 +174,8 @@ def evaluate_config(
     from it. ``latency`` holds latency figures already measured on this candidate before
     fine-tuning (early stopping does): fine-tuning changes weight values, not the form that
     runs, so they are not measured again. ``cheap`` is the outcome of :func:`cheap_check` on
-    ``config`` when the caller already has it.
+    ``config`` when the caller already has it; ``rounded`` GPTQ's codes for ``config`` from
+    an earlier build of it (early stopping's rung 0), reused instead of rounding again.
 
     Raises whatever the candidate raises (diverged training, NaN outputs, ...); drivers
     record that as a failed trial with its reason and go on.
@@ -188,6 +191,7 @@ def evaluate_config(
         seed=seed,
         importance=ctx.spec.space.channel_importance,
         on_epoch=on_epoch,
+        rounded=rounded,
     )
     t1 = time.perf_counter()
     figures: dict[str, float] = {}

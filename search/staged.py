@@ -82,8 +82,14 @@ def evaluate_candidate(
         stop_check(epoch, figures)
 
     latency = {k: v for k, v in base.items() if k.startswith("latency_")}
-    outcome = evaluate_config(
-        ctx, config, seed=seed, on_epoch=on_epoch, latency=latency, cheap=cheap
+    outcome = evaluate_config(  # GPTQ's codes are rung 0's: not rounded again
+        ctx,
+        config,
+        seed=seed,
+        on_epoch=on_epoch,
+        latency=latency,
+        cheap=cheap,
+        rounded=first.rounded,
     )
     outcome.figures.update(rungs)
     outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s

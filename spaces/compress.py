@@ -26,8 +26,8 @@ nearest rounding; the final codes are then the trained weights rounded to neares
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -68,6 +68,9 @@ class Compressed:
     artifact: bytes
     codes: dict[str, QuantizedWeight]
     masks: dict[str, torch.Tensor]
+    #: GPTQ's codes before any fine-tuning, by layer (``rounding = "gptq"``; else empty): a
+    #: later :func:`compress` of the same config reuses them instead of rounding again.
+    rounded: dict[str, QuantizedWeight] = field(default_factory=dict)
 
 
 class _Constrained(nn.Module):
@@ -94,13 +97,17 @@ def compress(
     seed: int,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     importance: str = "l2",
+    rounded: Mapping[str, QuantizedWeight] | None = None,
 ) -> Compressed:
     """Build the candidate described by ``config`` from a copy of the chosen model.
 
     ``on_epoch(epoch, model)`` runs after each recovery fine-tuning epoch, with the model in
     eval mode showing its masked, quantized weights (and quantized activations); raising from
     it stops the candidate (the exception propagates to the caller). ``importance`` is the
-    structured-pruning criterion (``"l1"`` or ``"l2"``).
+    structured-pruning criterion (``"l1"`` or ``"l2"``). ``rounded`` holds GPTQ's codes for
+    this very config from an earlier build (:attr:`Compressed.rounded`, the rung-0 candidate
+    of early stopping, say): they are reused instead of rounding again, which gives the same
+    model, since pruning is deterministic.
     """
     model = copy.deepcopy(pool.get(config.student))
     task = pool.task
@@ -112,9 +119,11 @@ def compress(
         for name, layer in layers.items()
         if config.prune_of(name) > 0
     }
-    rounded: dict[str, QuantizedWeight] = {}
-    if config.rounding == "gptq":  # before activation quantizers: calibrated on float inputs
-        rounded = gptq_round(model, layers, masks, config, task.train, task.batch_size)
+    gptq: dict[str, QuantizedWeight] = {}
+    if config.rounding == "gptq" and rounded is not None:
+        gptq = _reuse_rounding(layers, masks, rounded)
+    elif config.rounding == "gptq":  # before activation quantizers: calibrated on float inputs
+        gptq = gptq_round(model, layers, masks, config, task.train, task.batch_size)
     act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
     for layer in act_layers:
         activations.attach(layer)
@@ -145,12 +154,31 @@ def compress(
             # keep the trained float weights; the exact stored values are set just below
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
-    codes = _finalize(layers, masks, config, {} if finetuned else rounded)
+    codes = _finalize(layers, masks, config, {} if finetuned else gptq)
     activations.calibrate(model, act_layers, task.train)
     artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
     return Compressed(
-        model=model.eval(), config=config, artifact=artifact, codes=codes, masks=masks
+        model=model.eval(),
+        config=config,
+        artifact=artifact,
+        codes=codes,
+        masks=masks,
+        rounded=gptq,
     )
+
+
+@torch.no_grad()
+def _reuse_rounding(
+    layers: dict[str, nn.Module],
+    masks: dict[str, torch.Tensor],
+    rounded: Mapping[str, QuantizedWeight],
+) -> dict[str, QuantizedWeight]:
+    """What :func:`spaces.post_training.gptq_round` does to the model, from its codes."""
+    for name, mask in masks.items():
+        weight_of(layers[name]).mul_(mask)
+    for name, code in rounded.items():
+        weight_of(layers[name]).copy_(code.dequantize())
+    return dict(rounded)
 
 
 @torch.no_grad()

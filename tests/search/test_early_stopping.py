@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -20,8 +22,9 @@ from search.early_stopping import (
     rung_key,
     rung_table,
 )
-from search.objective import StudyContext
+from search.objective import StudyContext, evaluate_config
 from search.spec import StudyFileError, load_spec, parse_spec
+from search.staged import evaluate_candidate
 from spaces import CompressionConfig, compress
 from spaces.compress import FinetuneSettings
 from tests.search._cluster import warm_cache
@@ -173,3 +176,36 @@ def test_early_stopping_off_prunes_nothing(tmp_path: Path, warm_weights: Path) -
     trials = study.get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert not any(rung_key(0) in t.user_attrs for t in trials)
+
+
+@pytest.mark.slow
+def test_a_gptq_candidate_is_rounded_once_for_all_its_rungs(
+    tmp_path: Path, warm_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study_file = write_study(
+        tmp_path,
+        study={"name": "esgptq", "n_trials": 1, "sampler": "random"},
+        finetune={"epochs": 2},
+        early_stopping=_early_stopping(enabled=True),
+    )
+    spec = load_spec(study_file)
+    warm_cache(warm_weights, tmp_path / "out")
+    ctx = StudyContext(spec, tmp_path / "out")
+    module = importlib.import_module("spaces.compress")
+    real, calls = module.gptq_round, []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "gptq_round", counted)
+    layers = ["conv1", "conv2", "fc1", "fc2"]
+    config = CompressionConfig(bits=dict.fromkeys(layers, 4), rounding="gptq")
+    judge = RungJudge(spec.early_stopping, 2, [])
+    staged = evaluate_candidate(ctx, config, seed=0, judge=judge)
+    assert len(calls) == 1  # rung 0 rounds; the fine-tuned build reuses its codes
+    direct = evaluate_config(ctx, config, seed=0)
+    assert len(calls) == 2
+    for key in ("accuracy", "size_bytes"):
+        assert staged.figures[key] == direct.figures[key]
+    assert rung_key(0) in staged.figures and rung_key(1) in staged.figures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,26 @@ def test_gptq_candidate_deploys_with_its_own_codes(pool: StudentPool) -> None:
         ref, out = cand.model(x), int8(x)
     assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
     assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.99
+
+
+def test_codes_of_an_earlier_build_are_reused_not_rounded_again(
+    pool: StudentPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # early stopping builds rung 0 (no fine-tuning), then the fine-tuned candidate: GPTQ once
+    kwargs: dict[str, Any] = {"granularity": "g32", "prune": {"fc1": 0.5}}
+    first = _build(pool, "gptq", **kwargs)
+    assert set(first.rounded) == set(LAYERS)
+    fresh = _build(pool, "gptq", finetune=FinetuneSettings(epochs=1), **kwargs)
+    module = importlib.import_module("spaces.compress")
+
+    def refuse(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("GPTQ ran again")
+
+    monkeypatch.setattr(module, "gptq_round", refuse)
+    config = CompressionConfig(rounding="gptq", bits=dict.fromkeys(LAYERS, 3), **kwargs)
+    reused = compress(
+        pool, config, finetune=FinetuneSettings(epochs=1), seed=0, rounded=first.rounded
+    )
+    assert reused.artifact == fresh.artifact  # the very same candidate
+    assert all(torch.equal(reused.rounded[n].q, fresh.rounded[n].q) for n in LAYERS)
+    assert _build(pool, "nearest").rounded == {}
