@@ -37,12 +37,13 @@ from torch.nn.utils import parametrize
 from spaces import activations
 from spaces.config import FLOAT_BITS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
-from spaces.heads import prune_structure
+from spaces.heads import prune_heads
 from spaces.layers import compressible_layers, weight_of
 from spaces.packing import pack
 from spaces.post_training import gptq_round
 from spaces.pruning import magnitude_mask
 from spaces.quantization import QuantizedWeight, fake_quantize, mark_quantized, quantize_weight
+from spaces.structured import prune_channels
 from spaces.training import fit
 
 
@@ -107,7 +108,8 @@ def compress(
     task = pool.task
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
-    prune_structure(model, config.channels, config.heads, task.example_input, importance=importance)
+    prune_channels(model, config.channels, task.example_input, importance=importance)
+    prune_heads(model, config.heads)
     masks = {
         name: magnitude_mask(weight_of(layer), config.prune_of(name))
         for name, layer in layers.items()

@@ -160,10 +160,12 @@ def prune_structure(
     *,
     importance: str = "l2",
 ) -> None:
-    """Structured pruning in its one order, in place: channel groups, then attention heads.
+    """Structured pruning in place, in :func:`spaces.compress.compress`'s order: channel
+    groups, then attention heads (for rebuilding a candidate's shapes and costing them).
 
     Channels go first: their groups are found once per architecture (a cached lookup for the
-    unpruned shapes), and heads never share a layer output with a channel group.
+    unpruned shapes). A BERT-style block's projections are in no channel group (their reshape
+    into heads fixes their width), so the two never remove the same rows.
     """
     prune_channels(model, channels, example_input, importance=importance)
     prune_heads(model, heads)

@@ -267,10 +267,11 @@ def test_candidate_with_heads_removed_packs_loads_and_exports(
 
     import onnxruntime as ort
 
-    session = ort.InferenceSession(to_onnx(cand.model, x, int8=False))
-    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), x, strict=True)}
-    onnx_out = session.run(None, feed)[0]
-    assert np.abs(onnx_out - expected_out.numpy()).max() < 1e-4
+    for int8 in (False, True):  # float weights, and int8 weights with DequantizeLinear
+        session = ort.InferenceSession(to_onnx(cand.model, x, int8=int8))
+        feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), x, strict=True)}
+        onnx_out = session.run(None, feed)[0]
+        assert np.abs(onnx_out - expected_out.numpy()).max() < 1e-4
 
 
 def test_cost_of_a_model_shrinks_with_its_heads() -> None:
