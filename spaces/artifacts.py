@@ -4,13 +4,14 @@ A saved candidate is a folder with two files:
 
 - ``model.safetensors``: the packed artifact, byte for byte the one whose length is the
   candidate's ``size_bytes`` (see :mod:`spaces.packing`);
-- ``config.json``: its :class:`~spaces.CompressionConfig` (student, channels, pruning, bits,
-  activation bits, granularity, rounding).
+- ``config.json``: its :class:`~spaces.CompressionConfig` (student, channels, heads, pruning,
+  bits, activation bits, granularity, rounding).
 
 Loading needs the task the candidate was compressed from (its teacher or student constructors
 give the architecture, its example input lets torch-pruning reshape it): the architecture is
-built, shrunk to the stored channel counts, given its activation quantizers, and the unpacked
-weights are loaded. The result computes exactly what the evaluated candidate computed.
+built, shrunk to the stored channel and attention-head counts (which channels and heads go
+does not matter: their weights are replaced), given its activation quantizers, and the
+unpacked weights are loaded. The result computes exactly what the evaluated candidate computed.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from torch import nn
 from spaces import activations
 from spaces.config import TEACHER, CompressionConfig
 from spaces.deploy import to_onnx
+from spaces.heads import prune_structure
 from spaces.layers import compressible_layers
 from spaces.packing import unpack
 from spaces.quantization import mark_quantized
-from spaces.structured import prune_channels
 from spaces.task import Task
 
 ARTIFACT_FILE = "model.safetensors"
@@ -63,7 +64,8 @@ def save_candidate(candidate: object, folder: str | os.PathLike[str]) -> Path:
 
 
 def build_architecture(task: Task, config: CompressionConfig) -> nn.Module:
-    """An untrained model shaped like ``config``'s candidate (student, channels, quantizers)."""
+    """An untrained model shaped like ``config``'s candidate (student, channels, heads,
+    quantizers)."""
     if config.student == TEACHER:
         model = copy.deepcopy(task.model)
     elif config.student in task.students:
@@ -74,7 +76,7 @@ def build_architecture(task: Task, config: CompressionConfig) -> nn.Module:
             f"{task.name!r} (it has {sorted(task.students)})."
         )
     model.eval()
-    prune_channels(model, config.channels, task.example_input)
+    prune_structure(model, config.channels, config.heads, task.example_input)
     for name, layer in compressible_layers(model).items():
         if config.act_bits_of(name) == 8:
             activations.attach(layer)

@@ -1,8 +1,9 @@
 """Apply a `CompressionConfig` to a copy of a model: the one order of operations.
 
 1. start from the chosen student (or the teacher), copied: the original is never touched;
-2. structured pruning, per coupled group: whole channels / neurons removed, so the model is
-   physically smaller (see :mod:`spaces.structured`);
+2. structured pruning: whole channels / neurons removed per coupled group (see
+   :mod:`spaces.structured`), then whole attention heads per attention block (see
+   :mod:`spaces.heads`), so the model is physically smaller;
 3. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
 4. with ``rounding = "gptq"``, post-training rounding: the integer linear layers and groups=1
    convolutions are rounded by GPTQ, layer by layer in model order, on float activations of
@@ -36,6 +37,7 @@ from torch.nn.utils import parametrize
 from spaces import activations
 from spaces.config import FLOAT_BITS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
+from spaces.heads import prune_heads
 from spaces.layers import compressible_layers, weight_of
 from spaces.packing import pack
 from spaces.post_training import gptq_round
@@ -114,6 +116,7 @@ def compress(
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
     prune_channels(model, config.channels, task.example_input, importance=importance)
+    prune_heads(model, config.heads)
     masks = {
         name: magnitude_mask(weight_of(layer), config.prune_of(name))
         for name, layer in layers.items()

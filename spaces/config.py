@@ -2,10 +2,11 @@
 
 A config names the student architecture and, per layer (keyed by fully-qualified layer name),
 the structured (channel) pruning ratio, the unstructured pruning ratio and the weight bit
-width, plus the activation bit width, the weight-scale granularity and the rounding of the
-whole model. It is frozen, versioned and round-trips through JSON so that a saved study or
-artifact stays loadable (version-1 configs, which predate channels and activations, still
-load; stored forms without ``rounding`` read as ``"nearest"``, what they were built with).
+width, per attention block the fraction of its heads removed, plus the activation bit width,
+the weight-scale granularity and the rounding of the whole model. It is frozen, versioned and
+round-trips through JSON so that a saved study or artifact stays loadable (version-1 configs,
+which predate channels and activations, still load; stored forms without ``rounding`` read as
+``"nearest"`` and without ``heads`` as no head removed, what they were built with).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class CompressionConfig:
         channels: Fraction of the output channels (convolutions) or neurons (linear layers)
             removed from each coupled group, keyed by the group's first layer (see
             :mod:`spaces.structured`); not listed means 0.
+        heads: Fraction of the attention heads removed from each attention block, keyed by
+            the block's name (see :mod:`spaces.heads`); not listed means 0. Left out of the
+            stored form when empty, so configs saved before it existed keep their exact JSON.
         act_bits: 8 quantizes the activations around every layer whose weights have 8 bits or
             fewer (ranges calibrated on training data); 32 keeps them float.
         granularity: ``"channel"`` (one weight scale per output channel), ``"tensor"`` (one
@@ -72,6 +76,7 @@ class CompressionConfig:
     bits: Mapping[str, int] = field(default_factory=dict)
     prune: Mapping[str, float] = field(default_factory=dict)
     channels: Mapping[str, float] = field(default_factory=dict)
+    heads: Mapping[str, float] = field(default_factory=dict)
     act_bits: int = FLOAT_BITS
     granularity: str = "channel"
     rounding: str = DEFAULT_ROUNDING
@@ -91,7 +96,11 @@ class CompressionConfig:
                     f"The bit width of layer {layer!r} must be one of {list(ALLOWED_BITS)}. "
                     f"Got {b!r} instead."
                 )
-        for what, ratios in (("pruning", self.prune), ("channel pruning", self.channels)):
+        for what, ratios in (
+            ("pruning", self.prune),
+            ("channel pruning", self.channels),
+            ("head pruning", self.heads),
+        ):
             for layer, r in dict(ratios).items():
                 if (
                     isinstance(r, bool)
@@ -123,7 +132,9 @@ class CompressionConfig:
         channels = {k: float(v) for k, v in self.channels.items() if v != 0}
         object.__setattr__(self, "bits", _frozen(bits))
         object.__setattr__(self, "prune", _frozen(prune))
+        heads = {k: float(v) for k, v in self.heads.items() if v != 0}
         object.__setattr__(self, "channels", _frozen(channels))
+        object.__setattr__(self, "heads", _frozen(heads))
         object.__setattr__(self, "act_bits", int(self.act_bits))
 
     def bits_of(self, layer: str) -> int:
@@ -138,6 +149,10 @@ class CompressionConfig:
         """The channel-pruning ratio of the group led by ``layer`` (0 when not listed)."""
         return float(self.channels.get(layer, 0.0))
 
+    def heads_of(self, block: str) -> float:
+        """The fraction of attention block ``block``'s heads removed (0 when not listed)."""
+        return float(self.heads.get(block, 0.0))
+
     def act_bits_of(self, layer: str) -> int:
         """Activation bits around ``layer``: 8 only where its weights are integers."""
         return self.act_bits if self.bits_of(layer) <= 8 else FLOAT_BITS
@@ -147,23 +162,38 @@ class CompressionConfig:
 
         Activation bits only apply to integer layers, so without any they change nothing.
         """
-        return self.student == TEACHER and not self.bits and not self.prune and not self.channels
+        return (
+            self.student == TEACHER
+            and not self.bits
+            and not self.prune
+            and not self.channels
+            and not self.heads
+        )
 
     def restricted_to(self, layers: set[str] | list[str]) -> CompressionConfig:
-        """The same config keeping only settings of ``layers`` (those a student has)."""
+        """The same config keeping only settings of ``layers`` (those a student has).
+
+        An attention block's setting is kept when one of ``layers`` lies inside the block.
+        """
         keep = set(layers)
         return CompressionConfig(
             student=self.student,
             bits={k: v for k, v in self.bits.items() if k in keep},
             prune={k: v for k, v in self.prune.items() if k in keep},
             channels={k: v for k, v in self.channels.items() if k in keep},
+            heads={
+                k: v
+                for k, v in self.heads.items()
+                if any(layer.startswith(k + ".") for layer in keep)
+            },
             act_bits=self.act_bits,
             granularity=self.granularity,
             rounding=self.rounding,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form; ``rounding`` only when not ``"nearest"`` (older forms stay equal)."""
+        """The stored form; ``heads`` only when some are removed and ``rounding`` only when not
+        ``"nearest"`` (older forms stay equal)."""
         data: dict[str, Any] = {
             "version": self.version,
             "student": self.student,
@@ -173,6 +203,8 @@ class CompressionConfig:
             "act_bits": self.act_bits,
             "granularity": self.granularity,
         }
+        if self.heads:
+            data["heads"] = dict(self.heads)
         if self.rounding != DEFAULT_ROUNDING:
             data["rounding"] = self.rounding
         return data
@@ -188,7 +220,7 @@ class CompressionConfig:
             )
         allowed = {"version", "student", "bits", "prune"}
         if version >= 2:
-            allowed |= {"channels", "act_bits", "granularity", "rounding"}
+            allowed |= {"channels", "heads", "act_bits", "granularity", "rounding"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
@@ -199,6 +231,7 @@ class CompressionConfig:
             bits=dict(data.get("bits", {})),
             prune=dict(data.get("prune", {})),
             channels=dict(data.get("channels", {})),
+            heads=dict(data.get("heads", {})),
             act_bits=data.get("act_bits", FLOAT_BITS),
             granularity=data.get("granularity", "channel"),
             rounding=data.get("rounding", DEFAULT_ROUNDING),

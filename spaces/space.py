@@ -2,8 +2,8 @@
 
 The space is static: every trial has the same parameters (``student``, ``bits.<layer>``,
 ``prune.<layer>`` and ``channels.<group root>`` for every layer of the teacher, the deepest
-model, plus ``act_bits``, ``granularity`` and ``rounding`` when the study offers more than one
-choice).
+model, ``heads.<attention block>`` for every attention block, plus ``act_bits``,
+``granularity`` and ``rounding`` when the study offers more than one choice).
 Optuna's multivariate TPE and NSGA-II fall back to independent random sampling for parameters
 that appear only in some trials, so a parameter that the chosen student does not use is
 sampled and ignored.
@@ -77,6 +77,10 @@ class SpaceSettings:
         channels_step: Granularity of channel-pruning ratios.
         channel_importance: Which channels go first: ``"l1"`` or ``"l2"`` magnitude.
         layer_channels_max: Per-group ``channels_max``, keyed by the group's root layer.
+        heads_max: Largest fraction of an attention block's heads removed (see
+            :mod:`spaces.heads`); 0 leaves head pruning out of the space.
+        heads_step: Granularity of head-pruning ratios.
+        layer_heads_max: Per-block ``heads_max``, keyed by the attention block's name.
         act_bits: Activation bit widths to search (8 and/or 32).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``).
@@ -95,6 +99,9 @@ class SpaceSettings:
     channels_step: float = 0.125
     channel_importance: str = "l2"
     layer_channels_max: Mapping[str, float] = field(default_factory=dict)
+    heads_max: float = 0.0
+    heads_step: float = 0.125
+    layer_heads_max: Mapping[str, float] = field(default_factory=dict)
     act_bits: tuple[int, ...] = (FLOAT_BITS,)
     granularity: tuple[str, ...] = ("channel",)
     rounding: tuple[str, ...] = ("nearest",)
@@ -115,17 +122,19 @@ class SpaceSettings:
         }
         object.__setattr__(self, "layer_bits", MappingProxyType(lb))
         object.__setattr__(self, "layer_prune_max", MappingProxyType(lp))
-        _check_prune_max("space.channels_max", self.channels_max)
-        if not 0 < self.channels_step <= 0.5:
-            raise ValueError(
-                f"'space.channels_step' must be a float in the range (0, 0.5]. "
-                f"Got {self.channels_step!r} instead."
-            )
-        lc = {
-            k: _check_prune_max(f"space.layers.{k}.channels_max", v)
-            for k, v in self.layer_channels_max.items()
-        }
-        object.__setattr__(self, "layer_channels_max", MappingProxyType(lc))
+        for what in ("channels", "heads"):
+            _check_prune_max(f"space.{what}_max", getattr(self, f"{what}_max"))
+            step = getattr(self, f"{what}_step")
+            if not 0 < step <= 0.5:
+                raise ValueError(
+                    f"'space.{what}_step' must be a float in the range (0, 0.5]. "
+                    f"Got {step!r} instead."
+                )
+            per_layer = {
+                k: _check_prune_max(f"space.layers.{k}.{what}_max", v)
+                for k, v in getattr(self, f"layer_{what}_max").items()
+            }
+            object.__setattr__(self, f"layer_{what}_max", MappingProxyType(per_layer))
         if self.channel_importance not in IMPORTANCES:
             raise ValueError(
                 f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
@@ -159,6 +168,8 @@ class SearchSpace:
         settings: Choices per dimension.
         channel_roots: Roots of the teacher's prunable channel groups (see
             :func:`spaces.structured.prunable_groups`); none means no structured pruning.
+        head_modules: The teacher's attention blocks (see :func:`spaces.heads.head_modules`);
+            none means no head pruning.
     """
 
     def __init__(
@@ -167,6 +178,7 @@ class SearchSpace:
         students: Sequence[str],
         settings: SpaceSettings,
         channel_roots: Sequence[str] = (),
+        head_modules: Sequence[str] = (),
     ) -> None:
         named = set(settings.layer_bits) | set(settings.layer_prune_max)
         named |= set(settings.layer_channels_max)
@@ -175,6 +187,12 @@ class SearchSpace:
             raise ValueError(
                 f"Unknown layer name(s) {unknown} in 'space.layers'; the model's layers are "
                 f"{list(layers)}."
+            )
+        unknown = sorted(set(settings.layer_heads_max) - set(head_modules))
+        if unknown:
+            raise ValueError(
+                f"'space.layers.{unknown[0]}.heads_max' names no attention block; the model's "
+                f"attention blocks are {list(head_modules)}."
             )
         chosen = list(settings.students) if settings.students is not None else list(students)
         bad = [s for s in chosen if s not in students]
@@ -186,6 +204,7 @@ class SearchSpace:
         self.students = chosen
         self.settings = settings
         self.channel_roots = [r for r in layers if r in set(channel_roots)]
+        self.head_modules = list(dict.fromkeys(head_modules))
 
     def bits_choices(self, layer: str) -> tuple[int, ...]:
         return self.settings.layer_bits.get(layer, self.settings.bits)
@@ -206,6 +225,11 @@ class SearchSpace:
             high = round(int(high / s.channels_step + 1e-9) * s.channels_step, 10)
             if high > 0:
                 dists[f"channels.{root}"] = FloatDistribution(0.0, high, step=s.channels_step)
+        for block in self.head_modules:
+            high = s.layer_heads_max.get(block, s.heads_max)
+            high = round(int(high / s.heads_step + 1e-9) * s.heads_step, 10)
+            if high > 0:
+                dists[f"heads.{block}"] = FloatDistribution(0.0, high, step=s.heads_step)
         # a single choice is a fixed setting, not a dimension
         if len(s.act_bits) > 1:
             dists["act_bits"] = CategoricalDistribution(list(s.act_bits))
@@ -238,6 +262,10 @@ class SearchSpace:
                 root: round(float(params.get(f"channels.{root}", 0.0)), 10)
                 for root in self.channel_roots
             },
+            heads={
+                block: round(float(params.get(f"heads.{block}", 0.0)), 10)
+                for block in self.head_modules
+            },
             act_bits=int(params.get("act_bits", s.act_bits[0])),
             granularity=str(params.get("granularity", s.granularity[0])),
             rounding=str(params.get("rounding", s.rounding[0])),
@@ -254,6 +282,9 @@ class SearchSpace:
         for root in self.channel_roots:
             if f"channels.{root}" in dists:
                 params[f"channels.{root}"] = config.channels_of(root)
+        for block in self.head_modules:
+            if f"heads.{block}" in dists:
+                params[f"heads.{block}"] = config.heads_of(block)
         for key in ("act_bits", "granularity", "rounding"):
             if key in dists:
                 params[key] = getattr(config, key)
