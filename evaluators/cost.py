@@ -36,10 +36,10 @@ from torch import nn
 
 from spaces.activations import BUFFER as ACT_BUFFER
 from spaces.config import TEACHER, CompressionConfig
+from spaces.heads import prune_structure
 from spaces.layers import compressible_layers, weight_of
 from spaces.pruning import pruned_count
 from spaces.quantization import scale_count
-from spaces.structured import prune_channels
 
 
 @dataclass(frozen=True)
@@ -175,31 +175,38 @@ class CostModel:
         self.teacher = teacher
         self.students = students
         self.example_input = example_input
-        self._costs: dict[tuple[str, tuple[tuple[str, float], ...]], ArchitectureCost] = {}
+        self._costs: dict[tuple[object, ...], ArchitectureCost] = {}
 
     def architecture(
-        self, student: str, channels: Mapping[str, float] | None = None
+        self,
+        student: str,
+        channels: Mapping[str, float] | None = None,
+        heads: Mapping[str, float] | None = None,
     ) -> ArchitectureCost:
-        """The cost of ``student``, shrunk by structured pruning ``channels`` when given.
+        """The cost of ``student``, shrunk by structured pruning (``channels``, ``heads``).
 
-        Structured pruning changes shapes only (which channels go depends on the weights,
-        how many does not), so it is applied to a copy of the untrained architecture.
+        Structured pruning changes shapes only (which channels or heads go depends on the
+        weights, how many does not), so it is applied to a copy of the untrained architecture.
         """
-        key = (student, tuple(sorted((k, v) for k, v in (channels or {}).items() if v > 0)))
+        shrink = [
+            tuple(sorted((k, v) for k, v in (ratios or {}).items() if v > 0))
+            for ratios in (channels, heads)
+        ]
+        key = (student, *shrink)
         if key not in self._costs:
             if student == TEACHER:
-                model = copy.deepcopy(self.teacher) if key[1] else self.teacher
+                model = copy.deepcopy(self.teacher) if any(shrink) else self.teacher
             else:
                 build = self.students[student]
                 model = build()  # type: ignore[operator]
-            if key[1]:
-                prune_channels(model, dict(key[1]), self.example_input)
+            if any(shrink):
+                prune_structure(model, dict(shrink[0]), dict(shrink[1]), self.example_input)
             self._costs[key] = architecture_cost(model, self.example_input)
         return self._costs[key]
 
     def figures(self, config: CompressionConfig) -> dict[str, float]:
         """``bops``, ``macs`` and ``size_bound_bytes`` of ``config``."""
-        arch = self.architecture(config.student, config.channels)
+        arch = self.architecture(config.student, config.channels, config.heads)
         config = config.restricted_to(list(arch.layers))
         return {
             "bops": arch.bops(config),

@@ -40,6 +40,7 @@ from spaces import (
     compress,
     compressible_layers,
 )
+from spaces.heads import head_modules
 from spaces.quantization import QuantizedWeight
 from spaces.structured import channel_roots
 from spaces.students import add_custom_students
@@ -72,7 +73,12 @@ class StudyContext:
             if spec.space.channels_max > 0 or spec.space.layer_channels_max
             else []
         )
-        self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots)
+        blocks = (
+            head_modules(self.task.model)
+            if spec.space.heads_max > 0 or spec.space.layer_heads_max
+            else []
+        )
+        self.space = SearchSpace(self.layers, self.pool.names, spec.space, roots, blocks)
         #: The space before space pruning: what the sensitivities probe (one cached table)
         self.full_space = self.space
         if spec.sensitivity.enabled and spec.sensitivity.prune_space:
@@ -234,6 +240,9 @@ def describe(config: CompressionConfig) -> str:
     channels = [r for r in config.channels.values() if r > 0]
     if channels:
         parts.append(f"channels -{min(channels):.2f}-{max(channels):.2f}")
+    heads = list(config.heads.values())
+    if heads:
+        parts.append(f"heads -{min(heads):.2f}-{max(heads):.2f}")
     integer = any(b <= 8 for b in config.bits.values())
     if config.act_bits == 8 and integer:
         parts.append("int8 activations")

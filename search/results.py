@@ -114,7 +114,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         c
         for c in df.columns
         if c in ("student", "act_bits", "granularity", "rounding")
-        or c.startswith(("bits.", "prune.", "channels."))
+        or c.startswith(("bits.", "prune.", "channels.", "heads."))
     )
     params.sort(key=lambda c: (c != "student", c.split(".")[0], c))
     rest = [c for c in df.columns if c not in LEADING and c not in params and c != "front"]

@@ -172,4 +172,4 @@ def pruned_space(pool: StudentPool, space: SearchSpace, spec: StudySpec) -> Sear
         return space
     table = sensitivity_tables(pool, space, spec, [TEACHER])[TEACHER]
     settings = restricted_space(space.settings, table, drop / 100)
-    return SearchSpace(space.layers, pool.names, settings, space.channel_roots)
+    return SearchSpace(space.layers, pool.names, settings, space.channel_roots, space.head_modules)

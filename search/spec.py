@@ -75,6 +75,8 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "channels_max": _FLOAT,
         "channels_step": _FLOAT,
         "channel_importance": _STR,
+        "heads_max": _FLOAT,
+        "heads_step": _FLOAT,
         "act_bits": _INTS,
         "granularity": _STRS,
         "rounding": _STRS,
@@ -117,7 +119,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "max_probe_share": _FLOAT,
     },
 }
-_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT}
+_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT, "heads_max": _FLOAT}
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class StudySpec:
             ("layer_bits", "bits"),
             ("layer_prune_max", "prune_max"),
             ("layer_channels_max", "channels_max"),
+            ("layer_heads_max", "heads_max"),
         ):
             for layer, v in space.pop(key).items():
                 layers.setdefault(layer, {})[file_key] = v
@@ -330,6 +333,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
     layer_bits: dict[str, tuple[int, ...]] = {}
     layer_prune: dict[str, float] = {}
     layer_channels: dict[str, float] = {}
+    layer_heads: dict[str, float] = {}
     for layer, table in layers.items():
         checked = _check_table(f"space.layers.{layer}", table, _LAYER_SCHEMA)
         if "bits" in checked:
@@ -338,6 +342,8 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             layer_prune[layer] = checked["prune_max"]
         if "channels_max" in checked:
             layer_channels[layer] = checked["channels_max"]
+        if "heads_max" in checked:
+            layer_heads[layer] = checked["heads_max"]
     custom = t["space"].pop("custom_students", {})
     for name, target in custom.items():
         if not isinstance(target, str):
@@ -370,6 +376,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
                 layer_bits=layer_bits,
                 layer_prune_max=layer_prune,
                 layer_channels_max=layer_channels,
+                layer_heads_max=layer_heads,
                 custom_students=custom,
             ),
             distillation=DistillationSettings(**t["distillation"]),

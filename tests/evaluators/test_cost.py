@@ -177,3 +177,15 @@ def test_structured_pruning_shrinks_the_cheap_figures(digits_task: Task) -> None
     saved = (arch.layers["conv2"].macs + arch.layers["fc1"].macs) / 2
     assert half["macs"] == pytest.approx(full["macs"] - saved)
     assert half["size_bound_bytes"] < full["size_bound_bytes"]
+
+
+def test_removed_attention_heads_shrink_the_cheap_figures() -> None:
+    pytest.importorskip("transformers")
+    from tests.spaces.test_heads import BLOCKS, X, tiny_encoder
+
+    costs = objective.CostModel(tiny_encoder(), {}, (X[0][:1], X[1][:1]))
+    full = costs.figures(CompressionConfig())
+    half = costs.figures(CompressionConfig(heads=dict.fromkeys(BLOCKS, 0.5)))
+    assert half["macs"] < full["macs"]
+    assert half["size_bound_bytes"] < full["size_bound_bytes"]
+    assert costs.figures(CompressionConfig()) == full  # the teacher itself is untouched

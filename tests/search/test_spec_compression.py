@@ -38,10 +38,23 @@ def test_rounding_key_reaches_the_settings_and_round_trips() -> None:
     assert parse_spec(_with("space", bits=[4, 8])).space.rounding == ("nearest",)  # the default
 
 
+def test_heads_keys_reach_the_settings_and_round_trip() -> None:
+    block = "bert.encoder.layer.0.attention"
+    spec = parse_spec(
+        _with("space", heads_max=0.5, heads_step=0.25, layers={block: {"heads_max": 0.25}})
+    )
+    s = spec.space
+    assert (s.heads_max, s.heads_step, dict(s.layer_heads_max)) == (0.5, 0.25, {block: 0.25})
+    assert spec.to_data()["space"]["layers"] == {block: {"heads_max": 0.25}}
+    assert parse_spec(spec.to_data()) == spec
+    assert parse_spec(_with("space", bits=[4, 8])).space.heads_max == 0.0  # off by default
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [
         (_with("space", channels_max=1.0), r"'space.channels_max' must be a float in the range"),
+        (_with("space", heads_max=1.0), r"'space.heads_max' must be a float in the range"),
         (_with("space", act_bits=[4]), r"'space.act_bits' must be a non-empty list of values"),
         (_with("space", granularity=["row"]), r"'space.granularity' must be a non-empty list"),
         (_with("space", rounding=["stochastic"]), r"'space.rounding' must be a non-empty list"),
