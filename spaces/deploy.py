@@ -212,16 +212,27 @@ def to_onnx(
     chosen = int8_layers(model) if kernels_only else compressible_layers(model)
     for name, layer in chosen.items():
         code = kernel_codes(layer)
-        key = f"{name}.weight"
-        if code is None or key not in inits:
+        if code is None:
             continue
-        init = inits[key]
-        proto.graph.initializer.remove(init)
+        q, axis = code.q.numpy().astype(np.int8), 0
+        key = f"{name}.weight"
+        if key not in inits:
+            # a Linear on inputs of more than 2 dimensions exports as MatMul on a transposed
+            # copy of its weight (an initializer of another name): QDQ that copy, axis 1, where
+            # the activations are quantized too (ONNX Runtime fuses it into an integer
+            # MatMul). A weight-only one keeps float weights: ONNX Runtime would turn its
+            # DequantizeLinear + MatMul into MatMulNBits with int8 activations (its session
+            # default), which no longer computes the candidate's numbers
+            found = _transposed_weight(inits, layer) if has_quantized_activations(layer) else None
+            if found is None:
+                continue
+            key, q, axis = found, np.ascontiguousarray(q.T), 1
+        proto.graph.initializer.remove(inits.pop(key))
         scale = code.scale.float().numpy()
         per_channel = scale.size > 1
         proto.graph.initializer.extend(
             [
-                numpy_helper.from_array(code.q.numpy().astype(np.int8), f"{key}.q"),
+                numpy_helper.from_array(q, f"{key}.q"),
                 numpy_helper.from_array(
                     scale if per_channel else scale.reshape(()), f"{key}.scale"
                 ),
@@ -234,8 +245,25 @@ def to_onnx(
             "DequantizeLinear", [f"{key}.q", f"{key}.scale", f"{key}.zero"], [key]
         )
         if per_channel:
-            node.attribute.append(helper.make_attribute("axis", 0))
+            node.attribute.append(helper.make_attribute("axis", axis))
         nodes.append(node)
     for i, node in enumerate(nodes):
         proto.graph.node.insert(i, node)
     return bytes(proto.SerializeToString())
+
+
+def _transposed_weight(inits: dict[str, Any], layer: nn.Module) -> str | None:
+    """The name of the float initializer holding ``layer.weight.T`` exactly, if any."""
+    from onnx import TensorProto, numpy_helper
+
+    if not isinstance(layer, nn.Linear):
+        return None
+    w_t = layer.weight.detach().float().numpy().T
+    for name, init in inits.items():
+        if (
+            init.data_type == TensorProto.FLOAT
+            and list(init.dims) == list(w_t.shape)
+            and np.array_equal(numpy_helper.to_array(init), w_t)
+        ):
+            return name
+    return None
