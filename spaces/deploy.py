@@ -23,7 +23,10 @@ per-channel int8 kernel, in torch or in ONNX Runtime's QLinearConv / QGemm: both
 them as float layers computing with their dequantized weights (exactly ``codes * scale``),
 as 16-bit layers are kept, with their activation quantize / dequantize, where they have it,
 around the float kernel. A group-wise layer whose rows fit in one group has one scale per
-row and is deployed as a per-channel integer layer (:func:`kernel_codes`).
+row and is deployed as a per-channel integer layer (:func:`kernel_codes`). ``to_onnx(...,
+nbits=True)`` instead stores each group-wise ``nn.Linear`` packed at 4 (or 8) bits as ONNX
+Runtime's ``MatMulNBits`` (:mod:`spaces.onnx_nbits`), the same numbers; it is not faster on
+this project's CPUs at one thread, so the latency runtime does not use it (README "ONNX").
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spaces import onnx_nbits
 from spaces.activations import activation_params, has_quantized_activations
 from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, weight_codes
@@ -163,6 +167,7 @@ def to_onnx(
     *,
     int8: bool,
     kernels_only: bool = False,
+    nbits: bool = False,
 ) -> bytes:
     """The model as ONNX bytes (batch dimension dynamic), float or int8 QDQ weights.
 
@@ -171,18 +176,21 @@ def to_onnx(
     weights to the layers that also quantize their activations: ONNX Runtime does not fold a
     ``DequantizeLinear`` on a weight that feeds a float kernel, so a weight-only integer layer
     runs faster with its float weights (the latency runtime uses this; files use int8).
-    Group-wise layers keep float weights either way (see :func:`kernel_codes`).
+    Group-wise layers keep float weights either way (see :func:`kernel_codes`), unless
+    ``nbits``: then each group-wise ``nn.Linear`` becomes ONNX Runtime's ``MatMulNBits``
+    with its packed codes and scales (:mod:`spaces.onnx_nbits`; the same numbers).
     """
     import onnx
     from onnx import helper, numpy_helper
 
     model = model.eval()
     names = _names(example_input)
+    exported = onnx_nbits.nbits_export_model(model) if nbits else model
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
+            exported,
             tuple(example_input),
             buf,  # type: ignore[arg-type]
             dynamo=False,
@@ -190,25 +198,41 @@ def to_onnx(
             input_names=names,
             output_names=["output"],
             dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}},
+            custom_opsets={onnx_nbits.DOMAIN: 1} if nbits else None,
         )
-    if not int8:
+    if not int8 and not nbits:
         return buf.getvalue()
     proto = onnx.load_from_string(buf.getvalue())
+    if nbits:
+        onnx_nbits.finish(proto)
+    if not int8:
+        return bytes(proto.SerializeToString())
     inits = {init.name: init for init in proto.graph.initializer}
     nodes = []
     chosen = int8_layers(model) if kernels_only else compressible_layers(model)
     for name, layer in chosen.items():
         code = kernel_codes(layer)
-        key = f"{name}.weight"
-        if code is None or key not in inits:
+        if code is None:
             continue
-        init = inits[key]
-        proto.graph.initializer.remove(init)
+        q, axis = code.q.numpy().astype(np.int8), 0
+        key = f"{name}.weight"
+        if key not in inits:
+            # a Linear on inputs of more than 2 dimensions exports as MatMul on a transposed
+            # copy of its weight (an initializer of another name): QDQ that copy, axis 1, where
+            # the activations are quantized too (ONNX Runtime fuses it into an integer
+            # MatMul). A weight-only one keeps float weights: ONNX Runtime would turn its
+            # DequantizeLinear + MatMul into MatMulNBits with int8 activations (its session
+            # default), which no longer computes the candidate's numbers
+            found = _transposed_weight(inits, layer) if has_quantized_activations(layer) else None
+            if found is None:
+                continue
+            key, q, axis = found, np.ascontiguousarray(q.T), 1
+        proto.graph.initializer.remove(inits.pop(key))
         scale = code.scale.float().numpy()
         per_channel = scale.size > 1
         proto.graph.initializer.extend(
             [
-                numpy_helper.from_array(code.q.numpy().astype(np.int8), f"{key}.q"),
+                numpy_helper.from_array(q, f"{key}.q"),
                 numpy_helper.from_array(
                     scale if per_channel else scale.reshape(()), f"{key}.scale"
                 ),
@@ -221,8 +245,25 @@ def to_onnx(
             "DequantizeLinear", [f"{key}.q", f"{key}.scale", f"{key}.zero"], [key]
         )
         if per_channel:
-            node.attribute.append(helper.make_attribute("axis", 0))
+            node.attribute.append(helper.make_attribute("axis", axis))
         nodes.append(node)
     for i, node in enumerate(nodes):
         proto.graph.node.insert(i, node)
     return bytes(proto.SerializeToString())
+
+
+def _transposed_weight(inits: dict[str, Any], layer: nn.Module) -> str | None:
+    """The name of the float initializer holding ``layer.weight.T`` exactly, if any."""
+    from onnx import TensorProto, numpy_helper
+
+    if not isinstance(layer, nn.Linear):
+        return None
+    w_t = layer.weight.detach().float().numpy().T
+    for name, init in inits.items():
+        if (
+            init.data_type == TensorProto.FLOAT
+            and list(init.dims) == list(w_t.shape)
+            and np.array_equal(numpy_helper.to_array(init), w_t)
+        ):
+            return name
+    return None
