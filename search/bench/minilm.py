@@ -51,7 +51,7 @@ def bench_minilm(
         settings = OrtSettings(calibration_rows=calibration_rows)
         if quick_ort:
             settings = replace(
-                settings, methods=("minmax",), activations=("uint8",), ops=("weighted",)
+                settings, methods=("minmax",), activations=("uint8",), ops=("weight-nodes",)
             )
         ort_rows, ort_lines = ort_section(ctx, study, front, settings, figures / study_file.stem)
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]
@@ -238,7 +238,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick-ort",
         action="store_true",
-        help="quantize_static with MinMax, weighted operators and uint8 activations only",
+        help="quantize_static with MinMax, nodes with a weight and uint8 activations only",
     )
 
 

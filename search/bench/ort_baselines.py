@@ -15,7 +15,8 @@ scores the results like candidates:
   Runtime's histogram calibrators need batches of one shape), after ONNX
   Runtime's recommended pre-processing (``quant_pre_process``: shape inference and graph
   optimisation; skipped where it fails). The grid: every operator ONNX Runtime quantizes (its
-  default) or only those with weights (MatMul, Gemm, Conv, Gather), uint8 and int8 activations (ONNX
+  default), every MatMul / Gemm / Conv / Gather, or only those nodes of them with a weight
+  (:data:`OP_SETS`), uint8 and int8 activations (ONNX
   Runtime's documentation recommends U8S8 on x86 and S8S8 in QDQ format as the first choice),
   MinMax / Percentile / Entropy calibration, ``reduce_range`` off and on; chosen on
   validation. On CPUs without VNNI (AVX2 only) the uint8 x int8 kernels saturate above
@@ -58,12 +59,16 @@ log = logging.getLogger("frontier")
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ACTIVATION_TYPES = ("uint8", "int8")
-#: Operator sets ``quantize_static`` quantizes: ``"default"`` every one ONNX Runtime can (its
-#: default), ``"weighted"`` only those holding weights (a transformer's attention-mask ``Add``
-#: and softmax then stay float, as ONNX Runtime's transformer examples quantize).
+#: Operator types that can hold weights
+WEIGHT_OPS = ["MatMul", "Gemm", "Conv", "Gather"]
+#: What ``quantize_static`` quantizes: ``"default"`` every operator type ONNX Runtime can (its
+#: default), ``"matmul-conv"`` every node of the :data:`WEIGHT_OPS` types (a transformer's
+#: attention-mask ``Add`` and softmax stay float, its activation x activation products do
+#: not), ``"weight-nodes"`` only those nodes with a weight (an initializer input).
 OP_SETS: dict[str, list[str] | None] = {
     "default": None,
-    "weighted": ["MatMul", "Gemm", "Conv", "Gather"],
+    "matmul-conv": WEIGHT_OPS,
+    "weight-nodes": WEIGHT_OPS,
 }
 
 
@@ -266,8 +271,22 @@ def _static(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             op_types_to_quantize=OP_SETS[ops],
+            nodes_to_quantize=_weight_nodes(src) if ops == "weight-nodes" else None,
         )
     return dst.read_bytes()
+
+
+def _weight_nodes(path: Path) -> list[str]:
+    """Names of the :data:`WEIGHT_OPS` nodes of the model at ``path`` that have a weight."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in WEIGHT_OPS and n.name and any(i in weights for i in n.input)
+    ]
 
 
 def _chosen(name: str, task: Task, tried: list[Variant], threads: int, batch: int) -> Baseline:

@@ -10,6 +10,7 @@ round medians, quiet timing); :func:`dominators` says which front points dominat
 from __future__ import annotations
 
 import functools
+import itertools
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,8 +149,8 @@ def plot_points(
     ylabel: str = "accuracy (validation)",
     title: str = "",
 ) -> Path:
-    """Accuracy against ``x`` (``"size_bytes"`` or ``"latency_ms"``): the front as a line
-    of points, each baseline as a labelled marker; written to ``path`` (PNG)."""
+    """Accuracy against ``x`` (``"size_bytes"`` or ``"latency_ms"``): the front's points,
+    each baseline as a labelled marker; written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,17 +159,19 @@ def plot_points(
     if x not in ("size_bytes", "latency_ms"):
         raise ValueError(f"'x' must be 'size_bytes' or 'latency_ms'. Got {x!r} instead.")
     fig, ax = plt.subplots(figsize=(7, 4.4), dpi=110)
-    pts = sorted(front, key=lambda p: getattr(p, x))
-    ax.plot(
-        [getattr(p, x) for p in pts],
-        [p.accuracy for p in pts],
-        "o-",
+    # the front is over accuracy, size and latency: seen against one of them it is no curve
+    ax.scatter(
+        [getattr(p, x) for p in front],
+        [p.accuracy for p in front],
+        marker="o",
         color="tab:blue",
-        label="frontier front",
+        label="frontier front (points)",
     )
-    markers = iter("s^DvP*X")
-    for b in baselines:
-        ax.scatter(getattr(b, x), b.accuracy, marker=next(markers, "o"), s=60, label=b.name)
+    styles = list(
+        zip("s^DvP", ("tab:gray", "tab:orange", "tab:green", "tab:red", "tab:purple"), strict=True)
+    )
+    for b, (marker, color) in zip(baselines, itertools.cycle(styles), strict=False):
+        ax.scatter(getattr(b, x), b.accuracy, marker=marker, color=color, s=70, label=b.name)
     if x == "size_bytes":
         ax.set_xscale("log")
     ax.set_xlabel(

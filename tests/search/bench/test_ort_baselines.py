@@ -167,6 +167,26 @@ def test_plot_points_writes_a_png(tmp_path: Path) -> None:
         plot_points(front, [], tmp_path / "bad.png", x="bops")
 
 
+def test_weight_nodes_are_the_products_with_a_weight(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="linear"),
+            helper.make_node("MatMul", ["h", "x"], ["a"], name="attention_product"),
+            helper.make_node("Add", ["a", "w"], ["y"], name="add"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+        [w],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert ob._weight_nodes(path) == ["linear"]
+
+
 def test_calibration_rows_are_whole_batches() -> None:
     assert ob.calibration_rows(64, 540, 8) == 64
     assert ob.calibration_rows(70, 540, 8) == 64
