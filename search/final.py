@@ -23,6 +23,7 @@ means timing them all again) or when asked to (``force``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 from dataclasses import dataclass
@@ -140,11 +141,12 @@ def final_figures(
 
 
 def timing_candidate(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Compressed:
-    """``trial``'s candidate as it runs, built without recovery fine-tuning: fine-tuning
-    changes weight values, not the operators timed (as early stopping's rung 0 assumes)."""
+    """``trial``'s candidate as it runs, built without recovery fine-tuning and with nearest
+    rounding: fine-tuning and GPTQ change weight values, not the operators timed (as early
+    stopping's rung 0 assumes), and GPTQ costs minutes on a large model."""
     return compress(
         ctx.pool,
-        config_of(trial, ctx.space),
+        dataclasses.replace(config_of(trial, ctx.space), rounding="nearest"),
         finetune=FinetuneSettings(epochs=0),
         seed=ctx.spec.study.seed + trial.number,
         importance=ctx.spec.space.channel_importance,

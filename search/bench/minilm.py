@@ -25,9 +25,12 @@ def bench_minilm(
     figures: Path = DEFAULT_FIGURES,
     calibration_rows: int = 64,
     quick_ort: bool = False,
+    results: Path | None = None,
 ) -> str:
     """The MiniLM study: the smallest front point keeping mean cosine >= 0.99, and ONNX
-    Runtime's own quantizations of the teacher beside the front (:func:`ort_section`)."""
+    Runtime's own quantizations of the teacher beside the front (:func:`ort_section`).
+    With ``results`` (the results folder of a finished ``frontier run`` of the study), its
+    trials are read instead of running the study again."""
     from search.bench.ort_baselines import OrtSettings
     from search.driver import open_study, run_study
     from search.final import final_figures
@@ -36,33 +39,60 @@ def bench_minilm(
     from search.spec import load_spec
     from search.stored import StoredStudy
 
-    spec = load_spec(study_file)
+    settings = OrtSettings(calibration_rows=calibration_rows)
+    if quick_ort:
+        settings = replace(
+            settings, methods=("minmax",), activations=("uint8",), ops=("weight-nodes",)
+        )
+    if results is not None:  # a finished ``frontier run``: its own figures, nothing re-run
+        from search.stored import open_stored
+
+        stored = open_stored(str(results))
+        ctx = stored.context()
+        final_figures(stored)  # a no-op when the run stored them
+        trials, front = write_outputs(stored.study, stored.results_dir)
+        ran, wall_s = _run_span(stored.study)
+        setup_s = float("nan")
+        ort_rows, ort_lines = ort_section(
+            ctx, stored.study, front, settings, figures / study_file.stem
+        )
+        spec = stored.spec or load_spec(study_file)
+    else:
+        spec = load_spec(study_file)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        t0 = time.perf_counter()
-        ctx = StudyContext(spec, out)
-        setup_s = time.perf_counter() - t0
-        url = f"sqlite:///{out / 'study.db'}"
-        study = open_study(spec, url)
-        summary = run_study(ctx, study, n_trials=spec.study.n_trials)
-        # as ``frontier run`` ends: side-by-side latency and the test split of the front
-        final_figures(StoredStudy(study, spec, out, url, _context=ctx))
-        trials, front = write_outputs(study, out)
-        settings = OrtSettings(calibration_rows=calibration_rows)
-        if quick_ort:
-            settings = replace(
-                settings, methods=("minmax",), activations=("uint8",), ops=("weight-nodes",)
+        if results is None:
+            out = Path(tmp)
+            t0 = time.perf_counter()
+            ctx = StudyContext(spec, out)
+            setup_s = time.perf_counter() - t0
+            url = f"sqlite:///{out / 'study.db'}"
+            study = open_study(spec, url)
+            summary = run_study(ctx, study, n_trials=spec.study.n_trials)
+            ran, wall_s = summary.ran, summary.wall_s
+            # as ``frontier run`` ends: side-by-side latency and the test split of the front
+            final_figures(StoredStudy(study, spec, out, url, _context=ctx))
+            trials, front = write_outputs(study, out)
+            ort_rows, ort_lines = ort_section(
+                ctx, study, front, settings, figures / study_file.stem
             )
-        ort_rows, ort_lines = ort_section(ctx, study, front, settings, figures / study_file.stem)
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]
     ok = front[front["accuracy"] >= 0.99].sort_values("size_bytes")
     cmd = f"python -m search.bench minilm {study_file.as_posix()}"
+    if results is None:
+        how = (
+            f"(fresh results folder; {ran} trials in {wall_s:.0f}s, plus {setup_s:.0f}s "
+            "loading the model and its reference embeddings)."
+        )
+    else:
+        cmd = f"frontier run {study_file.as_posix()} --out DIR`, then `{cmd} --results DIR"
+        how = (
+            f"({ran} trials, {wall_s / 60:.0f} minutes from the first trial's start to the "
+            "last one's end; the final timing and test figures are the run's own)."
+        )
     head = [
         "## MiniLM (all-MiniLM-L6-v2 sentence encoder)",
         "",
-        f"Command: `{cmd}` (fresh results folder; {summary.ran} trials in "
-        f"{summary.wall_s:.0f}s, plus {setup_s:.0f}s loading the model and its reference "
-        "embeddings).",
+        f"Command: `{cmd}` {how}",
         f"Machine: {machine()}. Date: {today()}. Load average {load_average()}.",
         "",
         f"Float model: {int(teacher['size_bytes']):,} bytes, latency "
@@ -95,6 +125,16 @@ def bench_minilm(
     for line in body:
         print(line)
     return "\n".join(head + body + ["", *ort_lines])
+
+
+def _run_span(study: Any) -> tuple[int, float]:
+    """Finished trials, and seconds from the first one's start to the last one's end."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    if not done:
+        return 0, 0.0
+    start = min(t.datetime_start for t in done if t.datetime_start is not None)
+    end = max(t.datetime_complete for t in done)
+    return len(done), (end - start).total_seconds()
 
 
 def ort_section(
@@ -236,6 +276,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="train rows calibrating ONNX Runtime's quantize_static (default 64)",
     )
     p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="the results folder of a finished `frontier run` of the study: read, not re-run",
+    )
+    p.add_argument(
         "--quick-ort",
         action="store_true",
         help="quantize_static with MinMax, nodes with a weight and uint8 activations only",
@@ -268,6 +314,7 @@ BENCHMARK = Benchmark(
         figures=args.figures,
         calibration_rows=args.calibration_rows,
         quick_ort=args.quick_ort,
+        results=args.results,
     ),
     smoke=_smoke,
     rows=lambda args: ORT_ROWS,

@@ -4,6 +4,7 @@ the printed front, the report, the knee, ``select``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -132,3 +133,29 @@ def test_latency_text_shows_the_final_figure_or_marks_the_search_time_one() -> N
     spread = pd.concat([row, pd.Series({"final_latency_spread": 0.06})])
     assert latency_text(spread) == "0.200 (spread 6%)"
     assert latency_text(row.drop("final_latency_ms")) == "1.000*"
+
+
+def test_a_gptq_front_point_is_timed_as_built_with_nearest_rounding(
+    tmp_path: Path, warm_weights: Path
+) -> None:
+    # the timed form depends on the operators, not the weight values: no GPTQ, no fine-tuning
+    from search.final import timing_candidate
+    from search.objective import StudyContext
+    from search.spec import load_spec
+    from tests.search._cluster import warm_cache
+
+    study_file = write_study(tmp_path, study={"name": "tg", "n_trials": 1}, finetune={"epochs": 1})
+    spec = load_spec(study_file)
+    warm_cache(warm_weights, tmp_path / "out")
+    ctx = StudyContext(spec, tmp_path / "out")
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    config = ctx.space.baselines()["uniform-int4"]
+    gptq = dataclasses.replace(config, rounding="gptq")
+    study.enqueue_trial({}, user_attrs={"config": gptq.to_json()})
+    trial = study.ask()
+    built = timing_candidate(ctx, study.trials[trial.number])
+    assert built.config.rounding == "nearest" and built.rounded == {}
+    assert built.config.bits == gptq.bits
+    assert [type(m) for m in built.model.modules()] == [
+        type(m) for m in ctx.pool.get("teacher").modules()
+    ]
