@@ -168,7 +168,8 @@ def efficientnet_lite0(
     key = f"efficientnet-lite0-logits-{_digest(everything)}"
 
     def reference() -> dict[str, Tensor]:
-        return {"logits": predict(teacher, Split((everything,), torch.zeros(len(everything))))}
+        rows = Split((everything,), torch.zeros(len(everything)))
+        return {"logits": predict(teacher, rows, batch_size=64)}  # bounded memory at 224 px
 
     logits = cache.get_or_create(key, reference)["logits"]
     splits: dict[str, Split] = {}

@@ -133,9 +133,14 @@ def test_expansion_channels_are_prunable_groups(pretrained: nn.Module) -> None:
     expands = [f"_blocks.{i}._expand_conv" for i in range(1, 16)]
     for root in expands:  # the expansion and its depthwise convolution shrink together
         assert groups[root] == [root, root.replace("_expand_conv", "_depthwise_conv")]
-    # the study prunes the expansions only: it names every other group, and only those
+    # the study prunes the residual blocks' expansions only: it names every other group
     spec = load_spec(REPO / "studies" / "efficientnet_lite0.toml")
-    assert set(spec.space.layer_channels_max) == set(groups) - set(expands)
+    residual = {
+        name for name, block in model._blocks.named_children() if block.residual
+    }  # stride 1, same channels in and out
+    pruned = {f"_blocks.{i}._expand_conv" for i in residual} & set(groups)
+    assert pruned == {f"_blocks.{i}._expand_conv" for i in (2, 4, 6, 7, 9, 10, 12, 13, 14)}
+    assert set(spec.space.layer_channels_max) == set(groups) - pruned
     assert not any(spec.space.layer_channels_max.values())
     before = sum(p.numel() for p in model.parameters())
     kept = prune_channels(model, dict.fromkeys(expands, 0.5), (x,))
