@@ -23,7 +23,8 @@ class DistillationSettings:
 
     Attributes:
         temperature: Softens both sides' logits before their KL divergence is taken.
-        alpha: Weight of the distillation term; ``1 - alpha`` goes to the label loss.
+        alpha: Weight of the distillation term; ``1 - alpha`` goes to the label loss
+            (classification tasks only: embedding and logits tasks have no labels).
         epochs: Epochs of student training.
         lr: Adam learning rate.
     """
@@ -58,7 +59,10 @@ def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha
 
     Classification: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE``.
     Embedding tasks have no labels to mix in: the loss is the mean squared error to the
-    teacher's output vectors plus ``1 - cosine`` similarity.
+    teacher's output vectors plus ``1 - cosine`` similarity. Logits tasks have none either:
+    their targets are reference logits, and the loss is ``T^2 * KL`` to those targets alone
+    (``alpha`` is unused; ``teacher_outputs`` are the same logits when the reference is the
+    teacher, as in a task that distils a pretrained model into itself).
     """
     if task.kind == "embedding":
 
@@ -70,17 +74,28 @@ def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha
         return embed_loss
 
     t = temperature
+    if task.kind == "logits":
+
+        def logits_loss(out: torch.Tensor, target: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            return t * t * _soft_kl(out, target, t)
+
+        return logits_loss
 
     def loss(out: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        soft = F.kl_div(
-            F.log_softmax(out / t, dim=-1),
-            F.log_softmax(teacher_outputs[idx] / t, dim=-1),
-            reduction="batchmean",
-            log_target=True,
-        )
+        soft = _soft_kl(out, teacher_outputs[idx], t)
         return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(out, target)
 
     return loss
+
+
+def _soft_kl(out: torch.Tensor, reference: torch.Tensor, t: float) -> torch.Tensor:
+    """``KL(softmax(reference / t) || softmax(out / t))``, averaged over rows."""
+    return F.kl_div(
+        F.log_softmax(out / t, dim=-1),
+        F.log_softmax(reference / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )
 
 
 class StudentPool:

@@ -9,7 +9,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-TaskKind = Literal["classification", "embedding"]
+TaskKind = Literal["classification", "embedding", "logits"]
+#: Every :data:`TaskKind`, in the order error messages list them.
+TASK_KINDS: tuple[str, ...] = ("classification", "embedding", "logits")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class Metric:
 
 
 def _correct(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 where the top class is the label; with float targets of the outputs' shape (a
+    ``"logits"`` task's reference logits), where it is the reference's top class."""
+    if targets.is_floating_point() and targets.shape == outputs.shape:
+        targets = targets.argmax(dim=-1)
     return (outputs.argmax(dim=-1) == targets).float()
 
 
@@ -94,8 +100,12 @@ class Task:
         val: Validation split: the search scores candidates on it.
         test: Test split: the front is re-measured on it for the report.
         example_input: A batch of one, used for export and for counting operations.
-        kind: ``"classification"`` (cross-entropy, logits distillation) or ``"embedding"``
-            (outputs are vectors; distillation and fine-tuning match the teacher's outputs).
+        kind: ``"classification"`` (targets are class labels: cross-entropy, logits
+            distillation), ``"embedding"`` (outputs are vectors; distillation and fine-tuning
+            match the teacher's outputs) or ``"logits"`` (targets are a reference model's
+            logits, usually the teacher's own, and there are no labels: distillation and
+            fine-tuning minimise the KL divergence to the targets' softened distribution;
+            the default metric, accuracy, is then top-1 agreement with the targets).
         metric: Scores outputs against targets; higher is better.
         students: Named constructors of untrained student architectures. Every layer name of a
             student must be a layer name of the teacher (a student is a narrower or shallower
@@ -126,11 +136,19 @@ class Task:
         for split_name in ("train", "val", "test"):
             if not isinstance(getattr(self, split_name), Split):
                 raise ValueError(f"Task {self.name!r}: {split_name!r} must be a frontier Split.")
-        if self.kind not in ("classification", "embedding"):
+        if self.kind not in TASK_KINDS:
             raise ValueError(
-                f"Task {self.name!r}: 'kind' must be 'classification' or 'embedding', "
-                f"got {self.kind!r}."
+                f"Task {self.name!r}: 'kind' must be one of {list(TASK_KINDS)}, got {self.kind!r}."
             )
+        if self.kind == "logits":
+            for split_name in ("train", "val", "test"):
+                targets = getattr(self, split_name).targets
+                if not targets.is_floating_point() or targets.dim() != 2:
+                    raise ValueError(
+                        f"Task {self.name!r}: a 'logits' task's targets are reference logits "
+                        f"(float, rows x classes); {split_name!r} has {targets.dtype} of "
+                        f"shape {tuple(targets.shape)}."
+                    )
         if "teacher" in self.students:
             raise ValueError(f"Task {self.name!r}: 'teacher' is reserved; rename that student.")
         self.model.eval()

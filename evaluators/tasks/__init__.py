@@ -20,6 +20,13 @@ def minilm(**kwargs: Any) -> Task:
     return build(**kwargs)
 
 
+def efficientnet_lite0(**kwargs: Any) -> Task:
+    """``efficientnet-lite0`` (optional extra ``vision``): imported only when a study asks."""
+    from evaluators.tasks.efficientnet import efficientnet_lite0 as build
+
+    return build(**kwargs)
+
+
 #: ``factory(cache=..., seed=..., **options) -> Task`` for each built-in task name.
 BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "digits-cnn": digits_cnn,
@@ -27,6 +34,7 @@ BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
     "breast-cancer-mlp": breast_cancer_mlp,
     "digits-mlp": digits_mlp,
     "minilm": minilm,
+    "efficientnet-lite0": efficientnet_lite0,
 }
 
 __all__ = ["BUILTIN_TASKS", "WeightCache", "check_task", "load_task"]
