@@ -3,7 +3,8 @@
 1. start from the chosen student (or the teacher), copied: the original is never touched;
 2. structured pruning: whole channels / neurons removed per coupled group (see
    :mod:`spaces.structured`), then whole attention heads per attention block (see
-   :mod:`spaces.heads`), so the model is physically smaller;
+   :mod:`spaces.heads`), so the model is physically smaller; the layers reading removed
+   channels keep their mean contribution in their bias (bias correction on training rows);
 3. unstructured magnitude pruning, per layer: exactly ``round(ratio * numel)`` zeros;
 4. with ``rounding = "gptq"``, post-training rounding: the integer linear layers and groups=1
    convolutions are rounded by GPTQ, layer by layer in model order, on float activations of
@@ -43,7 +44,7 @@ from spaces.packing import pack
 from spaces.post_training import gptq_round
 from spaces.pruning import magnitude_mask
 from spaces.quantization import QuantizedWeight, fake_quantize, mark_quantized, quantize_weight
-from spaces.structured import prune_channels
+from spaces.structured import BIAS_CORRECTION_ROWS, prune_channels
 from spaces.training import fit
 
 
@@ -115,7 +116,14 @@ def compress(
     task = pool.task
     layers = compressible_layers(model)
     config = config.restricted_to(list(layers))
-    prune_channels(model, config.channels, task.example_input, importance=importance)
+    prune_channels(
+        model,
+        config.channels,
+        task.example_input,
+        importance=importance,
+        calibration=task.train.head(BIAS_CORRECTION_ROWS),
+        batch_size=task.batch_size,
+    )
     prune_heads(model, config.heads)
     masks = {
         name: magnitude_mask(weight_of(layer), config.prune_of(name))

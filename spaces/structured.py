@@ -27,7 +27,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spaces.layers import COMPRESSIBLE_TYPES, compressible_layers
+from spaces.layers import COMPRESSIBLE_TYPES, compressible_layers, weight_of
+from spaces.task import Split
 
 log = logging.getLogger("frontier")
 
@@ -35,6 +36,8 @@ log = logging.getLogger("frontier")
 IMPORTANCES = {"l1": 1, "l2": 2}
 
 _FN = ("prune_out_channels",)
+#: Training rows whose inputs give the removed channels' means (bias correction).
+BIAS_CORRECTION_ROWS = 256
 
 
 def removed_count(channels: int, ratio: float) -> int:
@@ -166,6 +169,8 @@ def prune_channels(
     example_input: Any,
     *,
     importance: str = "l2",
+    calibration: Split | None = None,
+    batch_size: int = 64,
 ) -> dict[str, int]:
     """Remove ``ratios[root]`` of each group's channels in place; returns channels kept.
 
@@ -173,6 +178,12 @@ def prune_channels(
     does not have, or whose group is fixed, are ignored. The channels with the smallest
     ``importance`` go; BatchNorm, residual partners, concatenations and the next layers'
     inputs shrink with them. Ratio 0 leaves the model exactly as it is.
+
+    With ``calibration`` (training rows), the removed channels' mean contribution is kept:
+    every layer that reads a removed channel (an ``nn.Linear`` or ``groups = 1`` ``Conv2d``
+    with a bias) adds ``W[:, removed] @ mean(input[removed])`` to its bias, the input means
+    measured on those rows just before the group is pruned (bias correction: the next layer's
+    output keeps its mean, as a BatchNorm after it expects).
     """
     if importance not in IMPORTANCES:
         raise ValueError(
@@ -194,9 +205,72 @@ def prune_channels(
         n = _out_channels(layer)
         k = removed_count(n, ratio)
         if k > 0:
-            dg.get_pruning_group(layer, _prune_fn(layer), _weakest(dg, layer, imp, k)).prune()
+            group = dg.get_pruning_group(layer, _prune_fn(layer), _weakest(dg, layer, imp, k))
+            shift = (
+                {} if calibration is None else _kept_means(model, group, calibration, batch_size)
+            )
+            group.prune()
+            with torch.no_grad():
+                for consumer, delta in shift.items():
+                    consumer.bias.add_(delta)  # type: ignore[operator]
         kept[root] = n - k
     return kept
+
+
+def _readers(group: Any) -> dict[nn.Module, list[int]]:
+    """The layers of a pruning ``group`` that lose input channels (and have a bias to
+    correct), with those channels' indices."""
+    readers: dict[nn.Module, list[int]] = {}
+    for dep, idxs in group:
+        module = dep.target.module
+        if dep.handler.__name__ != "prune_in_channels":
+            continue
+        if isinstance(module, nn.Conv2d) and module.groups != 1:
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and module.bias is not None:
+            readers[module] = sorted({int(i) for i in idxs})
+    return readers
+
+
+@torch.no_grad()
+def _kept_means(
+    model: nn.Module, group: Any, data: Split, batch_size: int
+) -> dict[nn.Module, torch.Tensor]:
+    """For each reader of the group's removed channels, ``W[:, removed] @ mean(input[removed])``
+    (summed over a convolution's kernel), the input means taken over ``data``."""
+    readers = _readers(group)
+    if not readers:
+        return {}
+    sums: dict[nn.Module, torch.Tensor] = {}
+    counts: dict[nn.Module, int] = dict.fromkeys(readers, 0)
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].detach().float()
+        x = x.transpose(0, 1).flatten(1) if isinstance(module, nn.Conv2d) else x.flatten(0, -2).T
+        sums[module] = sums.get(module, 0) + x.sum(dim=1)
+        counts[module] += x.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in readers]
+    was_training = model.training
+    model.eval()
+    try:
+        for inputs, _ in data.batches(batch_size):
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    shift: dict[nn.Module, torch.Tensor] = {}
+    for module, idx in readers.items():
+        if module not in sums:
+            continue  # the pass never reached it
+        mean = sums[module][idx] / counts[module]
+        full = weight_of(module).detach()
+        weight = full.float()[:, idx]
+        if isinstance(module, nn.Conv2d):
+            weight = weight.sum(dim=(2, 3))
+        shift[module] = (weight @ mean).to(full.dtype)
+    return shift
 
 
 def channel_roots(model: nn.Module, example_input: Any) -> list[str]:

@@ -31,7 +31,7 @@ from spaces.sensitivity.perturb import (
     rounded_bias,
 )
 from spaces.sensitivity.table import Probe, SensitivitySettings, SensitivityTable
-from spaces.structured import prune_channels
+from spaces.structured import BIAS_CORRECTION_ROWS, prune_channels
 from spaces.task import Split, Task
 from spaces.training import predict
 
@@ -185,6 +185,13 @@ def _measured(
         for ratio in ratios:
             # structured pruning changes shapes: a fresh copy per probe
             pruned = copy.deepcopy(model).eval()
-            prune_channels(pruned, {root: ratio}, task.example_input, importance=importance)
+            prune_channels(
+                pruned,
+                {root: ratio},
+                task.example_input,
+                importance=importance,
+                calibration=task.train.head(BIAS_CORRECTION_ROWS),
+                batch_size=task.batch_size,
+            )
             probes.append(probe("channels", root, ratio, predict(pruned, subset)))
     return probes

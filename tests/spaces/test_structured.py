@@ -8,6 +8,7 @@ from torch import nn
 
 from evaluators.tasks.digits import DigitsCNN, DigitsMLP
 from spaces.structured import prunable_groups, prune_channels, removed_count
+from spaces.task import Split
 
 
 class TinyResNet(nn.Module):
@@ -165,3 +166,42 @@ def test_ffn_width_of_a_transformer_block_shrinks_and_attention_stays_whole() ->
     assert model.ff1.out_features == model.ff2.in_features == 16
     assert model.attn.embed_dim == 16
     assert model(*x).shape == (2, 3)
+
+
+def _mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 5)).eval()
+
+
+def test_bias_correction_keeps_the_next_layers_mean_output_on_the_calibration_rows() -> None:
+    model = _mlp()
+    x = torch.randn(200, 6) + 0.5
+    rows = Split((x,), torch.zeros(200))
+    with torch.no_grad():
+        mean_before = model(x).mean(dim=0)
+    corrected, plain = copy.deepcopy(model), copy.deepcopy(model)
+    prune_channels(corrected, {"0": 0.5}, (x[:1],), calibration=rows, batch_size=64)
+    prune_channels(plain, {"0": 0.5}, (x[:1],))
+    assert corrected[0].out_features == plain[0].out_features == 8
+    with torch.no_grad():
+        assert torch.allclose(corrected(x).mean(dim=0), mean_before, atol=1e-5)
+        assert not torch.allclose(plain(x).mean(dim=0), mean_before, atol=1e-3)
+        # only the bias of the layer reading the removed neurons moved
+        assert torch.equal(corrected[2].weight, plain[2].weight)
+        assert torch.equal(corrected[0].bias, plain[0].bias)
+
+
+def test_bias_correction_lowers_the_error_of_a_pruned_cnn_on_held_out_rows() -> None:
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    x = torch.rand(300, 1, 8, 8)
+    calibration, held_out = Split((x[:200],), torch.zeros(200)), x[200:]
+    with torch.no_grad():
+        reference = model(held_out)
+    errors = {}
+    for name, rows in (("corrected", calibration), ("plain", None)):
+        pruned = copy.deepcopy(model)
+        prune_channels(pruned, {"conv1": 0.5}, (x[:1],), calibration=rows)
+        with torch.no_grad():
+            errors[name] = float((pruned(held_out) - reference).pow(2).mean())
+    assert errors["corrected"] < 0.8 * errors["plain"]
