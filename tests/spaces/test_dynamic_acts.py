@@ -107,11 +107,13 @@ def _run(data: bytes, inputs: dict[str, np.ndarray], optimized: Path | None = No
     return out
 
 
-@pytest.mark.parametrize("bits", [4, 7])
+@pytest.mark.parametrize(
+    ("bits", "granularity"), [(4, "channel"), (7, "channel"), (5, "tensor"), (6, "g64")]
+)
 def test_onnx_integer_matmuls_reproduce_the_torch_candidate_on_3d_inputs(
-    tmp_path: Path, bits: int
+    tmp_path: Path, bits: int, granularity: str
 ) -> None:
-    model = _token_mlp(bits)
+    model = _token_mlp(bits, granularity)  # g64: rows of 32 and 64 weights, one group each
     assert set(dynamic_int8_layers(model)) == {"0", "2"}
     x = torch.rand(5, 10, 32) * 6 - 2
     data = to_onnx(model, (x[:1],), int8=True, kernels_only=True)
