@@ -78,6 +78,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "heads_max": _FLOAT,
         "heads_step": _FLOAT,
         "act_bits": _INTS,
+        "act_mode": _STRS,
         "granularity": _STRS,
         "rounding": _STRS,
         "custom_students": "a table of student names",
@@ -351,7 +352,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
                 f"'space.custom_students.{name}' must be a string like "
                 f'"package.module:function". Got {target!r} instead.'
             )
-    for key in ("act_bits", "granularity", "rounding"):
+    for key in ("act_bits", "act_mode", "granularity", "rounding"):
         if key in t["space"]:
             t["space"][key] = tuple(t["space"][key])
     study = dict(t["study"])

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spaces import activations
+from spaces import activations, dynamic_acts
 from spaces.config import TEACHER, CompressionConfig
 from spaces.deploy import to_onnx
 from spaces.heads import prune_structure
@@ -77,6 +77,10 @@ def build_architecture(task: Task, config: CompressionConfig) -> nn.Module:
         )
     model.eval()
     prune_structure(model, config.channels, config.heads, task.example_input)
+    if config.act_mode == "dynamic":  # no stored ranges: the hooks come from the config
+        for layer in dynamic_acts.dynamic_layers_of(model, config).values():
+            dynamic_acts.attach_dynamic(layer)
+        return model
     for name, layer in compressible_layers(model).items():
         if config.act_bits_of(name) == 8:
             activations.attach(layer)

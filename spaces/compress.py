@@ -11,7 +11,8 @@
    training rows (see :mod:`spaces.post_training`);
 5. quantization: weights per layer (see :mod:`spaces.quantization`), and 8-bit activations
    around integer layers when the config asks, ranges calibrated on training batches (see
-   :mod:`spaces.activations`);
+   :mod:`spaces.activations`), or with ``act_mode = "dynamic"`` each eligible linear layer's
+   input quantized with its own range at every pass (see :mod:`spaces.dynamic_acts`);
 6. optional recovery fine-tuning, distilled from the teacher: quantization-aware (the forward
    pass sees the quantized weights and activations, gradients pass straight through the
    rounding) with the pruning masks kept, so pruned weights stay zero and the result lies on
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from spaces import activations
+from spaces import activations, dynamic_acts
 from spaces.config import FLOAT_BITS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
 from spaces.heads import prune_heads
@@ -135,7 +136,12 @@ def compress(
         gptq = _reuse_rounding(layers, masks, rounded)
     elif config.rounding == "gptq":  # before activation quantizers: calibrated on float inputs
         gptq = gptq_round(model, layers, masks, config, task.train, task.batch_size)
-    act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
+    act_layers: list[nn.Module] = []
+    if config.act_mode == "dynamic":  # nothing to calibrate: ranges come from each input
+        for layer in dynamic_acts.dynamic_layers_of(model, config).values():
+            dynamic_acts.attach_dynamic(layer)
+    else:
+        act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
     for layer in act_layers:
         activations.attach(layer)
 

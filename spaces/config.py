@@ -6,7 +6,8 @@ width, per attention block the fraction of its heads removed, plus the activatio
 the weight-scale granularity and the rounding of the whole model. It is frozen, versioned and
 round-trips through JSON so that a saved study or artifact stays loadable (version-1 configs,
 which predate channels and activations, still load; stored forms without ``rounding`` read as
-``"nearest"`` and without ``heads`` as no head removed, what they were built with).
+``"nearest"``, without ``act_mode`` as ``"static"`` and without ``heads`` as no head removed,
+what they were built with).
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ GRANULARITIES = ("channel", "tensor", *GROUP_SIZES)
 #: (post-training, calibrated on training rows; see :mod:`spaces.post_training`).
 ROUNDINGS = ("nearest", "gptq")
 DEFAULT_ROUNDING = "nearest"
+#: How 8-bit activations get their ranges: calibrated once on training rows (``"static"``,
+#: see :mod:`spaces.activations`) or computed from each input tensor at every pass
+#: (``"dynamic"``, ONNX Runtime's ``DynamicQuantizeLinear``; see :mod:`spaces.dynamic_acts`).
+ACT_MODES = ("static", "dynamic")
+DEFAULT_ACT_MODE = "static"
+#: Dynamic activations (codes 0-255) only go with weights of at most this many bits (codes
+#: within +-63): a uint8 x int8 pair sum then stays below 2^15 (255 * 63 * 2 = 32130), so
+#: the int16 ``vpmaddubsw`` of CPUs without VNNI never saturates.
+DYNAMIC_MAX_WEIGHT_BITS = 7
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -69,6 +79,12 @@ class CompressionConfig:
             linear layers and groups=1 convolutions are rounded by GPTQ after pruning, before
             any fine-tuning; see :mod:`spaces.post_training`). Left out of the stored form
             when ``"nearest"``, so configs saved before it existed keep their exact JSON.
+        act_mode: With ``act_bits = 8``: ``"static"`` (calibrated ranges, inputs and outputs
+            of every integer layer) or ``"dynamic"`` (each input tensor quantized with its
+            own range at every pass, outputs float, only ``nn.Linear`` layers whose weights
+            have at most 7 bits and one scale per row or layer; see
+            :mod:`spaces.dynamic_acts`). Always ``"static"`` with float activations; left out
+            of the stored form when ``"static"``.
         version: Format version, for loading configs saved by older releases.
     """
 
@@ -80,6 +96,7 @@ class CompressionConfig:
     act_bits: int = FLOAT_BITS
     granularity: str = "channel"
     rounding: str = DEFAULT_ROUNDING
+    act_mode: str = DEFAULT_ACT_MODE
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -126,6 +143,12 @@ class CompressionConfig:
             raise ValueError(
                 f"'rounding' must be one of {list(ROUNDINGS)}. Got {self.rounding!r} instead."
             )
+        if self.act_mode not in ACT_MODES:
+            raise ValueError(
+                f"'act_mode' must be one of {list(ACT_MODES)}. Got {self.act_mode!r} instead."
+            )
+        if self.act_bits == FLOAT_BITS:  # float activations have no mode: one canonical form
+            object.__setattr__(self, "act_mode", DEFAULT_ACT_MODE)
         # canonical form: defaults are left out, so equal candidates compare equal
         bits = {k: int(v) for k, v in self.bits.items() if v != FLOAT_BITS}
         prune = {k: float(v) for k, v in self.prune.items() if v != 0}
@@ -154,8 +177,10 @@ class CompressionConfig:
         return float(self.heads.get(block, 0.0))
 
     def act_bits_of(self, layer: str) -> int:
-        """Activation bits around ``layer``: 8 only where its weights are integers."""
-        return self.act_bits if self.bits_of(layer) <= 8 else FLOAT_BITS
+        """Activation bits around ``layer``: 8 only where its weights are integers (of at most
+        :data:`DYNAMIC_MAX_WEIGHT_BITS` bits with dynamic activations)."""
+        widest = DYNAMIC_MAX_WEIGHT_BITS if self.act_mode == "dynamic" else 8
+        return self.act_bits if self.bits_of(layer) <= widest else FLOAT_BITS
 
     def is_identity(self) -> bool:
         """True when the config leaves the teacher exactly as it is.
@@ -189,11 +214,12 @@ class CompressionConfig:
             act_bits=self.act_bits,
             granularity=self.granularity,
             rounding=self.rounding,
+            act_mode=self.act_mode,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form; ``heads`` only when some are removed and ``rounding`` only when not
-        ``"nearest"`` (older forms stay equal)."""
+        """The stored form; ``heads`` only when some are removed, ``rounding`` only when not
+        ``"nearest"`` and ``act_mode`` only when ``"dynamic"`` (older forms stay equal)."""
         data: dict[str, Any] = {
             "version": self.version,
             "student": self.student,
@@ -207,6 +233,8 @@ class CompressionConfig:
             data["heads"] = dict(self.heads)
         if self.rounding != DEFAULT_ROUNDING:
             data["rounding"] = self.rounding
+        if self.act_mode != DEFAULT_ACT_MODE:
+            data["act_mode"] = self.act_mode
         return data
 
     @classmethod
@@ -220,7 +248,7 @@ class CompressionConfig:
             )
         allowed = {"version", "student", "bits", "prune"}
         if version >= 2:
-            allowed |= {"channels", "heads", "act_bits", "granularity", "rounding"}
+            allowed |= {"channels", "heads", "act_bits", "granularity", "rounding", "act_mode"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
@@ -235,6 +263,7 @@ class CompressionConfig:
             act_bits=data.get("act_bits", FLOAT_BITS),
             granularity=data.get("granularity", "channel"),
             rounding=data.get("rounding", DEFAULT_ROUNDING),
+            act_mode=data.get("act_mode", DEFAULT_ACT_MODE),
         )
 
     def to_json(self) -> str:

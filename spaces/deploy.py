@@ -27,6 +27,12 @@ row and is deployed as a per-channel integer layer (:func:`kernel_codes`). ``to_
 nbits=True)`` instead stores each group-wise ``nn.Linear`` packed at 4 (or 8) bits as ONNX
 Runtime's ``MatMulNBits`` (:mod:`spaces.onnx_nbits`), the same numbers; it is not faster on
 this project's CPUs at one thread, so the latency runtime does not use it (README "ONNX").
+
+Dynamic activations (``act_mode = "dynamic"``, :mod:`spaces.dynamic_acts`) deploy to ONNX
+Runtime's integer ``MatMul`` (``DynamicQuantizeMatMul``) in :func:`to_onnx`; torch's dynamic
+quantized ``Linear`` does not compute the same numbers (its x86 default quantizes activations
+to 7 bits, ``reduce_range``), so :func:`to_torch_int8` keeps those layers in their float
+simulation: their speed-up is ONNX Runtime's.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces import onnx_nbits
+from spaces import dynamic_acts, onnx_nbits
 from spaces.activations import activation_params, has_quantized_activations
 from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, weight_codes
@@ -179,6 +185,12 @@ def to_onnx(
     Group-wise layers keep float weights either way (see :func:`kernel_codes`), unless
     ``nbits``: then each group-wise ``nn.Linear`` becomes ONNX Runtime's ``MatMulNBits``
     with its packed codes and scales (:mod:`spaces.onnx_nbits`; the same numbers).
+
+    Layers with dynamic activations (:mod:`spaces.dynamic_acts`) export, with ``int8``, as
+    ``DynamicQuantizeLinear`` -> ``MatMulInteger`` on their int8 codes -> ``Cast`` -> ``Mul``
+    by the scales (ONNX Runtime fuses it into ``DynamicQuantizeMatMul``), whatever
+    ``kernels_only``; without ``int8`` their input becomes ``DynamicQuantizeLinear`` +
+    ``DequantizeLinear`` before the float layer (the same numbers either way).
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -186,6 +198,9 @@ def to_onnx(
     model = model.eval()
     names = _names(example_input)
     exported = onnx_nbits.nbits_export_model(model) if nbits else model
+    dynamic = dynamic_acts.dynamic_int8_layers(model) if int8 else {}
+    if dynamic:
+        exported = dynamic_acts.dynamic_export_model(exported)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -212,7 +227,7 @@ def to_onnx(
     chosen = int8_layers(model) if kernels_only else compressible_layers(model)
     for name, layer in chosen.items():
         code = kernel_codes(layer)
-        if code is None:
+        if code is None or name in dynamic:  # dynamic layers: integer MatMuls already
             continue
         q, axis = code.q.numpy().astype(np.int8), 0
         key = f"{name}.weight"

@@ -3,7 +3,7 @@
 The space is static: every trial has the same parameters (``student``, ``bits.<layer>``,
 ``prune.<layer>`` and ``channels.<group root>`` for every layer of the teacher, the deepest
 model, ``heads.<attention block>`` for every attention block, plus ``act_bits``,
-``granularity`` and ``rounding`` when the study offers more than one choice).
+``act_mode``, ``granularity`` and ``rounding`` when the study offers more than one choice).
 Optuna's multivariate TPE and NSGA-II fall back to independent random sampling for parameters
 that appear only in some trials, so a parameter that the chosen student does not use is
 sampled and ignored.
@@ -20,6 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from spaces.config import (
+    ACT_MODES,
     ALLOWED_ACT_BITS,
     ALLOWED_BITS,
     FLOAT_BITS,
@@ -82,6 +83,9 @@ class SpaceSettings:
         heads_step: Granularity of head-pruning ratios.
         layer_heads_max: Per-block ``heads_max``, keyed by the attention block's name.
         act_bits: Activation bit widths to search (8 and/or 32).
+        act_mode: How 8-bit activations are quantized, to search: ``"static"`` (calibrated
+            ranges) and/or ``"dynamic"`` (each input's own range, ONNX Runtime's
+            ``DynamicQuantizeLinear``; see :mod:`spaces.dynamic_acts`).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
@@ -103,6 +107,7 @@ class SpaceSettings:
     heads_step: float = 0.125
     layer_heads_max: Mapping[str, float] = field(default_factory=dict)
     act_bits: tuple[int, ...] = (FLOAT_BITS,)
+    act_mode: tuple[str, ...] = ("static",)
     granularity: tuple[str, ...] = ("channel",)
     rounding: tuple[str, ...] = ("nearest",)
     custom_students: Mapping[str, str] = field(default_factory=dict)
@@ -142,6 +147,8 @@ class SpaceSettings:
             )
         act = _check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
         object.__setattr__(self, "act_bits", act)
+        mode = _check_choices("space.act_mode", self.act_mode, ACT_MODES)
+        object.__setattr__(self, "act_mode", mode)
         gran = _check_choices("space.granularity", self.granularity, GRANULARITIES)
         object.__setattr__(self, "granularity", gran)
         rounding = _check_choices("space.rounding", self.rounding, ROUNDINGS)
@@ -233,6 +240,8 @@ class SearchSpace:
         # a single choice is a fixed setting, not a dimension
         if len(s.act_bits) > 1:
             dists["act_bits"] = CategoricalDistribution(list(s.act_bits))
+        if len(s.act_mode) > 1 and 8 in s.act_bits:  # a mode of 8-bit activations only
+            dists["act_mode"] = CategoricalDistribution(list(s.act_mode))
         if len(s.granularity) > 1:
             dists["granularity"] = CategoricalDistribution(list(s.granularity))
         if len(s.rounding) > 1:
@@ -269,6 +278,7 @@ class SearchSpace:
             act_bits=int(params.get("act_bits", s.act_bits[0])),
             granularity=str(params.get("granularity", s.granularity[0])),
             rounding=str(params.get("rounding", s.rounding[0])),
+            act_mode=str(params.get("act_mode", s.act_mode[0])),
         )
 
     def params_from_config(self, config: CompressionConfig) -> dict[str, Any]:
@@ -285,7 +295,7 @@ class SearchSpace:
         for block in self.head_modules:
             if f"heads.{block}" in dists:
                 params[f"heads.{block}"] = config.heads_of(block)
-        for key in ("act_bits", "granularity", "rounding"):
+        for key in ("act_bits", "act_mode", "granularity", "rounding"):
             if key in dists:
                 params[key] = getattr(config, key)
         return params
@@ -298,6 +308,8 @@ class SearchSpace:
         if config.granularity not in self.settings.granularity:
             return False
         if config.rounding not in self.settings.rounding:
+            return False
+        if config.act_bits == 8 and config.act_mode not in self.settings.act_mode:
             return False
         for name, value in self.params_from_config(config).items():
             dist = dists[name]
@@ -312,10 +324,12 @@ class SearchSpace:
         """The uncompressed teacher and uniform 8- and 4-bit teachers, by name.
 
         The integer baselines quantize activations to 8 bits too when the space offers it
-        (a real int8 deployment), with per-channel scales and nearest rounding when offered.
+        (a real int8 deployment), with per-channel scales and nearest rounding when offered,
+        and static activation ranges when offered (else the first mode listed).
         """
         s = self.settings
         act = 8 if 8 in s.act_bits else s.act_bits[0]
+        mode = "static" if "static" in s.act_mode else s.act_mode[0]
         gran = "channel" if "channel" in s.granularity else s.granularity[0]
         rounding = "nearest" if "nearest" in s.rounding else s.rounding[0]
         first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
@@ -332,6 +346,7 @@ class SearchSpace:
                     act_bits=act,
                     granularity=gran,
                     rounding=rounding,
+                    act_mode=mode,
                 )
                 for name, b in uniform.items()
             },

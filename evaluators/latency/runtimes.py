@@ -11,7 +11,10 @@ zero-argument callable running one forward pass on a fixed batch:
   weights); float layers stay float.
 - ``"onnxruntime"``: the model exported to ONNX (:func:`spaces.deploy.to_onnx`), layers with
   integer weights and 8-bit activations in QDQ form (ONNX Runtime's CPU provider fuses them
-  into QLinearConv / QGemm integer kernels), every other layer with float weights.
+  into QLinearConv / QGemm integer kernels), layers with dynamic activations
+  (``act_mode = "dynamic"``) as ``DynamicQuantizeLinear`` + ``MatMulInteger`` (fused into
+  ``DynamicQuantizeMatMul``), every other layer with float weights. ``"torch-int8"`` keeps
+  dynamic layers in their float simulation (see :mod:`spaces.deploy`).
 
 :func:`runner` gives a model's deployable form as a callable taking the input tensors;
 :func:`time_model` times it. Both work for whole candidates and for single layers (a latency
