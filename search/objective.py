@@ -40,6 +40,7 @@ from spaces import (
     compress,
     compressible_layers,
 )
+from spaces.compress import FinetuneSettings
 from spaces.heads import head_modules
 from spaces.quantization import QuantizedWeight
 from spaces.structured import channel_roots
@@ -214,16 +215,24 @@ def evaluate_config(
     return TrialOutcome(figures=figures, constraints=constraints)
 
 
-def rebuild_candidate(ctx: StudyContext, config: CompressionConfig, *, trial: int) -> Compressed:
+#: Trial figure: 1 when the fine-tuned candidate was kept, 0 when early stopping's rung 0 was
+#: (the fine-tuned one was worse on validation; see :mod:`search.staged`).
+FINETUNE_KEPT = "finetune_kept"
+
+
+def rebuild_candidate(
+    ctx: StudyContext, config: CompressionConfig, *, trial: int, finetuned: bool = True
+) -> Compressed:
     """The candidate trial number ``trial`` evaluated, built again (same seed, same weights).
 
     For re-measuring a front point (test split) and for exporting it with
     :func:`spaces.artifacts.save_candidate` / :func:`spaces.artifacts.export_onnx`.
+    ``finetuned=False`` rebuilds a trial that kept its rung-0 candidate (``finetune_kept``).
     """
     return compress(
         ctx.pool,
         config,
-        finetune=ctx.spec.finetune,
+        finetune=ctx.spec.finetune if finetuned else FinetuneSettings(epochs=0),
         seed=ctx.spec.study.seed + trial,
         importance=ctx.spec.space.channel_importance,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from search.driver import config_of
-from search.objective import StudyContext, rebuild_candidate
+from search.objective import FINETUNE_KEPT, StudyContext, rebuild_candidate
 from spaces import Compressed
 
 
@@ -14,7 +14,8 @@ class RebuildMismatch(RuntimeError):
 
 
 def rebuild(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Compressed:
-    """Compress a copy of the model as ``trial`` did, with the driver's seed.
+    """Compress a copy of the model as ``trial`` did, with the driver's seed (without
+    fine-tuning when the trial kept its rung-0 candidate).
 
     The driver seeds trial ``n`` with ``study seed + n``; students come from the study's
     weight cache, so the rebuilt artifact is byte-for-byte the measured one.
@@ -23,7 +24,10 @@ def rebuild(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Compressed:
         RebuildMismatch: the rebuilt artifact's size differs from the stored ``size_bytes``
             (different weights: the cache was retrained or the code changed since the run).
     """
-    candidate = rebuild_candidate(ctx, config_of(trial, ctx.space), trial=trial.number)
+    finetuned = trial.user_attrs.get(FINETUNE_KEPT, 1.0) != 0.0
+    candidate = rebuild_candidate(
+        ctx, config_of(trial, ctx.space), trial=trial.number, finetuned=finetuned
+    )
     stored = trial.user_attrs.get("size_bytes")
     if stored is not None and len(candidate.artifact) != int(stored):
         raise RebuildMismatch(

@@ -2,7 +2,10 @@
 
 Rung 0 is the candidate compressed without fine-tuning: it is measured once (size and latency
 do not change while fine-tuning), then each rung's validation accuracy is checked by the
-judge of :mod:`search.early_stopping` after that fine-tuning epoch.
+judge of :mod:`search.early_stopping` after that fine-tuning epoch. When the fine-tuned
+candidate ends below rung 0 on validation (fine-tuning can move a nearly lossless candidate
+away from its teacher), the trial is the rung-0 candidate: its figures, and
+``finetune_kept = 0`` so that rebuilding it (test split, export) skips fine-tuning too.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from torch import nn
 
 from evaluators import AccuracyEvaluator
 from search.early_stopping import CandidateStopped, RungJudge, rung_key
-from search.objective import StudyContext, cheap_check, evaluate_config
+from search.objective import FINETUNE_KEPT, StudyContext, cheap_check, evaluate_config
 from search.outcome import TrialOutcome
 from spaces import CompressionConfig, compress
 from spaces.compress import FinetuneSettings
@@ -93,6 +96,12 @@ def evaluate_candidate(
     )
     outcome.figures.update(rungs)
     outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s
+    if outcome.feasible and outcome.figures["accuracy"] < base["accuracy"]:
+        # fine-tuning made it worse on validation: the trial is the post-training candidate
+        kept = {**outcome.figures, **base, FINETUNE_KEPT: 0.0}
+        constraints = ctx.spec.budget.constraints(kept, ctx.reference_accuracy)
+        return TrialOutcome(figures=kept, constraints=constraints)
+    outcome.figures[FINETUNE_KEPT] = 1.0
     return outcome
 
 

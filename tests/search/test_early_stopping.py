@@ -23,6 +23,7 @@ from search.early_stopping import (
     rung_table,
 )
 from search.objective import StudyContext, evaluate_config
+from search.rebuild import rebuild
 from search.spec import StudyFileError, load_spec, parse_spec
 from search.staged import evaluate_candidate
 from spaces import CompressionConfig, compress
@@ -209,3 +210,48 @@ def test_a_gptq_candidate_is_rounded_once_for_all_its_rungs(
     for key in ("accuracy", "size_bytes"):
         assert staged.figures[key] == direct.figures[key]
     assert rung_key(0) in staged.figures and rung_key(1) in staged.figures
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_that_loses_accuracy_keeps_the_rung_0_candidate(
+    tmp_path: Path, warm_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study_file = write_study(
+        tmp_path,
+        study={"name": "eskeep", "n_trials": 1, "sampler": "random"},
+        finetune={"epochs": 1},
+        early_stopping=_early_stopping(enabled=True),
+    )
+    spec = load_spec(study_file)
+    warm_cache(warm_weights, tmp_path / "out")
+    ctx = StudyContext(spec, tmp_path / "out")
+    staged = importlib.import_module("search.staged")
+    real = staged.evaluate_config
+
+    def worse(*args: Any, **kwargs: Any) -> Any:  # a fine-tuning that loses 5 points
+        outcome = real(*args, **kwargs)
+        outcome.figures["accuracy"] -= 0.05
+        return outcome
+
+    monkeypatch.setattr(staged, "evaluate_config", worse)
+    config = CompressionConfig(bits={"conv1": 4, "conv2": 4, "fc1": 4, "fc2": 4})
+    outcome = evaluate_candidate(ctx, config, seed=0, judge=RungJudge(spec.early_stopping, 1))
+    before = compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+    rung0 = AccuracyEvaluator(ctx.task, split="val").evaluate(before)["accuracy"]
+    assert outcome.figures["accuracy"] == rung0 == outcome.figures[rung_key(0)]
+    assert outcome.figures["finetune_kept"] == 0.0
+    assert outcome.figures["size_bytes"] == len(before.artifact)
+    # rebuilding the trial (test split, export) builds that same rung-0 candidate
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.enqueue_trial({}, user_attrs={"config": config.to_json(), **outcome.figures})
+    trial = study.trials[study.ask().number]
+    assert rebuild(ctx, trial).artifact == before.artifact
+
+    def better(*args: Any, **kwargs: Any) -> Any:  # a fine-tuning that gains: kept
+        outcome = real(*args, **kwargs)
+        outcome.figures["accuracy"] = rung0 + 0.01
+        return outcome
+
+    monkeypatch.setattr(staged, "evaluate_config", better)
+    kept = evaluate_candidate(ctx, config, seed=0, judge=RungJudge(spec.early_stopping, 1))
+    assert kept.figures["finetune_kept"] == 1.0 and kept.figures["accuracy"] == rung0 + 0.01
