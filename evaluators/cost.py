@@ -87,8 +87,9 @@ class ArchitectureCost:
             if bits <= 8:
                 # float16 scales: one per output channel, per layer, or per row and group
                 total += 2 * scale_count(shape.weight_shape, config.granularity)
-                if config.act_bits_of(name) == 8:
-                    # the layer's activation ranges: a 4-float buffer and its name
+                if config.act_bits_of(name) == 8 and config.act_mode == "static":
+                    # the layer's activation ranges: a 4-float buffer and its name (dynamic
+                    # activations store none: their ranges are computed at run time)
                     total += 4 * 4 + len(f"{name}.{ACT_BUFFER}".encode())
             total += _values_lower_bound(shape.numel, bits)
         return total

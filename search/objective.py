@@ -254,7 +254,7 @@ def describe(config: CompressionConfig) -> str:
         parts.append(f"heads -{min(heads):.2f}-{max(heads):.2f}")
     integer = any(b <= 8 for b in config.bits.values())
     if config.act_bits == 8 and integer:
-        parts.append("int8 activations")
+        parts.append(f"int8 activations ({config.act_mode})")
     if config.rounding != "nearest" and integer:
         parts.append(f"{config.rounding.upper()} rounding")
     return ", ".join(parts)

@@ -60,6 +60,18 @@ def test_size_bound_counts_every_group_scale() -> None:
     assert bound["g32"] - bound["channel"] == 2 * 5
 
 
+def test_size_bound_counts_activation_ranges_of_static_layers_only() -> None:
+    arch = architecture_cost(Tiny(), (torch.zeros(3, 2, 10),))
+    bits = {"conv": 4, "fc": 4}
+    static = arch.size_lower_bound(CompressionConfig(bits=bits, act_bits=8))
+    dynamic = arch.size_lower_bound(CompressionConfig(bits=bits, act_bits=8, act_mode="dynamic"))
+    weight_only = arch.size_lower_bound(CompressionConfig(bits=bits))
+    # each static layer stores a 4-float range buffer under its name; dynamic ones store none
+    buffers = sum(16 + len(f"{n}.act_qparams".encode()) for n in ("conv", "fc"))
+    assert static - weight_only == buffers
+    assert dynamic == weight_only
+
+
 def test_size_bound_never_exceeds_the_packed_size(pool: StudentPool) -> None:
     rng = random.Random(0)
     layers = list(compressible_layers(pool.task.model))
