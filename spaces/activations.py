@@ -21,12 +21,21 @@ quantization runs in forward hooks, so layer names and state-dict keys are uncha
 in training it passes gradients straight through inside the range (quantization-aware
 fine-tuning).
 
+**Activations after a layer.** When a layer's output goes straight into an ``nn.ReLU``,
+``nn.ReLU6`` or ``nn.Hardtanh`` module and nowhere else (:func:`clipping_activations`), its
+output range is that of the activation's output: the observed ``[min, max]`` clamped to
+``[0, inf)``, ``[0, 6]`` or ``[min_val, max_val]``. The output quantization then already
+computes the activation (its grid lies inside the activation's range), as ONNX Runtime and
+TensorFlow Lite calibrate a convolution fused with its ReLU; the full pre-activation range would
+spend most of the 128 codes on values the activation throws away.
+
 Only floating-point tensors are activations: an integer input (an embedding's token ids) passes
 through unchanged and its range stays ``(1.0, 0)``; the embedding's output rows are quantized.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -123,10 +132,11 @@ def calibrate(
     for m in targets:
         m._forward_pre_hooks.clear()
         m._forward_hooks.clear()
-        handles.append(m.register_forward_hook(observe))
     was_training = model.training
     model.eval()
     try:
+        bounds = clipping_activations(model, targets, next(iter(train.head(2).batches(2)))[0])
+        handles += [m.register_forward_hook(observe) for m in targets]
         for inputs, _ in train.head(rows).batches(batch_size):
             model(*inputs)
     finally:
@@ -139,5 +149,104 @@ def calibrate(
         model.train(was_training)
     for m in targets:
         s_in, z_in = qparams(lo[id(m)][0], hi[id(m)][0])
-        s_out, z_out = qparams(lo[id(m)][1], hi[id(m)][1])
+        out_lo, out_hi = lo[id(m)][1], hi[id(m)][1]
+        if id(m) in bounds:  # the range of the activation's output
+            a_lo, a_hi = bounds[id(m)]
+            out_lo, out_hi = min(max(out_lo, a_lo), a_hi), min(max(out_hi, a_lo), a_hi)
+        s_out, z_out = qparams(out_lo, out_hi)
         getattr(m, BUFFER).copy_(torch.tensor([s_in, z_in, s_out, z_out], dtype=torch.float32))
+
+
+#: Activation modules whose output range a layer's output range is clipped to.
+CLIPPING_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
+
+
+def _bounds(act: nn.Module) -> tuple[float, float]:
+    if isinstance(act, nn.Hardtanh):
+        return float(act.min_val), float(act.max_val)
+    return 0.0, math.inf
+
+
+def _tensors(value: object) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def clipping_activations(
+    model: nn.Module, layers: Iterable[nn.Module], inputs: tuple[torch.Tensor, ...]
+) -> dict[int, tuple[float, float]]:
+    """``{id(layer): (lo, hi)}`` for layers whose output only feeds a clipping activation.
+
+    Found on one forward pass of ``inputs`` (a couple of rows) through the autograd graph: each
+    layer's output is made a fresh differentiable tensor, each call of an ``nn.ReLU`` /
+    ``nn.ReLU6`` / ``nn.Hardtanh`` module (in place or not) records its graph node, and a layer
+    qualifies when, at every call, its output's only consumer in the graph from the model's
+    outputs is such an activation called on that very tensor. A residual add, a second reader
+    or the output being returned keeps the full range. Uses that carry no gradient (a
+    comparison, ``argmax``, ``detach``) are not seen. ``(lo, hi)`` is the activation's range
+    (``[0, inf)`` for ``nn.ReLU``). The layers' own hooks must be off (as :func:`calibrate`
+    has them).
+    """
+    targets = {id(m) for m in layers}
+    layer_nodes: dict[int, list[object]] = {i: [] for i in targets}
+    act_nodes: dict[object, tuple[object, tuple[float, float]]] = {}
+    pending: dict[int, object] = {}
+
+    def fresh(module: nn.Module, args: object, output: object) -> object:
+        if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+            layer_nodes[id(module)].append(None)
+            return output
+        source = output if output.requires_grad else output.detach().requires_grad_()
+        out = source.clone()  # a node of its own, connected to the layers before
+        layer_nodes[id(module)].append(out.grad_fn)
+        return out
+
+    def act_in(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        pending[id(module)] = args[0].grad_fn if isinstance(args[0], torch.Tensor) else None
+
+    def act_out(module: nn.Module, args: object, output: object) -> None:
+        node = output.grad_fn if isinstance(output, torch.Tensor) else None
+        if node is not None:
+            act_nodes[node] = (pending.pop(id(module), None), _bounds(module))
+
+    handles = []
+    for m in model.modules():
+        if id(m) in targets:
+            handles.append(m.register_forward_hook(fresh))
+        elif isinstance(m, CLIPPING_TYPES):
+            handles += [m.register_forward_pre_hook(act_in), m.register_forward_hook(act_out)]
+    try:
+        with torch.enable_grad():
+            roots = [t.grad_fn for t in _tensors(model(*inputs)) if t.grad_fn is not None]
+    finally:
+        for h in handles:
+            h.remove()
+    consumers: dict[object, list[object]] = {node: [None] for node in roots}  # None: returned
+    seen, stack = set(roots), list(roots)
+    while stack:
+        node = stack.pop()
+        for nxt, _ in getattr(node, "next_functions", ()):
+            if nxt is None:
+                continue
+            consumers.setdefault(nxt, []).append(node)
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    found: dict[int, tuple[float, float]] = {}
+    for key, nodes in layer_nodes.items():
+        ranges = set()
+        for made in nodes:
+            users = consumers.get(made, [])
+            act = act_nodes.get(users[0]) if len(users) == 1 else None
+            if made is None or act is None or act[0] is not made:
+                break
+            ranges.add(act[1])
+        else:
+            if len(ranges) == 1:
+                found[key] = ranges.pop()
+    return found

@@ -1,12 +1,28 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+from pathlib import Path
 
+import onnx
+import onnxruntime as ort
+import pytest
 import torch
+from torch import nn
 
 from evaluators import Split, Task, WeightCache
-from spaces import CompressionConfig, DistillationSettings, FinetuneSettings, StudentPool, compress
+from spaces import (
+    CompressionConfig,
+    DistillationSettings,
+    FinetuneSettings,
+    StudentPool,
+    activations,
+    compress,
+)
 from spaces.activations import BUFFER, QMAX, activation_params, qparams
+from spaces.deploy import to_onnx, to_torch_int8
+from spaces.quantization import mark_quantized, quantize_weight
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 W8A8 = CompressionConfig(bits=dict.fromkeys(LAYERS, 8), act_bits=8)
@@ -66,3 +82,134 @@ def test_float_layers_keep_float_activations(pool: StudentPool) -> None:
     cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
     assert hasattr(cand.model.conv1, BUFFER)
     assert not hasattr(cand.model.fc1, BUFFER) and not hasattr(cand.model.fc2, BUFFER)
+
+
+def _quantized(model: nn.Module, layers: list[nn.Module]) -> nn.Module:
+    for layer in layers:
+        code = quantize_weight(layer.weight, 8)
+        with torch.no_grad():
+            layer.weight.copy_(code.dequantize())
+        mark_quantized(layer, code)
+        activations.attach(layer)
+    return model.eval()
+
+
+class _ConvNet(nn.Module):
+    """conv -> ReLU6 -> conv -> ReLU (in place) -> conv; ``conv2``'s output is also added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU6()
+        self.conv2 = nn.Conv2d(8, 8, 1)
+        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv4 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv1(x))
+        h2 = self.conv2(h)
+        h = self.act(h2) + h2  # conv2's output also feeds the add: full range
+        return self.conv4(self.relu(self.conv3(h)))
+
+
+def _calibrated(model: nn.Module, layers: list[nn.Module], x: torch.Tensor) -> nn.Module:
+    torch.manual_seed(0)
+    _quantized(model, layers)
+    activations.calibrate(model, layers, Split((x,), torch.zeros(len(x))))
+    return model
+
+
+def _pre_activation_range(model: nn.Module, name: str, x: torch.Tensor) -> tuple[float, float]:
+    """``layer``'s float output range, as calibration sees it (every 8-bit hook off)."""
+    seen: list[torch.Tensor] = []
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        m._forward_pre_hooks.clear()
+        m._forward_hooks.clear()
+    model.get_submodule(name).register_forward_hook(lambda m, a, o: seen.append(o.clone()))
+    with torch.no_grad():
+        model(x)
+    return float(seen[0].min()), float(seen[0].max())
+
+
+def test_output_ranges_are_those_of_the_activation_after_the_layer() -> None:
+    torch.manual_seed(0)
+    model = _ConvNet()
+    with torch.no_grad():  # pre-activations well beyond ReLU6's 6 and below 0
+        model.conv1.weight.mul_(8.0)
+    x = torch.randn(16, 3, 8, 8)
+    layers = [model.conv1, model.conv2, model.conv3, model.conv4]
+    _calibrated(model, layers, x)
+    lo1, hi1 = _pre_activation_range(model, "conv1", x)
+    assert lo1 < -1 and hi1 > 7
+    s_out, z_out = activations.activation_params(model.conv1)[2:]
+    assert z_out == 0 and abs(s_out * QMAX - 6.0) < 1e-5  # [0, 6], not [lo1, hi1]
+    s3, z3 = activations.activation_params(model.conv3)[2:]
+    lo3, hi3 = _pre_activation_range(model, "conv3", x)
+    assert lo3 < 0 and z3 == 0 and abs(s3 * QMAX - hi3) < 1e-5  # ReLU: [0, max]
+    # conv2 also feeds the residual add, conv4 is the output: full ranges
+    for name in ("conv2", "conv4"):
+        lo, hi = _pre_activation_range(model, name, x)
+        assert activations.activation_params(model.get_submodule(name))[2:] == qparams(lo, hi)
+    # the simulated output equals the activation of the float output, quantized
+    seen: dict[str, torch.Tensor] = {}
+    model.conv1.register_forward_pre_hook(lambda m, a: seen.update(x=a[0]))
+    model.conv1.register_forward_hook(lambda m, a, o: seen.update(out=o))
+    with torch.no_grad():
+        model(x)
+        raw = torch.nn.functional.conv2d(seen["x"], model.conv1.weight, model.conv1.bias, padding=1)
+    expected = activations.fake_quantize_activation(torch.clamp(raw, 0, 6), s_out, z_out)
+    assert torch.equal(model.act(seen["out"]), expected)
+
+
+def test_linear_followed_by_relu_and_hardtanh() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8), nn.Hardtanh(-1.0, 0.5))
+    x = torch.randn(64, 6) * 4
+    found = activations.clipping_activations(model, [model[0], model[2]], (x[:2],))
+    assert found == {id(model[0]): (0.0, math.inf), id(model[2]): (-1.0, 0.5)}
+    _calibrated(model, [model[0], model[2]], x)
+    lo, hi = _pre_activation_range(model, "2", x)
+    assert lo < -1 and hi > 0.5
+    assert activations.activation_params(model[2])[2:] == qparams(-1.0, 0.5)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_int8_forms_compute_the_simulation(runtime: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU6(),
+        nn.Conv2d(16, 16, 1),
+        nn.ReLU6(),
+        nn.Flatten(),
+        nn.Linear(16 * 36, 32),
+        nn.ReLU(),
+        nn.Linear(32, 5),
+    )
+    with torch.no_grad():
+        model[0].weight.mul_(6.0)
+    x = torch.randn(32, 3, 6, 6)
+    layers = [model[0], model[2], model[5], model[7]]
+    _calibrated(model, layers, x)
+    assert activations.activation_params(model[0])[3] == 0
+    x = torch.randn(32, 3, 6, 6) * 1.5  # beyond the calibrated ranges: the grids saturate
+    with torch.no_grad():
+        ref = model(x)
+    if runtime == "torch":
+        with torch.no_grad():
+            out = to_torch_int8(model)(x)
+    else:
+        data = to_onnx(model, (x[:1],), int8=True, kernels_only=True)
+        options = ort.SessionOptions()  # graph optimisation on: integer kernels
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        options.log_severity_level = 3
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        out = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+        assert ops.count("QLinearConv") == 2 and "Conv" not in ops
+        float_clips = [n for n in onnx.load_from_string(data).graph.node if n.op_type == "Relu"]
+        assert not float_clips  # the ReLU's are exact on the layers' grids: dropped
+    step = activations.activation_params(model[7])[2]
+    assert (out - ref).abs().max() <= 2 * step + 1e-6
