@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaces import dynamic_acts, onnx_nbits
+from spaces import dynamic_acts, onnx_nbits, qdq_graph
 from spaces.activations import QMAX, QMIN, activation_params, has_quantized_activations
 from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, weight_codes
@@ -226,7 +226,7 @@ def to_onnx(
             custom_opsets={onnx_nbits.DOMAIN: 1} if nbits else None,
         )
     proto = onnx.load_from_string(buf.getvalue())
-    _drop_redundant_clips(proto.graph)
+    qdq_graph.simplify(proto.graph)
     if not int8 and not nbits:
         return bytes(proto.SerializeToString())
     if nbits:
@@ -293,74 +293,3 @@ def _transposed_weight(inits: dict[str, Any], layer: nn.Module) -> str | None:
         ):
             return name
     return None
-
-
-def _constant(graph: Any, name: str) -> np.ndarray | None:
-    """The value of ``name`` when a ``Constant`` node or an initializer holds it."""
-    from onnx import numpy_helper
-
-    for init in graph.initializer:
-        if init.name == name:
-            return np.asarray(numpy_helper.to_array(init))
-    for node in graph.node:
-        if node.op_type == "Constant" and list(node.output) == [name]:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    return np.asarray(numpy_helper.to_array(attr.t))
-    return None
-
-
-def _drop_redundant_clips(graph: Any) -> None:
-    """Remove each ``Clip`` / ``Relu`` that cannot change the ``DequantizeLinear`` before it.
-
-    A layer whose output range was calibrated on the ReLU / ReLU6 after it
-    (:func:`spaces.activations.clipping_activations`) exports as ``QuantizeLinear`` -> ``Clip``
-    (codes 0-127) -> ``DequantizeLinear`` -> ``Clip`` (the activation). When every value that
-    dequantize can produce, ``(q - zero_point) * scale`` in float32 for the codes its input
-    allows, lies in the activation's bounds, the activation is the identity on them and is
-    removed (the same numbers, exactly): ONNX Runtime then sees ``DequantizeLinear`` ->
-    ``QuantizeLinear`` with equal parameters (the next layer's input range is the
-    activation's) and runs consecutive integer kernels without a float round trip.
-    """
-    producer = {out: node for node in graph.node for out in node.output}
-    outputs = {o.name for o in graph.output}
-    drop = []
-    for node in graph.node:
-        if node.op_type not in ("Clip", "Relu") or node.output[0] in outputs:
-            continue
-        dq = producer.get(node.input[0])
-        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3:
-            continue
-        scale, zero = _constant(graph, dq.input[1]), _constant(graph, dq.input[2])
-        if scale is None or zero is None or scale.size != 1 or zero.dtype != np.uint8:
-            continue
-        top = 255
-        codes = producer.get(dq.input[0])
-        if codes is not None and codes.op_type == "Clip" and len(codes.input) == 3:
-            limit = _constant(graph, codes.input[2]) if codes.input[2] else None
-            top = int(limit) if limit is not None and limit.size == 1 else top
-        z, s = int(zero.reshape(())), np.float32(scale.reshape(()))
-        low, high = np.float32(0 - z) * s, np.float32(top - z) * s
-        bounds = [np.float32(0.0), np.float32(np.inf)]
-        if node.op_type == "Clip":
-            for i in (1, 2):
-                value = (
-                    _constant(graph, node.input[i])
-                    if len(node.input) > i and node.input[i]
-                    else None
-                )
-                if value is not None:
-                    bounds[i - 1] = np.float32(value.reshape(()))
-                elif len(node.input) > i and node.input[i]:
-                    bounds[0] = np.float32(np.nan)  # a bound computed at run time
-                else:
-                    bounds[i - 1] = np.float32(-np.inf if i == 1 else np.inf)
-        if bounds[0] <= low and high <= bounds[1]:
-            drop.append(node)
-    for node in drop:
-        rename = {node.output[0]: node.input[0]}
-        for other in graph.node:
-            for i, name in enumerate(other.input):
-                if name in rename:
-                    other.input[i] = rename[name]
-        graph.node.remove(node)
