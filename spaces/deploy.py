@@ -13,7 +13,10 @@ same integers:
   the activation hooks become ``QuantizeLinear``/``DequantizeLinear`` pairs). With
   ``int8=True`` each integer layer's weight is stored as an ``int8`` initializer followed by
   ``DequantizeLinear`` (QDQ format): ONNX Runtime fuses Q/DQ around a Conv or Gemm into
-  QLinearConv / QGemm and runs integer kernels.
+  QLinearConv / QGemm and runs integer kernels. Either way the graph is rewritten exactly by
+  :func:`spaces.qdq_graph.simplify` (activations that cannot change the codes before them,
+  dequantize -> quantize pairs, zero pads between them), so consecutive integer layers run
+  without a float round trip.
 
 Weights of fewer than 8 bits are held in int8 here (their codes fit) and computed by the int8
 kernels; the packed artifact stores them at their real width.
