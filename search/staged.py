@@ -96,7 +96,7 @@ def evaluate_candidate(
     )
     outcome.figures.update(rungs)
     outcome.figures["rung0_s"] = clock["rung0_s"]  # rung 0, apart from compress_s
-    if outcome.feasible and outcome.figures["accuracy"] < base["accuracy"]:
+    if outcome.figures["accuracy"] < base["accuracy"]:  # over budget or not: the better one
         # fine-tuning made it worse on validation: the trial is the post-training candidate
         kept = {**outcome.figures, **base, FINETUNE_KEPT: 0.0}
         constraints = ctx.spec.budget.constraints(kept, ctx.reference_accuracy)
