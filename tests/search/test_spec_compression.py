@@ -75,3 +75,12 @@ def test_shipped_studies_are_valid(name: str) -> None:
     spec = load_spec(f"studies/{name}.toml")
     assert spec.space.channels_max > 0
     assert spec.latency.runtime == "onnxruntime"
+
+
+def test_the_budgeted_minilm_study_is_minilm_with_a_size_budget() -> None:
+    base, budgeted = load_spec("studies/minilm.toml"), load_spec("studies/minilm_budget.toml")
+    assert budgeted.budget.max_size_bytes == 13_500_000  # 15% of the float 90,277,944 B
+    assert budgeted.budget.max_size_bytes <= 0.15 * 90_277_944
+    assert budgeted.space.students == ("teacher",)
+    assert budgeted.space.bits == base.space.bits and budgeted.finetune == base.finetune
+    assert budgeted.space.rounding == base.space.rounding == ("gptq",)
