@@ -179,19 +179,24 @@ def test_early_stopping_off_prunes_nothing(tmp_path: Path, warm_weights: Path) -
     assert not any(rung_key(0) in t.user_attrs for t in trials)
 
 
+def _staged_context(tmp_path: Path, warm_weights: Path, *, epochs: int) -> StudyContext:
+    """A one-trial study's context with early stopping on and ``epochs`` of fine-tuning."""
+    study_file = write_study(
+        tmp_path,
+        study={"name": "staged", "n_trials": 1, "sampler": "random"},
+        finetune={"epochs": epochs},
+        early_stopping=_early_stopping(enabled=True),
+    )
+    warm_cache(warm_weights, tmp_path / "out")
+    return StudyContext(load_spec(study_file), tmp_path / "out")
+
+
 @pytest.mark.slow
 def test_a_gptq_candidate_is_rounded_once_for_all_its_rungs(
     tmp_path: Path, warm_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study_file = write_study(
-        tmp_path,
-        study={"name": "esgptq", "n_trials": 1, "sampler": "random"},
-        finetune={"epochs": 2},
-        early_stopping=_early_stopping(enabled=True),
-    )
-    spec = load_spec(study_file)
-    warm_cache(warm_weights, tmp_path / "out")
-    ctx = StudyContext(spec, tmp_path / "out")
+    ctx = _staged_context(tmp_path, warm_weights, epochs=2)
+    spec = ctx.spec
     module = importlib.import_module("spaces.compress")
     real, calls = module.gptq_round, []
 
@@ -216,15 +221,8 @@ def test_a_gptq_candidate_is_rounded_once_for_all_its_rungs(
 def test_a_fine_tuning_that_loses_accuracy_keeps_the_rung_0_candidate(
     tmp_path: Path, warm_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study_file = write_study(
-        tmp_path,
-        study={"name": "eskeep", "n_trials": 1, "sampler": "random"},
-        finetune={"epochs": 1},
-        early_stopping=_early_stopping(enabled=True),
-    )
-    spec = load_spec(study_file)
-    warm_cache(warm_weights, tmp_path / "out")
-    ctx = StudyContext(spec, tmp_path / "out")
+    ctx = _staged_context(tmp_path, warm_weights, epochs=1)
+    spec = ctx.spec
     staged = importlib.import_module("search.staged")
     real = staged.evaluate_config
 
