@@ -10,7 +10,6 @@ in it is data.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from evaluators.latency import LatencySettings
 from search.backends import RaySettings
 from search.early_stopping import EarlyStoppingSettings
 from search.objective_names import DEFAULT_OBJECTIVES, check_objectives
+from search.spec_schema import LAYER_SCHEMA, SCHEMA, type_ok
 from search.storage import StorageSettings
 from search.units import StudyFileError, parse_duration, parse_latency, parse_size
 from spaces.compress import FinetuneSettings
@@ -48,79 +48,6 @@ SAMPLERS = ("tpe", "nsga2", "random")
 #: already stored and 7919 per worker, so the study seed stops at 2**31 - 1 to leave room.
 MAX_SEED = 2**31 - 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-# type tags of the schema: what a key takes, and how the message names it
-_INT, _FLOAT, _STR, _BOOL = "an int", "a number", "a string", "true or false"
-_INTS, _STRS, _SIZE, _DURATION = "a list of ints", "a list of strings", "a size", "a duration"
-
-_SCHEMA: dict[str, dict[str, str]] = {
-    "study": {
-        "name": _STR,
-        "seed": _INT,
-        "n_trials": _INT,
-        "timeout": _DURATION,
-        "sampler": _STR,
-        "storage": _STR,
-        "version": _INT,
-        "objectives": _STRS,
-    },
-    "task": {"name": _STR, "factory": _STR, "options": "a table of keyword arguments"},
-    "space": {
-        "bits": _INTS,
-        "prune_max": _FLOAT,
-        "prune_step": _FLOAT,
-        "students": _STRS,
-        "layers": "a table of layer names",
-        "channels_max": _FLOAT,
-        "channels_step": _FLOAT,
-        "channel_importance": _STR,
-        "heads_max": _FLOAT,
-        "heads_step": _FLOAT,
-        "act_bits": _INTS,
-        "act_mode": _STRS,
-        "granularity": _STRS,
-        "rounding": _STRS,
-        "custom_students": "a table of student names",
-    },
-    "distillation": {"temperature": _FLOAT, "alpha": _FLOAT, "epochs": _INT, "lr": _FLOAT},
-    "finetune": {"epochs": _INT, "lr": _FLOAT},
-    "latency": {
-        "batch_size": _INT,
-        "threads": _INT,
-        "warmup": _INT,
-        "repeats": _INT,
-        "runtime": _STR,
-        "mode": _STR,
-        "builds": _INT,
-        "quiet": _BOOL,
-    },
-    "budget": {
-        "max_size": _SIZE,
-        "max_latency_ms": _FLOAT,
-        "max_accuracy_drop": _FLOAT,
-        "max_bops": _FLOAT,
-    },
-    "storage": {"heartbeat_interval": _INT, "grace_period": _INT, "max_retry": _INT},
-    "early_stopping": {
-        "enabled": _BOOL,
-        "min_dominating": _INT,
-        "rungs": _INTS,
-        "startup_trials": _INT,
-        "margin": _FLOAT,
-    },
-    "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR},
-    "sensitivity": {
-        "enabled": _BOOL,
-        "method": _STR,
-        "rows": _INT,
-        "warm_starts": _INT,
-        "prune_space": _BOOL,
-        "max_probe_s": _FLOAT,
-        "max_probe_share": _FLOAT,
-    },
-}
-_LAYER_SCHEMA = {"bits": _INTS, "prune_max": _FLOAT, "channels_max": _FLOAT, "heads_max": _FLOAT}
 
 
 @dataclass(frozen=True)
@@ -269,27 +196,6 @@ def load_spec(path: str | Path) -> StudySpec:
     return parse_spec(data, default_name=p.stem)
 
 
-def _type_ok(tag: str, value: Any) -> bool:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if tag == _INT:
-        return is_int(value)
-    if tag == _FLOAT:
-        return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
-    if tag == _STR:
-        return isinstance(value, str)
-    if tag == _BOOL:
-        return isinstance(value, bool)
-    if tag == _INTS:
-        return isinstance(value, list) and all(is_int(v) for v in value)
-    if tag == _STRS:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if tag in (_SIZE, _DURATION):
-        return True  # parsed (and reported) by their own functions
-    return isinstance(value, dict)
-
-
 def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise StudyFileError(f"'{where}' must be a table ([{where}]). Got {table!r} instead.")
@@ -298,7 +204,7 @@ def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str,
             raise StudyFileError(
                 f"Unknown key '{where}.{key}'; allowed keys in [{where}]: {sorted(schema)}."
             )
-        if not _type_ok(schema[key], value):
+        if not type_ok(schema[key], value):
             raise StudyFileError(
                 f"'{where}.{key}' must be {schema[key]}. Got {value!r} "
                 f"({type(value).__name__}) instead."
@@ -309,11 +215,11 @@ def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str,
 def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> StudySpec:
     """Validate a study file's parsed TOML."""
     for section in data:
-        if section not in _SCHEMA:
+        if section not in SCHEMA:
             raise StudyFileError(
-                f"Unknown section [{section}]; allowed sections: {sorted(_SCHEMA)}."
+                f"Unknown section [{section}]; allowed sections: {sorted(SCHEMA)}."
             )
-    t = {name: _check_table(name, data.get(name, {}), keys) for name, keys in _SCHEMA.items()}
+    t = {name: _check_table(name, data.get(name, {}), keys) for name, keys in SCHEMA.items()}
     task_name, task_factory = t["task"].get("name"), t["task"].get("factory")
     if task_name is None and task_factory is None:
         raise StudyFileError(
@@ -336,7 +242,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
     layer_channels: dict[str, float] = {}
     layer_heads: dict[str, float] = {}
     for layer, table in layers.items():
-        checked = _check_table(f"space.layers.{layer}", table, _LAYER_SCHEMA)
+        checked = _check_table(f"space.layers.{layer}", table, LAYER_SCHEMA)
         if "bits" in checked:
             layer_bits[layer] = tuple(checked["bits"])
         if "prune_max" in checked:
