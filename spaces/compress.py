@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from spaces import activations, dynamic_acts
-from spaces.config import FLOAT_BITS, CompressionConfig
+from spaces.config import FLOAT_BITS, GPTQ_ROUNDINGS, CompressionConfig
 from spaces.distillation import StudentPool, kd_loss
 from spaces.heads import prune_heads
 from spaces.layers import compressible_layers, weight_of
@@ -132,9 +132,9 @@ def compress(
         if config.prune_of(name) > 0
     }
     gptq: dict[str, QuantizedWeight] = {}
-    if config.rounding == "gptq" and rounded is not None:
+    if config.rounding in GPTQ_ROUNDINGS and rounded is not None:
         gptq = _reuse_rounding(layers, masks, rounded)
-    elif config.rounding == "gptq":  # before activation quantizers: calibrated on float inputs
+    elif config.rounding in GPTQ_ROUNDINGS:  # before activation quantizers: float inputs
         gptq = gptq_round(model, layers, masks, config, task.train, task.batch_size)
     act_layers: list[nn.Module] = []
     if config.act_mode == "dynamic":  # nothing to calibrate: ranges come from each input

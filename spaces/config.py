@@ -36,8 +36,12 @@ GROUP_SIZES: Mapping[str, int] = MappingProxyType({"g128": 128, "g64": 64, "g32"
 #: Weight scales: one per output channel, one per layer, or one per group of a row.
 GRANULARITIES = ("channel", "tensor", *GROUP_SIZES)
 #: Weight rounding: each weight to its nearest code, or GPTQ's error-compensating rounding
-#: (post-training, calibrated on training rows; see :mod:`spaces.post_training`).
-ROUNDINGS = ("nearest", "gptq")
+#: (post-training, calibrated on training rows; see :mod:`spaces.post_training`): sequential
+#: (``"gptq"``: each layer's inputs pass through the layers rounded before it) or from one
+#: calibration pass of the float candidate (``"gptq-onepass"``: every layer at once).
+ROUNDINGS = ("nearest", "gptq", "gptq-onepass")
+#: The roundings done by :func:`spaces.post_training.gptq_round`.
+GPTQ_ROUNDINGS = ("gptq", "gptq-onepass")
 DEFAULT_ROUNDING = "nearest"
 #: How 8-bit activations get their ranges: calibrated once on training rows (``"static"``,
 #: see :mod:`spaces.activations`) or computed from each input tensor at every pass
@@ -75,9 +79,11 @@ class CompressionConfig:
         granularity: ``"channel"`` (one weight scale per output channel), ``"tensor"`` (one
             per layer) or ``"g128"`` / ``"g64"`` / ``"g32"`` (one per group of 128 / 64 / 32
             consecutive weights of each output row; see :mod:`spaces.quantization`).
-        rounding: ``"nearest"`` (every weight to its nearest code) or ``"gptq"`` (the integer
+        rounding: ``"nearest"`` (every weight to its nearest code), ``"gptq"`` (the integer
             linear layers and groups=1 convolutions are rounded by GPTQ after pruning, before
-            any fine-tuning; see :mod:`spaces.post_training`). Left out of the stored form
+            any fine-tuning, layer after layer; see :mod:`spaces.post_training`) or
+            ``"gptq-onepass"`` (the same, every layer's Hessian from one calibration pass of
+            the float candidate). Left out of the stored form
             when ``"nearest"``, so configs saved before it existed keep their exact JSON.
         act_mode: With ``act_bits = 8``: ``"static"`` (calibrated ranges, inputs and outputs
             of every integer layer) or ``"dynamic"`` (each input tensor quantized with its

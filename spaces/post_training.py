@@ -12,6 +12,12 @@ same input tensor (a transformer's query, key and value), and stops right there,
 only the model's prefix: on MiniLM, 24 partial passes instead of 36 whole ones. A layer no pass
 reaches (no inputs, no Hessian) is rounded to nearest instead.
 
+With ``rounding = "gptq-onepass"`` every layer's Hessian instead comes from one calibration
+pass of the candidate before any rounding (its float weights, after pruning), and each layer is
+rounded on its own: one whole pass instead of a prefix pass per layer. The layers no longer
+compensate the errors of those before them; measured on MiniLM (4 bits, ``g64``, every
+layer), cosine 0.9834 against the sequential 0.9836.
+
 Calibration data is the first :data:`CALIBRATION_ROWS` rows of the task's training split (never
 another split), in the task's batch size. The activations are float: this runs before any
 activation quantizer is attached (an attached, uncalibrated one would clamp the inputs to its
@@ -93,6 +99,15 @@ def gptq_round(
     was_training = model.training
     model.eval()
     try:
+        if config.rounding == "gptq-onepass":  # every Hessian from the float candidate
+            hessians = _all_hessians(model, pending, calibration, batch_size)
+            for name, hessian in hessians.items():
+                codes[name] = _round_layer(
+                    pending[name], hessian, config.bits_of(name), config.granularity
+                )
+            for name, quantized in codes.items():
+                weight_of(pending[name]).copy_(quantized.dequantize())
+            pending = {}
         while pending:
             hessians = _next_hessians(model, pending, calibration, batch_size)
             if not hessians:  # the forward pass reaches none of the layers left
@@ -149,6 +164,37 @@ def _next_hessians(
         for handle in handles:
             handle.remove()
     return {n: accumulators[n].hessian() for n in settled or ()}
+
+
+def _all_hessians(
+    model: nn.Module, pending: Mapping[str, nn.Module], data: Split, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """The input Hessians of every layer of ``pending`` from whole forward passes of the model
+    as it is (float weights): ``"gptq-onepass"``. A layer called twice in one forward pass is
+    calibrated on its first call; a layer the passes never reach gets none."""
+    accumulators: dict[str, HessianAccumulator] = {}
+    reached: set[str] = set()
+
+    def hook(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def feed(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            if name in reached:
+                return
+            reached.add(name)
+            x = args[0]
+            acc = accumulators.setdefault(name, HessianAccumulator())
+            acc.add(conv_inputs(x, module) if isinstance(module, nn.Conv2d) else x)
+
+        return feed
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in pending.items()]
+    try:
+        for inputs, _ in data.batches(batch_size):
+            reached.clear()
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {n: acc.hessian() for n, acc in accumulators.items()}
 
 
 def _round_layer(

@@ -87,7 +87,7 @@ class SpaceSettings:
             ranges) and/or ``"dynamic"`` (each input's own range, ONNX Runtime's
             ``DynamicQuantizeLinear``; see :mod:`spaces.dynamic_acts`).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
-        rounding: Weight roundings to search (``"nearest"``, ``"gptq"``).
+        rounding: Weight roundings to search (``"nearest"``, ``"gptq"``, ``"gptq-onepass"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
             (called without arguments, returning an untrained ``nn.Module`` whose layer names
             are teacher layer names).

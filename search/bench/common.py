@@ -136,12 +136,19 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"Cannot write {type(value).__name__} values to a study file: {value!r}.")
 
 
+def _toml_key(key: str) -> str:
+    """A bare TOML key, or a quoted one (a layer name such as ``_blocks.0._expand_conv``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def _toml_tables(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    scalars = [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)
+    ]
     lines = ([f"[{prefix}]"] if prefix else []) + scalars + [""]
     for key, value in data.items():
         if isinstance(value, Mapping):
-            lines += _toml_tables(value, f"{prefix}.{key}" if prefix else key)
+            lines += _toml_tables(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key))
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from search.bench import (
     compression,
     early_stopping,
+    efficientnet,
     minilm,
     predictor,
     ray_workers,
@@ -22,6 +23,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         predictor.BENCHMARK,
         report.BENCHMARK,
         minilm.BENCHMARK,
+        efficientnet.BENCHMARK,
         compression.BENCHMARK,
         samplers.BENCHMARK,
         early_stopping.BENCHMARK,

