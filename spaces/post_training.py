@@ -33,7 +33,7 @@ its nearest twin only in its integer codes. Pruned weights (exact zeros) stay ze
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -144,13 +144,11 @@ def _next_hessians(
                 raise _Settled
             first_input[:] = [x]
             reached.append(name)
-            acc = accumulators.setdefault(name, HessianAccumulator())
-            acc.add(conv_inputs(x, module) if isinstance(module, nn.Conv2d) else x)
+            _accumulate(accumulators, name, module, x)
 
         return feed
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in pending.items()]
-    try:
+    with _hooks(pending, hook):
         for inputs, _ in data.batches(batch_size):
             reached.clear()
             first_input.clear()
@@ -160,9 +158,6 @@ def _next_hessians(
                 settled = list(reached)
                 if not settled:
                     return {}
-    finally:
-        for handle in handles:
-            handle.remove()
     return {n: accumulators[n].hessian() for n in settled or ()}
 
 
@@ -180,21 +175,36 @@ def _all_hessians(
             if name in reached:
                 return
             reached.add(name)
-            x = args[0]
-            acc = accumulators.setdefault(name, HessianAccumulator())
-            acc.add(conv_inputs(x, module) if isinstance(module, nn.Conv2d) else x)
+            _accumulate(accumulators, name, module, args[0])
 
         return feed
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in pending.items()]
-    try:
+    with _hooks(pending, hook):
         for inputs, _ in data.batches(batch_size):
             reached.clear()
             model(*inputs)
+    return {n: acc.hessian() for n, acc in accumulators.items()}
+
+
+_Hook = Callable[[nn.Module, tuple[torch.Tensor, ...]], None]
+
+
+@contextlib.contextmanager
+def _hooks(pending: Mapping[str, nn.Module], hook: Callable[[str], _Hook]) -> Iterator[None]:
+    """``hook(name)`` as a forward pre-hook of every layer of ``pending``, removed on exit."""
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in pending.items()]
+    try:
+        yield
     finally:
         for handle in handles:
             handle.remove()
-    return {n: acc.hessian() for n, acc in accumulators.items()}
+
+
+def _accumulate(
+    accumulators: dict[str, HessianAccumulator], name: str, module: nn.Module, x: torch.Tensor
+) -> None:
+    acc = accumulators.setdefault(name, HessianAccumulator())
+    acc.add(conv_inputs(x, module) if isinstance(module, nn.Conv2d) else x)
 
 
 def _round_layer(
