@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from search.bench.common import Benchmark, load_average, machine, tiny_study, today
-from search.bench.ort_section import MetricLabels, finished_study, ort_section
+from search.bench.ort_section import MetricLabels, add_arguments, finished_study, ort_section
 
 DEFAULT_STUDY = Path("studies/minilm.toml")
 DEFAULT_FIGURES = Path("studies/bench")
@@ -94,30 +94,7 @@ def bench_minilm(
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study_file", nargs="?", type=Path, default=DEFAULT_STUDY)
-    p.add_argument(
-        "--figures",
-        type=Path,
-        default=DEFAULT_FIGURES,
-        help="folder of the ORT baseline plots (default: studies/bench)",
-    )
-    p.add_argument(
-        "--calibration-rows",
-        type=int,
-        default=64,
-        help="train rows calibrating ONNX Runtime's quantize_static (default 64)",
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="the results folder of a finished `frontier run` of the study: read, not re-run",
-    )
-    p.add_argument(
-        "--quick-ort",
-        action="store_true",
-        help="quantize_static with MinMax, nodes with a weight and uint8 activations only",
-    )
+    add_arguments(p, DEFAULT_STUDY)
 
 
 def _smoke(args: argparse.Namespace, folder: Path) -> argparse.Namespace:

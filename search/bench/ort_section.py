@@ -3,6 +3,7 @@ the teacher, timed side by side with the front, plotted, and checked for dominan
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from collections.abc import Iterator
@@ -220,3 +221,31 @@ def run_span(study: Any) -> tuple[int, float]:
     start = min(t.datetime_start for t in done if t.datetime_start is not None)
     end = max(t.datetime_complete for t in done)
     return len(done), (end - start).total_seconds()
+
+
+def add_arguments(p: argparse.ArgumentParser, default_study: Path) -> None:
+    """The arguments of a pretrained-model benchmark (``minilm``, ``efficientnet``)."""
+    p.add_argument("study_file", nargs="?", type=Path, default=default_study)
+    p.add_argument(
+        "--figures",
+        type=Path,
+        default=Path("studies/bench"),
+        help="folder of the ORT baseline plots (default: studies/bench)",
+    )
+    p.add_argument(
+        "--calibration-rows",
+        type=int,
+        default=64,
+        help="train rows calibrating ONNX Runtime's quantize_static (default 64)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="the results folder of a finished `frontier run` of the study: read, not re-run",
+    )
+    p.add_argument(
+        "--quick-ort",
+        action="store_true",
+        help="quantize_static with MinMax, nodes with a weight and uint8 activations only",
+    )
