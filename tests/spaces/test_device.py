@@ -271,8 +271,9 @@ def test_cuda_candidates_are_packed_from_the_cpu(digits_task: Task, tmp_path: Pa
 
 
 @needs_cuda
-def test_cuda_gptq_rounds_as_on_the_cpu(digits_task: Task, tmp_path: Path) -> None:
-    config = CompressionConfig(student="teacher", bits={"fc1": 4, "conv2": 4}, rounding="gptq")
+@pytest.mark.parametrize("rounding", ["gptq", "gptq-onepass"])
+def test_cuda_gptq_rounds_as_on_the_cpu(digits_task: Task, tmp_path: Path, rounding: str) -> None:
+    config = CompressionConfig(student="teacher", bits={"fc1": 4, "conv2": 4}, rounding=rounding)
     codes = [
         compress(_pool(digits_task, tmp_path, d), config, finetune=FinetuneSettings(0), seed=0)
         for d in (None, cuda())
