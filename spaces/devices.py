@@ -28,11 +28,12 @@ __all__ = [
     "on_device",
     "resolve_device",
     "to_device",
+    "use_device",
 ]
 
 #: The values ``study.device`` takes, as error messages list them.
 DEVICE_CHOICES = ('"auto"', '"cpu"', '"cuda"', '"cuda:N"')
-_FORM = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_FORM = re.compile(r"auto|cpu|cuda|cuda:\d+")
 
 
 def check_device_name(name: object, *, key: str = "study.device") -> str:
@@ -42,7 +43,7 @@ def check_device_name(name: object, *, key: str = "study.device") -> str:
     device is used (:func:`resolve_device`), so a study run on a GPU machine can still be
     read (status, report) on one without.
     """
-    if not isinstance(name, str) or not _FORM.match(name):
+    if not isinstance(name, str) or not _FORM.fullmatch(name):
         raise ValueError(
             f"'{key}' must be one of {', '.join(DEVICE_CHOICES)}. Got {name!r} instead."
         )

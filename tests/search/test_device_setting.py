@@ -41,7 +41,7 @@ def test_device_defaults_to_auto_and_survives_the_stored_round_trip() -> None:
         assert spec.to_data()["study"]["device"] == name
 
 
-@pytest.mark.parametrize("bad", ["gpu", "CUDA", "cuda:", "cuda:one", "cpu:0"])
+@pytest.mark.parametrize("bad", ["gpu", "CUDA", "cuda:", "cuda:one", "cpu:0", "cuda\n"])
 def test_a_device_of_no_known_form_names_the_key(bad: str) -> None:
     with pytest.raises(StudyFileError, match=r"'study\.device' must be one of \"auto\", \"cpu\""):
         _spec(study={"device": bad})
