@@ -24,17 +24,27 @@ class AccuracyEvaluator(Evaluator):
         column: Result column name (``"accuracy"`` by default). The task's extra metrics
             are reported too, prefixed like the column (``test_nn_agreement`` beside
             ``test_accuracy``).
+        device: Where the candidate's forward passes run (it is moved there and back; see
+            :mod:`spaces.devices`); ``None``: where the candidate is.
     """
 
-    def __init__(self, task: Task, *, split: str = "val", column: str = "accuracy") -> None:
+    def __init__(
+        self,
+        task: Task,
+        *,
+        split: str = "val",
+        column: str = "accuracy",
+        device: torch.device | None = None,
+    ) -> None:
         if split not in ("val", "test"):
             raise ValueError(f"'split' must be 'val' or 'test'. Got {split!r} instead.")
         self.task = task
         self.split: Split = getattr(task, split)
         self.column = column
+        self.device = device
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
-        outputs = predict(candidate.model, self.split)
+        outputs = predict(candidate.model, self.split, device=self.device)
         return self.score(outputs)
 
     def score(self, outputs: torch.Tensor) -> dict[str, float]:

@@ -56,13 +56,16 @@ class TestSplitEvaluator(Evaluator):
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, task: Task, *, resamples: int = RESAMPLES) -> None:
+    def __init__(
+        self, task: Task, *, resamples: int = RESAMPLES, device: torch.device | None = None
+    ) -> None:
         self.task = task
         self.resamples = resamples
+        self.device = device
         self.accuracy = AccuracyEvaluator(task, split="test", column="test_accuracy")
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
-        outputs = predict(candidate.model, self.task.test)
+        outputs = predict(candidate.model, self.task.test, device=self.device)
         figures = self.accuracy.score(outputs)
         low, high = bootstrap_interval(
             outputs, self.task.test.targets, self.task.metric, resamples=self.resamples

@@ -44,11 +44,15 @@ class RaySettings:
             (CPUs // cpus_per_trial).
         address: Address of an existing Ray cluster (``"auto"``, ``"ray://host:10001"`` or
             ``"host:6379"``); empty starts a local Ray on this machine.
+        gpus_per_trial: GPUs Ray reserves for each trial (a fraction shares one GPU between
+            trials); 0 reserves none. Trials then run on the GPU Ray gives them
+            (``study.device``).
     """
 
     cpus_per_trial: int = 1
     workers: int = 0
     address: str = ""
+    gpus_per_trial: float = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.cpus_per_trial, bool) or not isinstance(self.cpus_per_trial, int):
@@ -64,9 +68,23 @@ class RaySettings:
                 f"'ray.workers' must be an int >= 0 (0: as many as CPUs allow). "
                 f"Got {self.workers!r} instead."
             )
+        gpus = self.gpus_per_trial
+        if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not gpus >= 0:
+            raise ValueError(f"'ray.gpus_per_trial' must be a number >= 0. Got {gpus!r} instead.")
 
-    def workers_for(self, cpus: float) -> int:
-        """Trials to run at once on a cluster with ``cpus`` CPUs."""
+    def resources(self) -> dict[str, float]:
+        """What Ray reserves for each trial: ``{"cpu": ..., "gpu": ...}`` (no GPU key at 0)."""
+        reserved: dict[str, float] = {"cpu": self.cpus_per_trial}
+        if self.gpus_per_trial > 0:
+            reserved["gpu"] = self.gpus_per_trial
+        return reserved
+
+    def workers_for(self, cpus: float, gpus: float = 0.0) -> int:
+        """Trials to run at once on a cluster with ``cpus`` CPUs (and ``gpus`` GPUs, which
+        bound it too when trials reserve GPUs)."""
         if self.workers:
             return self.workers
-        return max(1, int(cpus // self.cpus_per_trial))
+        count = int(cpus // self.cpus_per_trial)
+        if self.gpus_per_trial > 0:
+            count = min(count, int(gpus // self.gpus_per_trial))
+        return max(1, count)

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 
 import optuna
 
-from evaluators.latency import ROUNDS, computes, example_batch, machine_id, time_interleaved
+from evaluators.latency import (
+    ROUNDS,
+    computes,
+    example_batch,
+    machine_id,
+    time_interleaved,
+    timing_device,
+)
 from search.driver import config_of
 from search.objective import StudyContext
 from search.results import FINAL_ATTR, trials_frame
@@ -113,9 +120,9 @@ def final_figures(
             log.warning("trial %d: cannot rebuild it for the final timing: %s", n, exc)
             failed.append(n)
     settings = ctx.spec.latency
-    timed = time_interleaved(
-        models, example_batch(ctx.task, settings.batch_size), settings, rounds=rounds, quiet=True
-    )
+    batch = example_batch(ctx.task, settings.batch_size)
+    device = ctx.latency_device
+    timed = time_interleaved(models, batch, settings, rounds=rounds, quiet=True, device=device)
     figures = {
         name: {"final_latency_ms": t.latency_ms, "final_latency_spread": t.spread}
         for name, t in timed.items()
@@ -124,6 +131,7 @@ def final_figures(
         "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_id(),
         "runtime": settings.runtime,
+        "device": str(timing_device(settings.runtime, device)),
         "threads": settings.threads,
         "batch_size": settings.batch_size,
         "warmup": settings.warmup,

@@ -41,6 +41,7 @@ from spaces import (
     compressible_layers,
 )
 from spaces.compress import FinetuneSettings
+from spaces.devices import resolve_device, use_device
 from spaces.heads import head_modules
 from spaces.quantization import QuantizedWeight
 from spaces.structured import channel_roots
@@ -58,16 +59,27 @@ class StudyContext:
     distilled lazily, the first time a trial picks them, and cached for every later trial.
     Building it is computing: no other frontier process times latency meanwhile
     (:mod:`evaluators.latency.isolation`).
+
+    ``device`` is ``study.device`` resolved on this machine (:mod:`spaces.devices`): training,
+    distillation, GPTQ calibration, sensitivity and accuracy run there; ``latency_device`` is
+    what the latency evaluators get.
     """
 
     @computes
     def __init__(self, spec: StudySpec, results_dir: str | Path) -> None:
         self.spec = spec
         self.results_dir = Path(results_dir)
+        try:
+            self.device = resolve_device(spec.study.device, key="study.device")
+        except ValueError as exc:
+            raise StudyFileError(str(exc)) from None
+        use_device(self.device)
         self.cache = WeightCache(self.results_dir / "cache")
         torch.set_num_threads(spec.latency.threads)
-        self.task = build_task(spec, self.cache)
-        self.pool = StudentPool(self.task, self.cache, spec.distillation, seed=spec.study.seed)
+        self.task = build_task(spec, self.cache, device=self.device)
+        self.pool = StudentPool(
+            self.task, self.cache, spec.distillation, seed=spec.study.seed, device=self.device
+        )
         self.layers = list(compressible_layers(self.task.model))
         roots = (
             channel_roots(self.task.model, self.task.example_input)
@@ -87,19 +99,29 @@ class StudyContext:
         self.costs = CostModel(self.task.model, dict(self.task.students), self.task.example_input)
         self.evaluators: list[Evaluator] = [
             SizeEvaluator(),
-            AccuracyEvaluator(self.task, split="val"),
-            latency_evaluator(self.task, spec.latency),
+            AccuracyEvaluator(self.task, split="val", device=self.device),
+            latency_evaluator(self.task, spec.latency, device=self.latency_device),
         ]  # the test split only reports: measured at the end, for the front and baselines
-        self.reference_accuracy = AccuracyEvaluator(self.task, split="val").evaluate(
-            _Plain(self.task.model)
-        )["accuracy"]
+        self.reference_accuracy = AccuracyEvaluator(
+            self.task, split="val", device=self.device
+        ).evaluate(_Plain(self.task.model))["accuracy"]
+
+    @property
+    def latency_device(self) -> torch.device | None:
+        """The device latency figures are timed for: the study's device in a measured study
+        (runtimes with a CUDA form run there), ``None`` (the CPU) in a predicted one, whose
+        lookup table, and so its re-timing, is the CPU's."""
+        return self.device if self.spec.latency.mode == "measured" else None
 
 
-def latency_evaluator(task: Task, settings: LatencySettings) -> Evaluator:
-    """Timing every candidate, or the lookup-table prediction (``latency.mode``)."""
+def latency_evaluator(
+    task: Task, settings: LatencySettings, *, device: torch.device | None = None
+) -> Evaluator:
+    """Timing every candidate, or the lookup-table prediction (``latency.mode``), which is
+    the CPU's (``device`` is for timing only)."""
     if settings.mode == "predicted":
         return PredictedLatencyEvaluator(task, settings)
-    return LatencyEvaluator(task, settings)
+    return LatencyEvaluator(task, settings, device=device)
 
 
 @dataclass(frozen=True)
@@ -108,9 +130,10 @@ class _Plain:
     artifact: bytes = b""
 
 
-def build_task(spec: StudySpec, cache: WeightCache) -> Task:
+def build_task(spec: StudySpec, cache: WeightCache, *, device: torch.device | None = None) -> Task:
     """The study's task (built-in ``task.name`` or the user's ``task.factory``), checked, with
-    the study's own students (``space.custom_students``) added."""
+    the study's own students (``space.custom_students``) added. ``device`` goes to factories
+    that take one (a teacher trained there)."""
     try:
         task = load_task(
             name=None if spec.task_factory else spec.task,
@@ -119,6 +142,7 @@ def build_task(spec: StudySpec, cache: WeightCache) -> Task:
             builtins=BUILTIN_TASKS,
             cache=cache,
             seed=spec.study.seed,
+            device=device,
         )
         return add_custom_students(task, spec.space.custom_students)
     except ValueError as exc:

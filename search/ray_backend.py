@@ -320,7 +320,8 @@ def run_ray(
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    concurrent = workers or settings.workers_for(cpus)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    concurrent = workers or settings.workers_for(cpus, gpus)
     job = {
         "spec": ctx.spec.to_data(),
         "results_dir": str(ctx.results_dir.resolve()),
@@ -334,7 +335,7 @@ def run_ray(
     previous = _catch_sigint(searcher)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(trial_trainable, {"cpu": settings.cpus_per_trial}),
+            tune.with_resources(trial_trainable, settings.resources()),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=-1,

@@ -146,6 +146,7 @@ def _table(pool: StudentPool, space: SearchSpace, spec: StudySpec, model: str) -
             settings=settings,
             importance=importance,
             study_rows=_study_rows(pool.task, spec),
+            device=pool.device,
         )
 
     return cached_sensitivity(pool.cache.root / name, compute)

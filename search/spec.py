@@ -26,6 +26,7 @@ from search.spec_schema import LAYER_SCHEMA, SCHEMA, type_ok
 from search.storage import StorageSettings
 from search.units import StudyFileError, parse_duration, parse_latency, parse_size
 from spaces.compress import FinetuneSettings
+from spaces.devices import check_device_name
 from spaces.distillation import DistillationSettings
 from spaces.sensitivity import SensitivitySettings
 from spaces.space import SpaceSettings
@@ -62,6 +63,11 @@ class StudySettings:
     storage: str | None = None
     #: What the study optimises (see :mod:`search.objective_names`), in canonical order.
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    #: Where training and evaluation run: ``"auto"`` (CUDA when present), ``"cpu"``,
+    #: ``"cuda"`` or ``"cuda:N"`` (see :mod:`spaces.devices`). Only the form is checked
+    #: here; whether the machine has the GPU is checked where the study runs, so a study
+    #: run on a GPU machine can be read anywhere.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -86,6 +92,7 @@ class StudySettings:
             )
         try:
             object.__setattr__(self, "objectives", check_objectives(self.objectives))
+            check_device_name(self.device, key="study.device")
         except ValueError as exc:
             raise StudyFileError(str(exc)) from None
 
@@ -292,13 +299,29 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             budget=Budget(**budget),
             storage=StorageSettings(**t["storage"]),
             early_stopping=EarlyStoppingSettings(**early),
-            ray=RaySettings(**t["ray"]),
+            ray=_ray(t["ray"], study.get("device", "auto")),
             sensitivity=_sensitivity(t["sensitivity"], budget),
         )
     except StudyFileError:
         raise
     except ValueError as exc:
         raise StudyFileError(str(exc)) from None
+
+
+def _ray(table: Mapping[str, Any], device: str) -> RaySettings:
+    """``[ray]``; GPUs per trial need a study that runs on CUDA, on the GPU Ray assigns."""
+    settings = RaySettings(**table)
+    if settings.gpus_per_trial > 0 and device == "cpu":
+        raise StudyFileError(
+            "'ray.gpus_per_trial' needs a CUDA device, but 'study.device' is \"cpu\"; set "
+            'study.device = "auto" or "cuda", or gpus_per_trial = 0.'
+        )
+    if settings.gpus_per_trial > 0 and device.startswith("cuda:") and device != "cuda:0":
+        raise StudyFileError(
+            f"'study.device' is {device!r}, but with 'ray.gpus_per_trial' Ray picks each "
+            'trial\'s GPU (it is cuda:0 in the trial); set study.device = "cuda".'
+        )
+    return settings
 
 
 def _sensitivity(table: Mapping[str, Any], budget: Mapping[str, Any]) -> SensitivitySettings:

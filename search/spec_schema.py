@@ -19,6 +19,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "storage": _STR,
         "version": _INT,
         "objectives": _STRS,
+        "device": _STR,
     },
     "task": {"name": _STR, "factory": _STR, "options": "a table of keyword arguments"},
     "space": {
@@ -64,7 +65,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "startup_trials": _INT,
         "margin": _FLOAT,
     },
-    "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR},
+    "ray": {"cpus_per_trial": _INT, "workers": _INT, "address": _STR, "gpus_per_trial": _FLOAT},
     "sensitivity": {
         "enabled": _BOOL,
         "method": _STR,

@@ -36,7 +36,7 @@ REMEASURED_ATTR = TEST_FIGURES_ATTR
 def remeasure_test(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> dict[str, float]:
     """Rebuild ``trial``'s candidate and measure it on the test split (95% bootstrap):
     :data:`TEST_COLUMNS` and the task's extra metrics (``test_nn_agreement``, ...)."""
-    figures = TestSplitEvaluator(ctx.task).evaluate(rebuild(ctx, trial))
+    figures = TestSplitEvaluator(ctx.task, device=ctx.device).evaluate(rebuild(ctx, trial))
     return {c: float(v) for c, v in figures.items() if c.startswith("test_")}
 
 

@@ -135,7 +135,9 @@ def compress(
     if config.rounding in GPTQ_ROUNDINGS and rounded is not None:
         gptq = _reuse_rounding(layers, masks, rounded)
     elif config.rounding in GPTQ_ROUNDINGS:  # before activation quantizers: float inputs
-        gptq = gptq_round(model, layers, masks, config, task.train, task.batch_size)
+        gptq = gptq_round(
+            model, layers, masks, config, task.train, task.batch_size, device=pool.device
+        )
     act_layers: list[nn.Module] = []
     if config.act_mode == "dynamic":  # nothing to calibrate: ranges come from each input
         for layer in dynamic_acts.dynamic_layers_of(model, config).values():
@@ -166,6 +168,7 @@ def compress(
             batch_size=task.batch_size,
             seed=seed,
             after_epoch=None if on_epoch is None else (lambda epoch: on_epoch(epoch, model)),
+            device=pool.device,  # and back: what follows (packing, latency) is on the CPU
         )
         for layer in layers.values():
             # keep the trained float weights; the exact stored values are set just below

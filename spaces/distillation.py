@@ -67,7 +67,7 @@ def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha
     if task.kind == "embedding":
 
         def embed_loss(out: torch.Tensor, _: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            ref = teacher_outputs[idx]
+            ref = teacher_outputs[idx].to(out.device)  # kept on the CPU, rows looked up
             cos = F.cosine_similarity(out, ref, dim=-1).mean()
             return F.mse_loss(out, ref) + (1.0 - cos)
 
@@ -82,7 +82,7 @@ def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha
         return logits_loss
 
     def loss(out: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        soft = _soft_kl(out, teacher_outputs[idx], t)
+        soft = _soft_kl(out, teacher_outputs[idx].to(out.device), t)
         return alpha * t * t * soft + (1.0 - alpha) * F.cross_entropy(out, target)
 
     return loss
@@ -104,15 +104,27 @@ class StudentPool:
     Students are stored in the study's weight cache (keyed by task, student, seed and the
     distillation settings), so every trial, every process and every later run that picks a
     student loads the same weights instead of training them again.
+
+    ``device`` is where distillation, the teacher's outputs and the candidates' GPTQ
+    calibration and recovery fine-tuning run (:mod:`spaces.devices`); the models it holds,
+    the teacher's outputs and the cached state dicts stay on the CPU, and cache keys do not
+    name the device. ``None``: where the teacher is.
     """
 
     def __init__(
-        self, task: Task, cache: WeightCache, settings: DistillationSettings, *, seed: int
+        self,
+        task: Task,
+        cache: WeightCache,
+        settings: DistillationSettings,
+        *,
+        seed: int,
+        device: torch.device | None = None,
     ) -> None:
         self.task = task
         self.cache = cache
         self.settings = settings
         self.seed = seed
+        self.device = device
         self._models: dict[str, nn.Module] = {TEACHER: task.model}
         #: Students are keyed by their teacher's weights too: a retrained teacher (new recipe,
         #: new data) never reuses students distilled from the old one.
@@ -126,7 +138,9 @@ class StudentPool:
     def teacher_train_outputs(self) -> torch.Tensor:
         """The teacher's outputs on the training split, computed once."""
         if self._teacher_train_outputs is None:
-            self._teacher_train_outputs = predict(self.task.model, self.task.train)
+            self._teacher_train_outputs = predict(
+                self.task.model, self.task.train, device=self.device
+            )
         return self._teacher_train_outputs
 
     def get(self, name: str) -> nn.Module:
@@ -160,8 +174,9 @@ class StudentPool:
             lr=s.lr,
             batch_size=self.task.batch_size,
             seed=self.seed,
+            device=self.device,
         )
-        return student.state_dict()
+        return student.state_dict()  # fit leaves the student where it was made: the CPU
 
 
 def weights_fingerprint(model: nn.Module) -> str:

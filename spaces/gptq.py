@@ -55,7 +55,9 @@ class HessianAccumulator:
             )
         rows = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
         if self._xtx is None:
-            self._xtx = torch.zeros(rows.shape[1], rows.shape[1], dtype=torch.float64)
+            self._xtx = torch.zeros(
+                rows.shape[1], rows.shape[1], dtype=torch.float64, device=rows.device
+            )
         elif rows.shape[1] != self._xtx.shape[0]:
             raise ValueError(
                 f"`x` has {rows.shape[1]} input features; earlier batches had "
@@ -293,7 +295,7 @@ def _expand_scales(scales: torch.Tensor, cols: int, group_size: int | None) -> t
 def _column_order(h: torch.Tensor, act_order: bool) -> torch.Tensor:
     """Processing order of the columns: decreasing ``diag(H)`` (ties by index) or left to right."""
     if not act_order:
-        return torch.arange(h.shape[0])
+        return torch.arange(h.shape[0], device=h.device)
     return torch.argsort(torch.diagonal(h), descending=True, stable=True)
 
 
@@ -333,7 +335,7 @@ def _round_columns(
     (SparseGPT's treatment of a mask).
     """
     w = w.clone()
-    codes = torch.zeros(w.shape, dtype=torch.int8)
+    codes = torch.zeros(w.shape, dtype=torch.int8, device=w.device)
     keep_f = keep.float()
     for start in range(0, w.shape[1], block_size):
         end = min(start + block_size, w.shape[1])

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from spaces.config import CompressionConfig
+from spaces.devices import device_of, on_device, to_device
 from spaces.gptq import HessianAccumulator, conv_inputs, gptq_quantize
 from spaces.layers import weight_of
 from spaces.quantization import QuantizedWeight, compute_scale, group_size
@@ -69,6 +70,8 @@ def gptq_round(
     config: CompressionConfig,
     train: Split,
     batch_size: int,
+    *,
+    device: torch.device | None = None,
 ) -> dict[str, QuantizedWeight]:
     """Round the GPTQ layers of ``model`` in place, in forward order; return their codes.
 
@@ -90,6 +93,8 @@ def gptq_round(
         config: The candidate's config (bits per layer, granularity).
         train: The task's training split; only its first :data:`CALIBRATION_ROWS` rows are read.
         batch_size: Rows per calibration batch.
+        device: Where the calibration passes and the rounding run (the model is moved there
+            and back; the codes are returned on the CPU). ``None``: where the model is.
     """
     for name, mask in masks.items():
         weight_of(layers[name]).mul_(mask)
@@ -99,23 +104,25 @@ def gptq_round(
     was_training = model.training
     model.eval()
     try:
-        if config.rounding == "gptq-onepass":  # every Hessian from the float candidate
-            hessians = _all_hessians(model, pending, calibration, batch_size)
-            for name, hessian in hessians.items():
-                codes[name] = _round_layer(
-                    pending[name], hessian, config.bits_of(name), config.granularity
-                )
-            for name, quantized in codes.items():
-                weight_of(pending[name]).copy_(quantized.dequantize())
-            pending = {}
-        while pending:
-            hessians = _next_hessians(model, pending, calibration, batch_size)
-            if not hessians:  # the forward pass reaches none of the layers left
-                break
-            for name, hessian in hessians.items():
-                layer = pending.pop(name)
-                codes[name] = _round_layer(layer, hessian, config.bits_of(name), config.granularity)
-                weight_of(layer).copy_(codes[name].dequantize())
+        with on_device(model, device):
+            if config.rounding == "gptq-onepass":  # every Hessian from the float candidate
+                hessians = _all_hessians(model, pending, calibration, batch_size)
+                for name, hessian in hessians.items():
+                    codes[name] = _round_layer(
+                        pending[name], hessian, config.bits_of(name), config.granularity
+                    )
+                for name, quantized in codes.items():
+                    weight_of(pending[name]).copy_(quantized.dequantize())
+                pending = {}
+            while pending:
+                hessians = _next_hessians(model, pending, calibration, batch_size)
+                if not hessians:  # the forward pass reaches none of the layers left
+                    break
+                for name, hessian in hessians.items():
+                    layer = pending.pop(name)
+                    bits = config.bits_of(name)
+                    codes[name] = _round_layer(layer, hessian, bits, config.granularity)
+                    weight_of(layer).copy_(codes[name].dequantize())
     finally:
         model.train(was_training)
     return codes
@@ -148,12 +155,13 @@ def _next_hessians(
 
         return feed
 
+    device = device_of(model)
     with _hooks(pending, hook):
         for inputs, _ in data.batches(batch_size):
             reached.clear()
             first_input.clear()
             with contextlib.suppress(_Settled):  # stopped once its layers had their inputs
-                model(*inputs)
+                model(*to_device(inputs, device))
             if settled is None:
                 settled = list(reached)
                 if not settled:
@@ -179,10 +187,11 @@ def _all_hessians(
 
         return feed
 
+    device = device_of(model)
     with _hooks(pending, hook):
         for inputs, _ in data.batches(batch_size):
             reached.clear()
-            model(*inputs)
+            model(*to_device(inputs, device))
     return {n: acc.hessian() for n, acc in accumulators.items()}
 
 
@@ -218,4 +227,7 @@ def _round_layer(
     # "tensor": one scale for the layer, which gptq_quantize takes as the same scale per row
     per_row = scale.expand(flat.shape[0]) if scale.numel() == 1 else scale
     q, _ = gptq_quantize(flat, hessian, bits, group_size=group, scales=per_row)
-    return QuantizedWeight(q=q.reshape(w.shape), scale=scale.half(), bits=bits, group_size=group)
+    # codes are kept on the CPU, whatever device rounded them: they are packed from there
+    return QuantizedWeight(
+        q=q.reshape(w.shape).cpu(), scale=scale.half().cpu(), bits=bits, group_size=group
+    )

@@ -19,7 +19,7 @@ def magnitude_mask(w: torch.Tensor, ratio: float) -> torch.Tensor:
     sort), so the mask is deterministic and the count is exact even with repeated values.
     """
     k = pruned_count(w.numel(), ratio)
-    mask = torch.ones(w.numel(), dtype=torch.float32)
+    mask = torch.ones(w.numel(), dtype=torch.float32, device=w.device)
     if k > 0:
         order = torch.argsort(w.detach().abs().flatten(), stable=True)
         mask[order[:k]] = 0.0

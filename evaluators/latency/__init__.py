@@ -61,6 +61,7 @@ from evaluators.latency.runtimes import (
     summarize,
     time_model,
     time_run,
+    timing_device,
 )
 from evaluators.latency.table import TABLE_VERSION, LatencyTable
 from evaluators.latency.tracing import OpCall, Trace, module_call_ms, time_call, trace
@@ -109,6 +110,7 @@ __all__ = [
     "time_run",
     "time_session",
     "timing",
+    "timing_device",
     "trace",
     "trace_deployed",
     "trace_onnx",

@@ -61,6 +61,7 @@ def time_interleaved(
     *,
     rounds: int = ROUNDS,
     quiet: bool = True,
+    device: torch.device | None = None,
 ) -> dict[str, InterleavedLatency]:
     """Time every model of ``models`` in ``rounds`` interleaved rounds.
 
@@ -72,6 +73,7 @@ def time_interleaved(
         rounds: Rounds; every round times every model once.
         quiet: Time each pass between two quiet probes of the machine
             (:class:`~evaluators.latency.QuietGate`).
+        device: The study's device (see :func:`~evaluators.latency.deployed`).
 
     Returns:
         Per name, its :class:`InterleavedLatency`.
@@ -86,10 +88,10 @@ def time_interleaved(
             for name in round_order(names, r):
                 model = models[name]
                 if name not in runs:
-                    runs[name] = deployed(model, settings)
+                    runs[name] = deployed(model, settings, device=device)
                 else:  # a fresh build each round (an ONNX export is made once and shared)
                     runs[name] = rebuilt(
-                        runs[name], settings.runtime, model, settings.threads, batch
+                        runs[name], settings.runtime, model, settings.threads, batch, device
                     )
                 medians[name].append(_round_median(runs[name], batch, settings, quiet=quiet))
     return {name: _summary(values) for name, values in medians.items()}

@@ -82,13 +82,17 @@ def example_batch(task: Task, batch_size: int) -> tuple[torch.Tensor, ...]:
     return tuple(t[rows] for t in task.val.inputs)
 
 
-def deployed(model: torch.nn.Module, settings: LatencySettings) -> Callable[..., object]:
+def deployed(
+    model: torch.nn.Module, settings: LatencySettings, *, device: torch.device | None = None
+) -> Callable[..., object]:
     """The candidate as it runs in ``settings.runtime``: a callable taking the input tensors.
 
     Every latency figure (measured, predicted, re-measured) goes through this one function;
-    the runtimes themselves live in :mod:`evaluators.latency.runtimes`.
+    the runtimes themselves live in :mod:`evaluators.latency.runtimes`. ``device``: the
+    study's device; a CUDA one runs the runtime's CUDA form where it has one
+    (:func:`~evaluators.latency.runtimes.runner`).
     """
-    return runner(settings.runtime, model, threads=settings.threads)
+    return runner(settings.runtime, model, threads=settings.threads, device=device)
 
 
 def measure(
@@ -97,8 +101,10 @@ def measure(
     settings: LatencySettings,
     *,
     quiet: bool | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
-    """``model``'s latency figures (:func:`summarize`) as deployed with ``settings``.
+    """``model``'s latency figures (:func:`summarize`) as deployed with ``settings`` (on
+    ``device`` where the runtime has a CUDA form; see :func:`deployed`).
 
     Two builds of one model can differ for their whole life: on this project's machines
     about one ONNX Runtime session in five runs 1.3-1.8x slower than the others (where its
@@ -116,11 +122,11 @@ def measure(
     quiet = settings.quiet if quiet is None else quiet
     share = -(-settings.repeats // settings.builds)
     times: list[float] = []
-    run = deployed(model, settings)
+    run = deployed(model, settings, device=device)
     with timing():  # alone on the machine (evaluators.latency.isolation)
         for build in range(settings.builds):
             if build:  # a fresh build; an ONNX export is made once and shared
-                run = rebuilt(run, settings.runtime, model, settings.threads, batch)
+                run = rebuilt(run, settings.runtime, model, settings.threads, batch, device)
             torch.set_num_threads(settings.threads)
             with torch.inference_mode():
                 if quiet:
@@ -136,12 +142,16 @@ class LatencyEvaluator(Evaluator):
     """Median wall time of a forward pass, in milliseconds, plus p90 and spread (:func:`measure`).
 
     Returns ``latency_ms`` (median), ``latency_p90_ms`` and ``latency_cv`` (standard deviation
-    over mean), so that a noisy measurement is visible in the results.
+    over mean), so that a noisy measurement is visible in the results. ``device``: the
+    study's device (see :func:`deployed`).
     """
 
-    def __init__(self, task: Task, settings: LatencySettings) -> None:
+    def __init__(
+        self, task: Task, settings: LatencySettings, *, device: torch.device | None = None
+    ) -> None:
         self.settings = settings
+        self.device = device
         self.batch = example_batch(task, settings.batch_size)
 
     def evaluate(self, candidate: Candidate) -> dict[str, float]:
-        return measure(candidate.model, self.batch, self.settings)
+        return measure(candidate.model, self.batch, self.settings, device=self.device)

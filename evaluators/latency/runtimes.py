@@ -16,6 +16,14 @@ zero-argument callable running one forward pass on a fixed batch:
   ``DynamicQuantizeMatMul``), every other layer with float weights. ``"torch-int8"`` keeps
   dynamic layers in their float simulation (see :mod:`spaces.deploy`).
 
+**On a CUDA device** (the study's ``device``, passed as ``device=``), a runtime that has a CUDA
+form runs there: ``"torch"`` on a copy of the model moved to the GPU (each pass copies its
+inputs from the host, and waits for the GPU with ``torch.cuda.synchronize``: the clock stops
+when the outputs are ready), ``"onnxruntime"`` with its CUDA execution provider (inputs from
+and outputs to the host, as ONNX Runtime's ``run`` does), or on its CPU provider, with one
+logged note, when the installed ONNX Runtime has none. ``"torch-int8"`` (x86 int8 kernels)
+has no CUDA form and runs on the CPU.
+
 :func:`runner` gives a model's deployable form as a callable taking the input tensors;
 :func:`time_model` times it. Both work for whole candidates and for single layers (a latency
 lookup table).
@@ -23,6 +31,8 @@ lookup table).
 
 from __future__ import annotations
 
+import copy
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -34,19 +44,29 @@ from torch import nn
 
 from spaces import deploy
 
+log = logging.getLogger("frontier")
+
 Run = Callable[..., Any]
 #: ``prepare(model, threads, example_input) -> run``: build the deployable form once; ``run``
 #: takes the model's input tensors (any batch size) and returns its outputs.
 Prepare = Callable[[nn.Module, int, tuple[torch.Tensor, ...] | None], Run]
+#: ``prepare(model, threads, example_input, device)``: the same, running on a CUDA ``device``
+#: (the model given stays where it is).
+CudaPrepare = Callable[[nn.Module, int, tuple[torch.Tensor, ...] | None, torch.device], Run]
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """A named way to run a model: ``prepare`` builds it once, the callable it returns runs it."""
+    """A named way to run a model: ``prepare`` builds it once, the callable it returns runs it.
+
+    ``cuda`` builds its CUDA form, for a study whose device is a GPU; ``None`` when the
+    runtime runs on the CPU only.
+    """
 
     name: str
     description: str
     prepare: Prepare
+    cuda: CudaPrepare | None = None
 
 
 def _torch(model: nn.Module, threads: int, example_input: object = None) -> Run:
@@ -56,6 +76,19 @@ def _torch(model: nn.Module, threads: int, example_input: object = None) -> Run:
     def run(*inputs: torch.Tensor) -> Any:
         with torch.inference_mode():
             return model(*inputs)
+
+    return run
+
+
+def _torch_cuda(model: nn.Module, threads: int, example_input: object, device: torch.device) -> Run:
+    torch.set_num_threads(threads)  # the host side (input copies, kernel launches)
+    on_gpu = copy.deepcopy(model).to(device).eval()  # the candidate itself stays on the CPU
+
+    def run(*inputs: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            out = on_gpu(*(t.to(device) for t in inputs))
+        torch.cuda.synchronize(device)  # kernels run asynchronously: wait for the outputs
+        return out
 
     return run
 
@@ -71,8 +104,14 @@ class _OnnxRun:
     builds (:func:`evaluators.latency.measure`) pays for the export once.
     """
 
-    def __init__(self, model: nn.Module, threads: int, data: bytes | None = None) -> None:
-        self.model, self.threads, self.data = model, threads, data
+    def __init__(
+        self,
+        model: nn.Module,
+        threads: int,
+        data: bytes | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        self.model, self.threads, self.data, self.device = model, threads, data, device
         self.session: Any = None
 
     def build(self, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -84,10 +123,11 @@ class _OnnxRun:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
+        providers = onnx_providers(ort.get_available_providers(), self.device)
+        self.session = ort.InferenceSession(self.data, options, providers=providers)
 
     def rebuild(self, inputs: tuple[torch.Tensor, ...]) -> _OnnxRun:
-        fresh = _OnnxRun(self.model, self.threads, self.data)
+        fresh = _OnnxRun(self.model, self.threads, self.data, self.device)
         fresh.build(inputs)
         return fresh
 
@@ -98,10 +138,39 @@ class _OnnxRun:
         return self.session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
 
 
+#: Whether :func:`onnx_providers` has said that ONNX Runtime has no CUDA provider here.
+_NOTED_NO_CUDA_PROVIDER = [False]
+
+
+def onnx_providers(available: list[str], device: torch.device | None) -> list[Any]:
+    """ONNX Runtime's execution providers for ``device``: the CUDA provider on that GPU, then
+    the CPU one (for the operators it lacks), or the CPU provider alone.
+
+    A CUDA ``device`` without ``CUDAExecutionProvider`` in ``available`` (``onnxruntime``
+    rather than ``onnxruntime-gpu`` installed) falls back to the CPU, with one logged note.
+    """
+    if device is None or device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if not _NOTED_NO_CUDA_PROVIDER[0]:
+            _NOTED_NO_CUDA_PROVIDER[0] = True
+            log.warning(
+                "latency: the device is %s but ONNX Runtime has no CUDAExecutionProvider "
+                "(install onnxruntime-gpu); timing on its CPU provider",
+                device,
+            )
+        return ["CPUExecutionProvider"]
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
 def _onnxruntime(
-    model: nn.Module, threads: int, example_input: tuple[torch.Tensor, ...] | None = None
+    model: nn.Module,
+    threads: int,
+    example_input: tuple[torch.Tensor, ...] | None = None,
+    device: torch.device | None = None,
 ) -> Run:
-    run = _OnnxRun(model, threads)
+    run = _OnnxRun(model, threads, device=device)
     if example_input is not None:
         run.build(tuple(example_input))
     return run
@@ -110,9 +179,14 @@ def _onnxruntime(
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("torch", "eager PyTorch, float32 kernels", _torch),
+        Runtime("torch", "eager PyTorch, float32 kernels", _torch, _torch_cuda),
         Runtime("torch-int8", "eager PyTorch, int8 kernels for 8-bit layers", _torch_int8),
-        Runtime("onnxruntime", "ONNX Runtime CPU, int8 QDQ for 8-bit layers", _onnxruntime),
+        Runtime(
+            "onnxruntime",
+            "ONNX Runtime (CPU, or CUDA on a GPU device), int8 QDQ for 8-bit layers",
+            _onnxruntime,
+            _onnxruntime,
+        ),
     )
 }
 
@@ -132,23 +206,41 @@ def runner(
     *,
     threads: int,
     example_input: tuple[torch.Tensor, ...] | None = None,
+    device: torch.device | None = None,
 ) -> Run:
     """``model`` in ``runtime``'s deployable form: a callable taking the input tensors.
 
     ``example_input`` lets a runtime that compiles the model (ONNX Runtime) do so now rather
-    than on the first call.
+    than on the first call. ``device``: a CUDA device runs the runtime's CUDA form where it has
+    one (see the module docstring); anything else, or ``None``, the CPU form.
     """
-    return get_runtime(runtime).prepare(model, threads, example_input)
+    rt = get_runtime(runtime)
+    if rt.cuda is not None and device is not None and device.type == "cuda":
+        return rt.cuda(model, threads, example_input, device)
+    return rt.prepare(model, threads, example_input)
+
+
+def timing_device(runtime: str, device: torch.device | None) -> torch.device:
+    """Where ``runtime`` times a candidate for a study on ``device``: the GPU when the
+    runtime has a CUDA form and ``device`` is one, else the CPU."""
+    if device is not None and device.type == "cuda" and get_runtime(runtime).cuda is not None:
+        return device
+    return torch.device("cpu")
 
 
 def rebuilt(
-    run: Run, runtime: str, model: nn.Module, threads: int, inputs: tuple[torch.Tensor, ...]
+    run: Run,
+    runtime: str,
+    model: nn.Module,
+    threads: int,
+    inputs: tuple[torch.Tensor, ...],
+    device: torch.device | None = None,
 ) -> Run:
     """Another build of ``run``'s deployable form (sharing an ONNX export where there is one)."""
     rebuild = getattr(run, "rebuild", None)
     if rebuild is not None:
         return rebuild(tuple(inputs))
-    return runner(runtime, model, threads=threads, example_input=tuple(inputs))
+    return runner(runtime, model, threads=threads, example_input=tuple(inputs), device=device)
 
 
 def time_model(
@@ -159,6 +251,7 @@ def time_model(
     threads: int,
     warmup: int = 10,
     repeats: int = 50,
+    device: torch.device | None = None,
 ) -> list[float]:
     """Wall times (milliseconds, sorted) of ``repeats`` forward passes after ``warmup``.
 
@@ -166,9 +259,10 @@ def time_model(
     given 8-bit activations with :func:`spaces.activations.attach` and integer weights with
     :func:`spaces.quantization.mark_quantized`), so a per-layer lookup table times layers
     exactly as candidates are timed. The deployable form is built before the clock starts.
+    ``device``: as for :func:`runner`.
     """
     inputs = tuple(inputs)
-    run = runner(runtime, model, threads=threads, example_input=inputs)
+    run = runner(runtime, model, threads=threads, example_input=inputs, device=device)
     return time_run(run, inputs, warmup=warmup, repeats=repeats)
 
 

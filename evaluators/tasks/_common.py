@@ -51,9 +51,11 @@ def cached_classifier(
     batch_size: int = 64,
     weight_decay: float = 0.0,
     label_smoothing: float = 0.0,
+    device: torch.device | None = None,
 ) -> nn.Module:
     """Train ``build()`` with cross-entropy (optionally label-smoothed) once per ``key`` and
-    seed; later calls load it."""
+    seed, on ``device`` (the weights are cached from the CPU, under a key without the
+    device); later calls load it."""
 
     def train_it() -> dict[str, torch.Tensor]:
         torch.manual_seed(seed)
@@ -71,6 +73,7 @@ def cached_classifier(
             batch_size=batch_size,
             seed=seed,
             weight_decay=weight_decay,
+            device=device,
         )
         return model.state_dict()
 

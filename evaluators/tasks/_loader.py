@@ -3,7 +3,8 @@
 A study names its task in ``[task]`` as ``name = "digits-cnn"`` (built in) or
 ``factory = "package.module:function"`` (your own code, imported from an installed package or
 ``PYTHONPATH``). Either way the function is called with the ``[task.options]`` table as keyword
-arguments, plus ``cache=`` and ``seed=`` when it declares parameters of those names, and must
+arguments, plus ``cache=``, ``seed=`` and ``device=`` (the study's resolved ``torch.device``,
+where to train a teacher) when it declares parameters of those names, and must
 return a :class:`evaluators.Task`. Whatever goes wrong ends in one ``ValueError`` line that
 names the key and the problem; the CLI turns it into exit code 2.
 """
@@ -33,6 +34,7 @@ def load_task(
     builtins: Mapping[str, Callable[..., Task]],
     cache: WeightCache,
     seed: int,
+    device: torch.device | None = None,
 ) -> Task:
     """Call the task's factory and check what it returns.
 
@@ -54,7 +56,10 @@ def load_task(
         label = f"task {name!r}"
     kwargs = dict(options)
     params = _parameters(fn)
-    for extra, value in (("cache", cache), ("seed", seed)):
+    extras: tuple[tuple[str, Any], ...] = (("cache", cache), ("seed", seed))
+    if device is not None:  # not passed at all when there is none: factories default it
+        extras += (("device", device),)
+    for extra, value in extras:
         if extra in kwargs:
             raise ValueError(f"'task.options.{extra}' is reserved: frontier passes it itself.")
         if params is None or extra in params:

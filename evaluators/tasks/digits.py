@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -72,12 +73,19 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (x / 16.0).astype(np.float32), y.astype(np.int64)
 
 
-def digits_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
+def digits_cnn(*, cache: WeightCache, seed: int = 0, device: torch.device | None = None) -> Task:
     """``digits-cnn``: a small CNN teacher on 8x8 digits; students are narrower copies."""
     x, y = _digits()
     train, val, test = stratified_splits(x.reshape(-1, 1, 8, 8), y)
     teacher = cached_classifier(
-        "digits-cnn-teacher-v1", DigitsCNN, train, cache, seed=seed, epochs=60, lr=1e-2
+        "digits-cnn-teacher-v1",
+        DigitsCNN,
+        train,
+        cache,
+        seed=seed,
+        epochs=60,
+        lr=1e-2,
+        device=device,
     )
     students = {f"w{w}": partial(DigitsCNN, w) for w in (0.75, 0.5, 0.25)}
     # shallower students: one convolution ("-c1"), or no hidden linear layer ("-f1")
@@ -94,12 +102,19 @@ def digits_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
     )
 
 
-def digits_mlp(*, cache: WeightCache, seed: int = 0) -> Task:
+def digits_mlp(*, cache: WeightCache, seed: int = 0, device: torch.device | None = None) -> Task:
     """``digits-mlp``: a 64-300-100-10 MLP on flattened digits; students narrower or shallower."""
     x, y = _digits()
     train, val, test = stratified_splits(x, y)
     teacher = cached_classifier(
-        "digits-mlp-teacher-v1", DigitsMLP, train, cache, seed=seed, epochs=60, lr=3e-3
+        "digits-mlp-teacher-v1",
+        DigitsMLP,
+        train,
+        cache,
+        seed=seed,
+        epochs=60,
+        lr=3e-3,
+        device=device,
     )
     students = {f"w{w}": partial(DigitsMLP, w) for w in (0.5, 0.25)}
     students |= {f"w{w}-d1": partial(DigitsMLP, w, depth=1) for w in (1.0, 0.5, 0.25)}

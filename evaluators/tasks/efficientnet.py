@@ -129,6 +129,7 @@ def efficientnet_lite0(
     val_crops: int = 400,
     test_crops: int = 400,
     margin: float = 0.1,
+    device: torch.device | None = None,
 ) -> Task:
     """``efficientnet-lite0``: agreement with the pretrained float model on photograph crops.
 
@@ -143,6 +144,7 @@ def efficientnet_lite0(
         test_crops: Crops of the test photographs (the report).
         margin: A crop counts for the metric when the float model's top-1 probability beats
             its top-2 by at least this much.
+        device: Where the float model's reference logits are computed (once).
     """
     if resolution % SIDE_MULTIPLE or not 64 <= resolution <= 512:
         raise ValueError(
@@ -169,7 +171,9 @@ def efficientnet_lite0(
 
     def reference() -> dict[str, Tensor]:
         rows = Split((everything,), torch.zeros(len(everything)))
-        return {"logits": predict(teacher, rows, batch_size=64)}  # bounded memory at 224 px
+        return {
+            "logits": predict(teacher, rows, batch_size=64, device=device)
+        }  # bounded memory at 224 px
 
     logits = cache.get_or_create(key, reference)["logits"]
     splits: dict[str, Split] = {}

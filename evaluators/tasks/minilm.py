@@ -149,7 +149,12 @@ def _tokenize(tokenizer: Any, sentences: list[str], max_length: int) -> tuple[Te
 
 
 def minilm(
-    *, cache: WeightCache, seed: int = 0, sentences: int = 900, max_length: int = 40
+    *,
+    cache: WeightCache,
+    seed: int = 0,
+    sentences: int = 900,
+    max_length: int = 40,
+    device: torch.device | None = None,
 ) -> Task:
     """``minilm``: all-MiniLM-L6-v2 embeddings, fidelity to the uncompressed model.
 
@@ -158,6 +163,7 @@ def minilm(
         seed: Unused for the data (the corpus and its split are fixed); kept for the contract.
         sentences: Corpus size (60 / 20 / 20 train / validation / test).
         max_length: Tokens per sentence (padding and truncation), which sets the latency.
+        device: Where the reference embeddings are computed (once).
     """
     if sentences < 30:
         raise ValueError(f"'task.options.sentences' must be >= 30. Got {sentences} instead.")
@@ -174,7 +180,7 @@ def minilm(
 
     def reference() -> dict[str, Tensor]:
         everything = Split((ids, mask), torch.zeros(len(text)))
-        return {"embeddings": predict(teacher, everything, batch_size=64)}
+        return {"embeddings": predict(teacher, everything, batch_size=64, device=device)}
 
     embeddings = cache.get_or_create(key, reference)["embeddings"]
     splits = {

@@ -23,6 +23,7 @@ import random
 from functools import lru_cache, partial
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -66,7 +67,7 @@ def mnist1d_data() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def mnist1d_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
+def mnist1d_cnn(*, cache: WeightCache, seed: int = 0, device: torch.device | None = None) -> Task:
     """``mnist1d-cnn``: a 1-D CNN teacher on MNIST-1D; students are narrower copies."""
     x, y = mnist1d_data()
     train, val, test = stratified_splits(x, y)
@@ -80,6 +81,7 @@ def mnist1d_cnn(*, cache: WeightCache, seed: int = 0) -> Task:
         lr=1e-2,
         batch_size=128,
         label_smoothing=0.1,
+        device=device,
     )
     students = {f"w{w}": partial(MNIST1DCNN, w) for w in (0.75, 0.5, 0.25)}
     return Task(

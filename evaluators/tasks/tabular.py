@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,7 +40,9 @@ def standardise(train: Split, *others: Split) -> tuple[Split, ...]:
     return tuple(Split(((s.inputs[0] - mean) / std,), s.targets) for s in (train, *others))
 
 
-def breast_cancer_mlp(*, cache: WeightCache, seed: int = 0) -> Task:
+def breast_cancer_mlp(
+    *, cache: WeightCache, seed: int = 0, device: torch.device | None = None
+) -> Task:
     """``breast-cancer-mlp``: a 30-64-32-2 MLP; students at width 0.5 and 0.25."""
     from sklearn.datasets import load_breast_cancer  # lazily: ~1.5 s to import
 
@@ -57,6 +60,7 @@ def breast_cancer_mlp(*, cache: WeightCache, seed: int = 0) -> Task:
         lr=3e-3,
         batch_size=32,
         weight_decay=1e-4,
+        device=device,
     )
     students = {f"w{w}": partial(TabularMLP, 30, 2, w) for w in (0.5, 0.25)}
     return Task(

@@ -25,6 +25,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from spaces.devices import to_device
 from spaces.layers import compressible_layers, weight_of
 from spaces.sensitivity.perturb import (
     ProbePlan,
@@ -54,12 +55,17 @@ def gauss_newton_diagonal(
     batch_size: int,
     projections: int = PROJECTIONS,
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> _Diag:
     """``diag(G)`` of every compressible layer's weight and bias, summed over ``split``'s rows.
 
-    Runs on a copy of ``model`` (the model's own gradients are left alone).
+    Runs on a copy of ``model`` (the model's own gradients are left alone), on ``device``
+    when one is given (the signs are drawn on the CPU, the same on every device); the
+    diagonals are returned on the CPU.
     """
     work = copy.deepcopy(model).eval()
+    if device is not None:
+        work.to(device)
     layers = compressible_layers(work)
     params: list[torch.Tensor] = []
     for layer in layers.values():
@@ -70,9 +76,9 @@ def gauss_newton_diagonal(
     gen = torch.Generator().manual_seed(seed)
     for inputs, _ in split.batches(batch_size):
         with torch.enable_grad():  # also when called under no_grad / inference mode
-            out = work(*inputs).float()
+            out = work(*to_device(inputs, device)).float()
         for k in range(projections):
-            signs = torch.randint(0, 2, out.shape, generator=gen).to(out.dtype) * 2 - 1
+            signs = torch.randint(0, 2, out.shape, generator=gen).to(out.device, out.dtype) * 2 - 1
             grads = torch.autograd.grad(
                 (out * signs).sum(), params, retain_graph=k < projections - 1, allow_unused=True
             )
@@ -82,11 +88,11 @@ def gauss_newton_diagonal(
     result: _Diag = {}
     i = 0
     for name, layer in layers.items():
-        w = diag[i]
+        w = diag[i].cpu()
         i += 1
         b = None
         if _bias_of(layer) is not None:
-            b, i = diag[i], i + 1
+            b, i = diag[i].cpu(), i + 1
         result[name] = (w, b)
     return result
 
@@ -101,6 +107,7 @@ def fisher_probes(
     example_input: tuple[torch.Tensor, ...],
     importance: str,
     batch_size: int,
+    device: torch.device | None = None,
 ) -> list[Probe]:
     """Estimated distortion of every probe of ``plan`` (``metric_drop`` is ``None``).
 
@@ -113,8 +120,9 @@ def fisher_probes(
         example_input: The task's example input (channel groups are traced with it).
         importance: The structured-pruning criterion.
         batch_size: Rows per backward pass.
+        device: Where the backward passes run (:func:`gauss_newton_diagonal`).
     """
-    diag = gauss_newton_diagonal(model, split, batch_size=batch_size)
+    diag = gauss_newton_diagonal(model, split, batch_size=batch_size, device=device)
     signal = float(reference.float().pow(2).mean()) * reference.numel()
     signal = max(signal, torch.finfo(torch.float32).tiny)
     layers = compressible_layers(model)

@@ -48,6 +48,7 @@ def measure_sensitivity(
     settings: SensitivitySettings,
     importance: str = "l2",
     study_rows: int | None = None,
+    device: torch.device | None = None,
 ) -> SensitivityTable:
     """Every probe's effect on ``model``'s outputs, on the first ``settings.rows`` validation rows.
 
@@ -63,6 +64,8 @@ def measure_sensitivity(
         importance: The structured-pruning criterion (``space.channel_importance``).
         study_rows: For ``"auto"``: the rows the study's trials will pass forward at least
             (see :func:`study_forward_rows`); ``None`` when unknown (a time-limited study).
+        device: Where the probes' forward (and Fisher's backward) passes run, on copies of
+            the model (:mod:`spaces.devices`); ``None``: where the model is.
 
     Layers or groups ``model`` lacks are skipped, so the teacher's lists serve a student.
     ``"auto"`` times the unchanged model's pass over the rows and measures when the probes'
@@ -75,7 +78,7 @@ def measure_sensitivity(
     subset = task.val.head(settings.rows)
     plan = plan_probes(model, task.example_input, bits, prune_ratios, channel_ratios)
     t_forward = time.perf_counter()
-    reference = predict(model, subset)
+    reference = predict(model, subset, device=device)
     forward_s = time.perf_counter() - t_forward
     base_metric = task.metric(reference, subset.targets)
     method = settings.method
@@ -83,7 +86,7 @@ def measure_sensitivity(
         method = _auto_method(plan.count * forward_s, forward_s / len(subset), settings, study_rows)
     if method == "measured":
         probes = _measured(
-            model, task, subset, reference, base_metric, plan, granularity, importance
+            model, task, subset, reference, base_metric, plan, granularity, importance, device
         )
     else:
         probes = fisher_probes(
@@ -95,6 +98,7 @@ def measure_sensitivity(
             example_input=task.example_input,
             importance=importance,
             batch_size=task.batch_size,
+            device=device,
         )
     return SensitivityTable(
         model=name,
@@ -163,8 +167,11 @@ def _measured(
     plan: ProbePlan,
     granularity: str,
     importance: str,
+    device: torch.device | None,
 ) -> list[Probe]:
-    work = copy.deepcopy(model).eval()
+    work = copy.deepcopy(model).eval()  # probed in place, on the device for the whole run
+    if device is not None:
+        work.to(device)
     layers = compressible_layers(work)
 
     def probe(kind: str, layer: str, value: float, outputs: torch.Tensor) -> Probe:
@@ -176,11 +183,11 @@ def _measured(
         for bits in widths:
             quantize = partial(quantized_weight, bits=bits, granularity=granularity)
             with _changed(layers[name], quantize, round_bias=True):
-                probes.append(probe("bits", name, bits, predict(work, subset)))
+                probes.append(probe("bits", name, bits, predict(work, subset, device=device)))
     for name, ratios in plan.prune.items():
         for ratio in ratios:
             with _changed(layers[name], partial(pruned_weight, ratio=ratio), round_bias=False):
-                probes.append(probe("prune", name, ratio, predict(work, subset)))
+                probes.append(probe("prune", name, ratio, predict(work, subset, device=device)))
     for root, ratios in plan.channels.items():
         for ratio in ratios:
             # structured pruning changes shapes: a fresh copy per probe
@@ -193,5 +200,6 @@ def _measured(
                 calibration=task.train.head(BIAS_CORRECTION_ROWS),
                 batch_size=task.batch_size,
             )
-            probes.append(probe("channels", root, ratio, predict(pruned, subset)))
+            outputs = predict(pruned, subset, device=device)
+            probes.append(probe("channels", root, ratio, outputs))
     return probes

@@ -134,7 +134,9 @@ def test_rounding_validates_round_trips_and_defaults_for_old_forms() -> None:
     )
     assert CompressionConfig.from_json(old) == nearest and nearest.to_json() == old
     assert CompressionConfig.from_json('{"version":1,"bits":{"a":3}}').rounding == "nearest"
-    with pytest.raises(ValueError, match=r"'rounding' must be one of \['nearest', 'gptq', 'gptq-onepass'\]"):
+    with pytest.raises(
+        ValueError, match=r"'rounding' must be one of \['nearest', 'gptq', 'gptq-onepass'\]"
+    ):
         CompressionConfig(rounding="stochastic")
     with pytest.raises(ValueError, match=r"Unknown CompressionConfig key\(s\) \['rounding'\]"):
         CompressionConfig.from_dict({"version": 1, "rounding": "gptq"})

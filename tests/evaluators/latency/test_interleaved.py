@@ -46,12 +46,14 @@ def test_time_interleaved_interleaves_rebuilds_and_summarises(
 
     monkeypatch.setattr(module, "_round_median", fake_round)
     monkeypatch.setattr(
-        module, "deployed", lambda model, settings: type("R", (), {"model": model})()
+        module,
+        "deployed",
+        lambda model, settings, device=None: type("R", (), {"model": model})(),
     )
     monkeypatch.setattr(
         module,
         "rebuilt",
-        lambda run, runtime, model, threads, batch: type("R", (), {"model": model})(),
+        lambda run, runtime, model, threads, batch, device=None: type("R", (), {"model": model})(),
     )
     out = time_interleaved(models, batch, settings, rounds=3)
     assert timed == ["a", "b", "b", "a", "a", "b"]
