@@ -11,6 +11,7 @@ parameters, on the head.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
 from search.retry import RETRY_OF_ATTR
+from search.storage import normalise_url
 from tests.search._cluster import kill, load, start_cli, wait_for, warm_cache
 from tests.search._ray_nodes import (
     RayNode,
@@ -40,16 +43,23 @@ from tests.studyfile import write_study
 N_TRIALS = 10  # the head alone must not finish them before the second node finishes one
 
 
-def _study(url: str) -> Any:
-    try:
-        return load(url, "twonode")
-    except KeyError:  # not created yet
-        return None
-
-
 def _trials(url: str) -> list[FrozenTrial]:
-    study = _study(url)
-    return [] if study is None else study.get_trials(deepcopy=False)
+    return load(url, "twonode").get_trials(deepcopy=False)
+
+
+def _finished_by(engine: sa.engine.Engine) -> set[int]:
+    """The processes (pids) that finished trials so far, read with plain SQL: opening the study
+    in Optuna while ``frontier run`` creates it could race it to create the tables."""
+    query = sa.text(
+        "SELECT a.value_json FROM trials t JOIN trial_user_attributes a "
+        "ON a.trial_id = t.trial_id AND a.key = 'worker' WHERE t.state = 'COMPLETE'"
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query).fetchall()
+    except sa.exc.ProgrammingError:  # no tables yet
+        return set()
+    return {int(json.loads(worker).rsplit(":", 1)[1]) for (worker,) in rows}
 
 
 def _pid(trial: FrozenTrial) -> int | None:
@@ -106,11 +116,13 @@ def test_a_study_on_two_ray_nodes_survives_losing_one(
 
         def node_finished_a_trial() -> bool:
             assert run is not None and run.poll() is None, _log(tmp_path)
-            pids = _node_pids(hold)
-            done = [t for t in _trials(postgres_url) if t.state == TrialState.COMPLETE]
-            return any(_pid(t) in pids for t in done)
+            return bool(_finished_by(engine) & _node_pids(hold))
 
-        wait_for(node_finished_a_trial, 240, "a trial finished on the second node")
+        engine = sa.create_engine(normalise_url(postgres_url))
+        try:
+            wait_for(node_finished_a_trial, 240, "a trial finished on the second node")
+        finally:
+            engine.dispose()
         (hold / "hold").touch()
         wait_for((hold / "held").exists, 120, "a trial held on the second node")
 
