@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +99,6 @@ def start_head(folder: Path, env: Mapping[str, str], *, port: int, cpus: int) ->
     )
 
 
-def _agent_port() -> list[str]:
-    # every node has a dashboard agent, whose HTTP port is fixed (52365) unless given
-    return ["--dashboard-agent-listen-port", str(free_port())]
-
-
 def start_node(folder: Path, env: Mapping[str, str], *, address: str, cpus: int) -> RayNode:
     """``ray start --address`` for a second node on 127.0.0.1 (:mod:`tests.search.loopback_ray`:
     plain ``ray start`` refuses it)."""
@@ -112,12 +107,16 @@ def start_node(folder: Path, env: Mapping[str, str], *, address: str, cpus: int)
         folder / "node",
         env,
         cpus=cpus,
-        extra=[],
     )
 
 
 def _start(
-    command: list[str], temp_dir: Path, env: Mapping[str, str], *, cpus: int, extra: list[str]
+    command: list[str],
+    temp_dir: Path,
+    env: Mapping[str, str],
+    *,
+    cpus: int,
+    extra: Sequence[str] = (),
 ) -> RayNode:
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = temp_dir.with_suffix(".log")
@@ -130,7 +129,9 @@ def _start(
         "--num-cpus",
         str(cpus),
         "--disable-usage-stats",
-        *_agent_port(),
+        # every node has a dashboard agent, whose HTTP port is fixed (52365) unless given
+        "--dashboard-agent-listen-port",
+        str(free_port()),
         *extra,
         "--block",
     ]
