@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -32,9 +32,12 @@ def warm_cache(cache_dir: Path, out: Path) -> None:
         shutil.copy2(f, dest / f.name)
 
 
-def start_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``frontier`` in the background (its own process group), output into ``log``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def start_cli(
+    *args: str, log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``frontier`` in the background (its own process group), output into ``log``;
+    ``env``: its environment (default: this process's)."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as fh:
         return subprocess.Popen(
             [sys.executable, "-m", "search.cli", *args],

@@ -6,7 +6,6 @@ machine's network address, and the test process may have imported ray already.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import textwrap
 import pytest
 
 from tests.conftest import REPO
+from tests.search._ray_nodes import is_loopback as _is_loopback
 
 #: Starts a local Ray through frontier's connect(), runs two actors (two workers), and prints every
 #: listening TCP socket of the Ray processes (this process and its children: GCS server, raylet,
@@ -51,12 +51,6 @@ LISTENERS = textwrap.dedent(
     print(json.dumps({"sockets": sockets, "workers": sorted(workers), "leaked": leaked}))
     """
 )
-
-
-def _is_loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    mapped = getattr(addr, "ipv4_mapped", None)  # "::ffff:127.0.0.1" (a dual-stack socket)
-    return (mapped or addr).is_loopback
 
 
 def _python(code: str) -> str:
