@@ -100,10 +100,10 @@ def start_head(folder: Path, env: Mapping[str, str], *, port: int, cpus: int) ->
 
 
 def start_node(folder: Path, env: Mapping[str, str], *, address: str, cpus: int) -> RayNode:
-    """``ray start --address`` for a second node on 127.0.0.1 (:mod:`tests.search.loopback_ray`:
+    """``ray start --address`` for a second node on 127.0.0.1 (:mod:`search.ray_node`:
     plain ``ray start`` refuses it)."""
     return _start(
-        [sys.executable, "-m", "tests.search.loopback_ray", "start", "--address", address],
+        [sys.executable, "-m", "search.ray_node", "start", "--address", address],
         folder / "node",
         env,
         cpus=cpus,

@@ -1,6 +1,6 @@
 """``ray start`` for a Ray node of a cluster on this machine's 127.0.0.1 only.
 
-``python -m tests.search.loopback_ray start --address 127.0.0.1:PORT --node-ip-address
+``python -m search.ray_node start --address 127.0.0.1:PORT --node-ip-address
 127.0.0.1 ...`` runs Ray's own ``ray start`` command with the same options. Plain ``ray start``
 cannot add a second node on 127.0.0.1 (Ray 2.60): it rewrites ``127.0.0.1`` to the machine's
 network address (and then binds there) unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, and with
