@@ -1,12 +1,12 @@
 """The Ray Tune backend: Ray runs trials in parallel, Optuna decides them.
 
-This is the only module that imports ray (besides :mod:`search.ray_node`, the ``ray start``
-of a node on 127.0.0.1). :class:`OptunaAskTell` is a Ray Tune searcher over the study's own Optuna storage: ``suggest`` claims a trial exactly as a local run does (dead
-workers' trials are queued again first, the study stops at ``n_trials``, a lease and
-heartbeats mark it as held) and samples its configuration; ``on_trial_complete`` tells the
-outcome record with the same function as the local driver (:mod:`search.trial`). A Ray study
-and a local study are therefore the same kind of study: same trials, same attributes, same
-outputs.
+This is the only module that imports ray (besides :mod:`search.ray_node`, the ``ray start`` of a
+node on 127.0.0.1). :class:`OptunaAskTell` is a Ray Tune searcher over the study's own Optuna
+storage: ``suggest`` claims a trial exactly as a local run does (dead workers' trials are queued
+again first, the study stops at ``n_trials``, a lease and heartbeats mark it as held) and
+samples its configuration; ``on_trial_complete`` tells the outcome record with the same function
+as the local driver (:mod:`search.trial`). A Ray study and a local study are therefore the same
+kind of study: same trials, same attributes, same outputs.
 
 Trials run in :func:`trial_trainable`, a function trainable in this installed package (Ray
 workers import it by name). Actors are reused across trials (``reuse_actors=True``), and each
