@@ -1,18 +1,20 @@
 """The Ray Tune backend: Ray runs trials in parallel, Optuna decides them.
 
-This is the only module that imports ray (besides :mod:`search.ray_node`, the ``ray start`` of a
-node on 127.0.0.1). :class:`OptunaAskTell` is a Ray Tune searcher over the study's own Optuna
-storage: ``suggest`` claims a trial exactly as a local run does (dead workers' trials are queued
-again first, the study stops at ``n_trials``, a lease and heartbeats mark it as held) and
-samples its configuration; ``on_trial_complete`` tells the outcome record with the same function
-as the local driver (:mod:`search.trial`). A Ray study and a local study are therefore the same
-kind of study: same trials, same attributes, same outputs.
+This is the only module that imports ray (besides :mod:`search.ray_node`, the ``ray start`` of
+a node on 127.0.0.1; :mod:`search.ray_startup` uses the ray imported here).
+:class:`OptunaAskTell` is a Ray Tune searcher over the study's own Optuna storage: ``suggest``
+claims a trial exactly as a local run does (dead workers' trials are queued again first, the
+study stops at ``n_trials``, a lease and heartbeats mark it as held) and samples its
+configuration; ``on_trial_complete`` tells the outcome record with the same function as the
+local driver (:mod:`search.trial`). A Ray study and a local study are therefore the same kind
+of study: same trials, same attributes, same outputs.
 
 Trials run in :func:`trial_trainable`, a function trainable in this installed package (Ray
 workers import it by name). Actors are reused across trials (``reuse_actors=True``), and each
-worker process builds its `StudyContext` once: the teacher and students come from the study's
-weight cache, created once under a file lock. Each trial gets ``ray.cpus_per_trial`` CPUs and
-torch uses as many threads.
+worker process takes the driver's `StudyContext` from Ray's object store once (see
+:mod:`search.ray_startup`), or builds its own when it cannot: the teacher and students then
+come from the study's weight cache, created once under a file lock. Each trial gets
+``ray.cpus_per_trial`` CPUs and torch uses as many threads.
 
 A local Ray is started with the dashboard off and listens on 127.0.0.1 only: Ray binds its GCS
 server, raylet, workers and agents to the node's IP address, which it looks up on the network
@@ -84,6 +86,8 @@ from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.stopper import Stopper  # noqa: E402
 
+from search.ray_startup import SharedContext, share_context, worker_context  # noqa: E402
+
 # Everything else is imported where it is used: Tune drops a trial actor that is still
 # starting when another actor becomes free, so an actor must start in a second or two (this
 # module is imported to create it); the heavy imports (torch, ...) happen in its first trial.
@@ -98,23 +102,11 @@ log = logging.getLogger("frontier")
 
 # --- worker side -------------------------------------------------------------------------
 
-#: StudyContexts built in this worker process, by (results folder, study file).
-_CONTEXTS: dict[str, StudyContext] = {}
 
-
-def _context(job: Mapping[str, Any]) -> StudyContext:
-    from search.objective import StudyContext
-    from search.spec import parse_spec
-
-    key = json.dumps([job["results_dir"], job["spec"]], sort_keys=True)
-    if key not in _CONTEXTS:
-        _CONTEXTS[key] = StudyContext(parse_spec(job["spec"]), job["results_dir"])
-    return _CONTEXTS[key]
-
-
-def trial_trainable(config: dict[str, Any]) -> None:
+def trial_trainable(config: dict[str, Any], context: SharedContext | None = None) -> None:
     """Ray Tune trainable: run one trial (:func:`search.trial.run_trial`) and report its
-    outcome record as one result.
+    outcome record as one result. ``context``: the driver's study context, shipped once
+    (:mod:`search.ray_startup`).
 
     Whatever the candidate does (finish, stop early, fail) is reported as data; an exception
     that escapes (a lost worker) is for the searcher to fail and queue again.
@@ -129,7 +121,7 @@ def trial_trainable(config: dict[str, Any]) -> None:
     try:
         # inside the try: a worker that cannot build the study (a missing cache folder on a
         # node, say) reports why instead of dying as a "lost worker"
-        ctx = _context(job)
+        ctx = worker_context(job, context)
         torch.set_num_threads(int(job["cpus_per_trial"]))
         outcome = run_trial(ctx, TrialJob.from_json(job["trial"]))
     except Exception as exc:
@@ -315,8 +307,10 @@ def run_ray(
     from search.queue import prepare_queue
 
     settings = ctx.spec.ray
-    prepare_queue(study, ctx, n_trials)  # baselines, then warm starts, once per study
+    # Ray first: its idle worker processes (where the trial actors will start) boot while the
+    # driver queues the baselines and the warm starts (once per study)
     connect(settings, address)
+    prepare_queue(study, ctx, n_trials)
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     cpus = float(ray.cluster_resources().get("CPU", 1))
@@ -335,7 +329,10 @@ def run_ray(
     previous = _catch_sigint(searcher)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(trial_trainable, settings.resources()),
+            tune.with_resources(
+                tune.with_parameters(trial_trainable, context=share_context(ctx)),
+                settings.resources(),
+            ),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=-1,

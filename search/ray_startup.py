@@ -1,0 +1,107 @@
+"""Start-up of Ray workers: the driver's study context, shipped once through Ray's object store.
+
+Every Ray worker process needs a :class:`~search.objective.StudyContext` (the task's model and
+data, the students, the search space, the evaluators). Building one from the study file costs
+seconds per process: importing the task's libraries, generating or loading its data, loading
+the teacher and students from the weight cache. The driver has already built the same context
+(and loaded the students the queue needed), so :func:`share_context` puts it into Ray's object
+store once, and each worker process takes it from there on its first trial
+(:func:`worker_context`) instead of building its own. The workers' contexts are then the
+driver's, value for value: same model and data, same space, same reference accuracy.
+
+Only workers on the driver's node take it: a worker on another machine builds its own from
+the study file and that machine's weight cache, as before, so that whatever a context holds of
+its machine (a latency lookup table, cached files' paths) stays that machine's. A worker also
+builds its own when the context cannot be shipped (the driver cannot serialise it, or the
+worker cannot load it); the reason is logged at debug level.
+
+The reference travels inside a small :class:`SharedContext`: Tune's ``with_parameters``
+fetches its parameters again for every trial, and fetching that is cheap, while the context
+itself is fetched once per process.
+
+This module is imported when a trial actor starts: it imports nothing heavy at module level,
+and ray only where it is used (:mod:`search.ray_backend` imports ray first, the way a local Ray
+needs it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.objective import StudyContext
+
+log = logging.getLogger("frontier")
+
+
+@dataclass(frozen=True)
+class SharedContext:
+    """The driver's context in Ray's object store, and the Ray node it was built on."""
+
+    ref: Any
+    node: str
+
+
+#: StudyContexts built or received in this worker process, by (results folder, study file).
+_CONTEXTS: dict[str, StudyContext] = {}
+
+
+def share_context(ctx: StudyContext) -> SharedContext | None:
+    """Put the driver's context into Ray's object store (``None`` when it cannot be)."""
+    import ray
+
+    try:
+        return SharedContext(ray.put(ctx), _node())
+    except Exception as exc:  # an unpicklable task (a closure over a socket, say)
+        log.debug("the study context is not shipped to Ray workers: %s", exc)
+        return None
+
+
+def context_key(job: Mapping[str, Any]) -> str:
+    """The key of a job's context among those of this process."""
+    return json.dumps([job["results_dir"], job["spec"]], sort_keys=True)
+
+
+def worker_context(job: Mapping[str, Any], shared: SharedContext | None = None) -> StudyContext:
+    """This process's context for ``job``'s study: the driver's (``shared``) on the driver's
+    node, else built from the study file; the same object for every later trial."""
+    key = context_key(job)
+    if key not in _CONTEXTS:
+        ctx = _received(shared)
+        _CONTEXTS[key] = ctx if ctx is not None else _built(job)
+    return _CONTEXTS[key]
+
+
+def _received(shared: SharedContext | None) -> StudyContext | None:
+    import ray
+
+    from search.objective import StudyContext
+
+    if shared is None or shared.node != _node():
+        return None
+    try:
+        ctx = ray.get(shared.ref)
+    except Exception as exc:  # a module the driver's context needs is missing here
+        log.debug("building the study context: the driver's could not be loaded: %s", exc)
+        return None
+    return ctx if isinstance(ctx, StudyContext) else None
+
+
+def _node() -> str:
+    """This process's Ray node (empty when Ray is not initialised here)."""
+    import ray
+
+    if not ray.is_initialized():
+        return ""
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def _built(job: Mapping[str, Any]) -> StudyContext:
+    from search.objective import StudyContext
+    from search.spec import parse_spec
+
+    return StudyContext(parse_spec(job["spec"]), job["results_dir"])

@@ -1,0 +1,80 @@
+"""Ray workers take the driver's study context from the object store instead of building one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from search import ray_startup
+from search.backends import RaySettings
+from search.objective import StudyContext
+from search.ray_backend import connect, ray
+from search.ray_startup import SharedContext, share_context, worker_context
+from search.spec import load_spec
+from tests.search._cluster import warm_cache
+from tests.studyfile import write_study
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    started = not ray.is_initialized()
+    connect(RaySettings(), None)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture
+def driver(tmp_path: Path, warm_weights: Path) -> tuple[StudyContext, dict[str, object]]:
+    """The driver's context of a tiny study, marked as the driver's, and a trial job of it."""
+    spec = load_spec(write_study(tmp_path))
+    out = tmp_path / "out"
+    warm_cache(warm_weights, out)
+    ctx = StudyContext(spec, out)
+    ctx.built_by = "driver"  # type: ignore[attr-defined]
+    job = {"spec": spec.to_data(), "results_dir": str(out.resolve()), "cpus_per_trial": 1}
+    return ctx, job
+
+
+@pytest.fixture(autouse=True)
+def fresh_contexts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_startup, "_CONTEXTS", {})
+
+
+@pytest.mark.slow
+def test_a_worker_on_the_drivers_node_takes_its_context_once(
+    local_ray: None, driver: tuple[StudyContext, dict[str, object]]
+) -> None:
+    ctx, job = driver
+    shared = share_context(ctx)
+    assert shared is not None and shared.node
+    got = worker_context(job, shared)
+    assert got is not ctx  # a copy, through the object store
+    assert getattr(got, "built_by", None) == "driver"
+    assert got.space.layers == ctx.space.layers and got.space.students == ctx.space.students
+    assert got.reference_accuracy == ctx.reference_accuracy
+    assert worker_context(job, shared) is got  # every later trial: the same object
+
+
+@pytest.mark.slow
+def test_a_worker_builds_its_own_elsewhere_or_when_the_context_cannot_travel(
+    local_ray: None, driver: tuple[StudyContext, dict[str, object]]
+) -> None:
+    ctx, job = driver
+    shared = share_context(ctx)
+    assert shared is not None
+    # another node: built there from the study file (its own machine's caches)
+    other = worker_context(job, SharedContext(shared.ref, node="another-node"))
+    assert not hasattr(other, "built_by")
+    assert other.space.layers == ctx.space.layers
+    ray_startup._CONTEXTS.clear()
+    # the reference holds no context
+    assert not hasattr(worker_context(job, SharedContext(ray.put(42), shared.node)), "built_by")
+    ray_startup._CONTEXTS.clear()
+    assert not hasattr(worker_context(job, None), "built_by")
+    # a context that cannot be serialised is not shipped
+    ctx.lock = threading.Lock()  # type: ignore[attr-defined]
+    assert share_context(ctx) is None
