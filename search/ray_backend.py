@@ -86,7 +86,7 @@ from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.stopper import Stopper  # noqa: E402
 
-from search.ray_startup import SharedContext, share_context, worker_context  # noqa: E402
+from search.ray_startup import SharedContext, finish_start, share_context, worker_context  # noqa: E402
 
 # Everything else is imported where it is used: Tune drops a trial actor that is still
 # starting when another actor becomes free, so an actor must start in a second or two (this
@@ -309,6 +309,7 @@ def run_ray(
     settings = ctx.spec.ray
     # Ray first: its idle worker processes (where the trial actors will start) boot while the
     # driver queues the baselines and the warm starts (once per study)
+    finish_start()  # a Ray started while the driver prepared (search.ray_startup.start_ray)
     connect(settings, address)
     prepare_queue(study, ctx, n_trials)
     # results live in the Optuna storage; Tune's analysis of its (absent) result files is noise

@@ -26,13 +26,18 @@ needs it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from search.backends import RaySettings
     from search.objective import StudyContext
 
 log = logging.getLogger("frontier")
@@ -105,3 +110,103 @@ def _built(job: Mapping[str, Any]) -> StudyContext:
     from search.spec import parse_spec
 
     return StudyContext(parse_spec(job["spec"]), job["results_dir"])
+
+
+# --- starting Ray while the driver prepares ------------------------------------------------
+
+_SIGTERM_NOTE = "SIGTERM handler is not set"
+
+
+class _BackgroundStart:
+    """:func:`search.ray_backend.connect` in a thread of its own (see :func:`start_ray`).
+
+    The thread lives on while Ray runs: Ray starts its processes (GCS server, raylet, ...)
+    with ``PR_SET_PDEATHSIG``, which on Linux kills them when the *thread* that started them
+    ends, not only the process.
+    """
+
+    #: Seconds between the kept-alive thread's checks that Ray is still up.
+    POLL_S = 1.0
+
+    def __init__(self, settings: RaySettings, address: str | None) -> None:
+        self.error: BaseException | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(settings, address), name="frontier-ray-start", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, settings: RaySettings, address: str | None) -> None:
+        import ray
+
+        from search.ray_backend import connect
+
+        # ray.init sets its SIGTERM handler only from the main thread, and says so; wait()
+        # sets it there
+        quiet = _DropMessage(_SIGTERM_NOTE)
+        logging.getLogger("ray._private.worker").addFilter(quiet)
+        try:
+            connect(settings, address)
+        except BaseException as exc:  # raised again in the main thread by wait()
+            self.error = exc
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(quiet)
+            self._started.set()
+        stop = threading.Event()
+        while self.error is None and ray.is_initialized():
+            stop.wait(self.POLL_S)  # until ray.shutdown (or the end of the process)
+
+    def wait(self) -> None:
+        self._started.wait()
+        if self.error is not None:
+            raise self.error
+        if threading.current_thread() is threading.main_thread():
+            _set_sigterm_handler()
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.start)
+
+
+def _set_sigterm_handler() -> None:
+    """What ``ray.init`` does in the main thread: SIGTERM exits (Ray shuts down at exit)."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+_PENDING: list[_BackgroundStart] = []
+
+
+def start_ray(settings: RaySettings, address: str | None) -> None:
+    """Start a local Ray (or join the cluster at ``address``) in the background, so that Ray
+    and its idle worker processes start while the driver builds its study context;
+    :func:`search.ray_backend.run_ray` waits for it with :func:`finish_start` (and raises what
+    starting raised). Call it after importing :mod:`search.ray_backend`."""
+    if not _PENDING:
+        _PENDING.append(_BackgroundStart(settings, address))
+
+
+def finish_start() -> None:
+    """Wait for a Ray started by :func:`start_ray`, if any; raise what starting raised."""
+    while _PENDING:
+        _PENDING.pop().wait()
+
+
+@contextlib.contextmanager
+def starting_ray(settings: RaySettings, address: str | None, *, enabled: bool) -> Iterator[None]:
+    """:func:`start_ray` for the block (when ``enabled``), which ends with
+    :func:`search.ray_backend.run_ray`; when the block raises before it, the start is waited
+    for (its own error dropped) so that the process exits with Ray shut down cleanly."""
+    if enabled:
+        start_ray(settings, address)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            finish_start()
+        raise

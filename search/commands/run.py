@@ -54,6 +54,7 @@ def run_command(
     spec, results_dir, url = locate_study(study_file, out=out, storage=storage)
     from search.driver import count_finished, open_study, run_study
     from search.objective import StudyContext
+    from search.ray_startup import starting_ray
     from search.results import write_outputs
     from search.status import outputs_lock
 
@@ -61,26 +62,28 @@ def run_command(
     timeout = timeout_s if timeout_s is not None else spec.study.timeout_s
     print(f"frontier: study {spec.study.name!r} on task {spec.task!r}; results in {results_dir}")
     print("frontier: preparing the teacher (trained once, then cached) ...", flush=True)
-    try:
-        ctx = StudyContext(spec, results_dir)
-    except ValueError as exc:  # a bad layer or student name, discovered against the model
-        raise StudyFileError(str(exc)) from None
-    study = open_study(spec, url, results_dir=results_dir)
-    done = count_finished(study)
-    if done >= n_trials:
-        print(
-            f"frontier: the study already holds {done} finished trials (n_trials = "
-            f"{n_trials}); pass a larger --n-trials to add more."
-        )
-    _queue(ctx, study, n_trials)
+    if backend == "ray":
+        from search.backends import importing_ray_to_join
+
+        with importing_ray_to_join(ray_address or spec.ray.address):
+            from search.ray_backend import run_ray
+    # Ray (when it runs the trials) starts while the driver prepares; run_ray waits for it
+    with starting_ray(spec.ray, ray_address, enabled=backend == "ray"):
+        try:
+            ctx = StudyContext(spec, results_dir)
+        except ValueError as exc:  # a bad layer or student name, discovered against the model
+            raise StudyFileError(str(exc)) from None
+        study = open_study(spec, url, results_dir=results_dir)
+        done = count_finished(study)
+        if done >= n_trials:
+            print(
+                f"frontier: the study already holds {done} finished trials (n_trials = "
+                f"{n_trials}); pass a larger --n-trials to add more."
+            )
+        _queue(ctx, study, n_trials)
     bar = _Bar(n_trials, done, disable=not progress)
     try:
         if backend == "ray":
-            from search.backends import importing_ray_to_join
-
-            with importing_ray_to_join(ray_address or spec.ray.address):
-                from search.ray_backend import run_ray
-
             summary = run_ray(
                 ctx,
                 study,

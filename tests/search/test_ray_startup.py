@@ -12,8 +12,15 @@ from search import ray_startup
 from search.backends import RaySettings
 from search.objective import StudyContext
 from search.ray_backend import connect, ray
-from search.ray_startup import SharedContext, share_context, worker_context
-from search.spec import load_spec
+from search.ray_startup import (
+    SharedContext,
+    finish_start,
+    share_context,
+    start_ray,
+    starting_ray,
+    worker_context,
+)
+from search.spec import StudyFileError, load_spec
 from tests.search._cluster import warm_cache
 from tests.studyfile import write_study
 
@@ -78,3 +85,51 @@ def test_a_worker_builds_its_own_elsewhere_or_when_the_context_cannot_travel(
     # a context that cannot be serialised is not shipped
     ctx.lock = threading.Lock()  # type: ignore[attr-defined]
     assert share_context(ctx) is None
+
+
+def test_ray_starts_in_the_background_and_the_run_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import search.ray_backend
+
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[tuple[str, str | None]] = []
+
+    def slow_connect(settings: RaySettings, address: str | None) -> None:
+        calls.append((threading.current_thread().name, address))
+        started.set()
+        release.wait(10)
+
+    monkeypatch.setattr(search.ray_backend, "connect", slow_connect)
+    start_ray(RaySettings(), "head:6379")
+    start_ray(RaySettings(), "head:6379")  # one start at a time
+    assert started.wait(10)
+    waiter = threading.Thread(target=finish_start)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # the run waits until Ray has started
+    release.set()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert calls == [("frontier-ray-start", "head:6379")]
+    finish_start()  # nothing pending: returns at once
+
+
+def test_a_failed_start_is_raised_where_the_run_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.ray_backend
+
+    def refused(settings: RaySettings, address: str | None) -> None:
+        raise StudyFileError(f"Cannot join the Ray cluster at {address!r}")
+
+    monkeypatch.setattr(search.ray_backend, "connect", refused)
+    start_ray(RaySettings(), "nowhere:1")
+    with pytest.raises(StudyFileError, match="nowhere:1"):
+        finish_start()
+    # an error of the preparation wins over the start's own, which is waited for and dropped
+    with (
+        pytest.raises(ValueError, match="bad layer"),
+        starting_ray(RaySettings(), "nowhere:1", enabled=True),
+    ):
+        raise ValueError("bad layer")
+    finish_start()  # nothing left pending
