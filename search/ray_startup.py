@@ -32,12 +32,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.backends import RaySettings
     from search.objective import StudyContext
 
 log = logging.getLogger("frontier")
@@ -128,25 +127,23 @@ class _BackgroundStart:
     #: Seconds between the kept-alive thread's checks that Ray is still up.
     POLL_S = 1.0
 
-    def __init__(self, settings: RaySettings, address: str | None) -> None:
+    def __init__(self, connect: Callable[[], None]) -> None:
         self.error: BaseException | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(settings, address), name="frontier-ray-start", daemon=True
+            target=self._run, args=(connect,), name="frontier-ray-start", daemon=True
         )
         self._thread.start()
 
-    def _run(self, settings: RaySettings, address: str | None) -> None:
+    def _run(self, connect: Callable[[], None]) -> None:
         import ray
-
-        from search.ray_backend import connect
 
         # ray.init sets its SIGTERM handler only from the main thread, and says so; wait()
         # sets it there
         quiet = _DropMessage(_SIGTERM_NOTE)
         logging.getLogger("ray._private.worker").addFilter(quiet)
         try:
-            connect(settings, address)
+            connect()
         except BaseException as exc:  # raised again in the main thread by wait()
             self.error = exc
         finally:
@@ -182,13 +179,13 @@ def _set_sigterm_handler() -> None:
 _PENDING: list[_BackgroundStart] = []
 
 
-def start_ray(settings: RaySettings, address: str | None) -> None:
-    """Start a local Ray (or join the cluster at ``address``) in the background, so that Ray
-    and its idle worker processes start while the driver builds its study context;
-    :func:`search.ray_backend.run_ray` waits for it with :func:`finish_start` (and raises what
-    starting raised). Call it after importing :mod:`search.ray_backend`."""
+def start_ray(connect: Callable[[], None]) -> None:
+    """Start Ray in the background with ``connect`` (:func:`search.ray_backend.connect` with
+    the run's settings and address), so that Ray and its idle worker processes start while the
+    driver builds its study context; :func:`search.ray_backend.run_ray` waits for it with
+    :func:`finish_start` (and raises what starting raised)."""
     if not _PENDING:
-        _PENDING.append(_BackgroundStart(settings, address))
+        _PENDING.append(_BackgroundStart(connect))
 
 
 def finish_start() -> None:
@@ -198,12 +195,12 @@ def finish_start() -> None:
 
 
 @contextlib.contextmanager
-def starting_ray(settings: RaySettings, address: str | None, *, enabled: bool) -> Iterator[None]:
-    """:func:`start_ray` for the block (when ``enabled``), which ends with
+def starting_ray(connect: Callable[[], None] | None) -> Iterator[None]:
+    """:func:`start_ray` for the block (unless ``connect`` is ``None``), which ends with
     :func:`search.ray_backend.run_ray`; when the block raises before it, the start is waited
     for (its own error dropped) so that the process exits with Ray shut down cleanly."""
-    if enabled:
-        start_ray(settings, address)
+    if connect is not None:
+        start_ray(connect)
     try:
         yield
     except BaseException:

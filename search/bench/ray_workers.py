@@ -77,13 +77,13 @@ def _one_run(spec: Any, out: Path, trials: int, workers: int) -> dict[str, Any]:
     """One timed run of a fresh study on a Ray of its own, started inside the clock."""
     from search.driver import open_study
     from search.objective import StudyContext
-    from search.ray_backend import ray, run_ray
+    from search.ray_backend import connect, ray, run_ray
     from search.ray_startup import start_ray
 
     if ray.is_initialized():
         ray.shutdown()  # each run pays for its own Ray, as a user's run does
     start, t0 = time.time(), time.monotonic()
-    start_ray(spec.ray, None)  # as `frontier run` does: Ray starts while the driver prepares
+    start_ray(lambda: connect(spec.ray, None))  # as `frontier run`: while the driver prepares
     ctx = StudyContext(spec, out)
     study = open_study(spec, f"sqlite:///{out / 'study.db'}")
     summary = run_ray(ctx, study, n_trials=trials, workers=workers)

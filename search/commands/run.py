@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,13 +63,15 @@ def run_command(
     timeout = timeout_s if timeout_s is not None else spec.study.timeout_s
     print(f"frontier: study {spec.study.name!r} on task {spec.task!r}; results in {results_dir}")
     print("frontier: preparing the teacher (trained once, then cached) ...", flush=True)
+    start = None
     if backend == "ray":
         from search.backends import importing_ray_to_join
 
         with importing_ray_to_join(ray_address or spec.ray.address):
-            from search.ray_backend import run_ray
+            from search.ray_backend import connect, run_ray
+        start = functools.partial(connect, spec.ray, ray_address)
     # Ray (when it runs the trials) starts while the driver prepares; run_ray waits for it
-    with starting_ray(spec.ray, ray_address, enabled=backend == "ray"):
+    with starting_ray(start):
         try:
             ctx = StudyContext(spec, results_dir)
         except ValueError as exc:  # a bad layer or student name, discovered against the model

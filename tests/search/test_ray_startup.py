@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,13 +52,21 @@ def fresh_contexts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray_startup, "_CONTEXTS", {})
 
 
-@pytest.mark.slow
-def test_a_worker_on_the_drivers_node_takes_its_context_once(
-    local_ray: None, driver: tuple[StudyContext, dict[str, object]]
-) -> None:
+Shipped = tuple[StudyContext, dict[str, object], SharedContext]
+
+
+@pytest.fixture
+def shipped(local_ray: None, driver: tuple[StudyContext, dict[str, object]]) -> Shipped:
+    """The driver's context put into the object store of a local Ray."""
     ctx, job = driver
     shared = share_context(ctx)
     assert shared is not None and shared.node
+    return ctx, job, shared
+
+
+@pytest.mark.slow
+def test_a_worker_on_the_drivers_node_takes_its_context_once(shipped: Shipped) -> None:
+    ctx, job, shared = shipped
     got = worker_context(job, shared)
     assert got is not ctx  # a copy, through the object store
     assert getattr(got, "built_by", None) == "driver"
@@ -68,11 +77,9 @@ def test_a_worker_on_the_drivers_node_takes_its_context_once(
 
 @pytest.mark.slow
 def test_a_worker_builds_its_own_elsewhere_or_when_the_context_cannot_travel(
-    local_ray: None, driver: tuple[StudyContext, dict[str, object]]
+    shipped: Shipped,
 ) -> None:
-    ctx, job = driver
-    shared = share_context(ctx)
-    assert shared is not None
+    ctx, job, shared = shipped
     # another node: built there from the study file (its own machine's caches)
     other = worker_context(job, SharedContext(shared.ref, node="another-node"))
     assert not hasattr(other, "built_by")
@@ -87,11 +94,7 @@ def test_a_worker_builds_its_own_elsewhere_or_when_the_context_cannot_travel(
     assert share_context(ctx) is None
 
 
-def test_ray_starts_in_the_background_and_the_run_waits_for_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import search.ray_backend
-
+def test_ray_starts_in_the_background_and_the_run_waits_for_it() -> None:
     started = threading.Event()
     release = threading.Event()
     calls: list[tuple[str, str | None]] = []
@@ -101,9 +104,8 @@ def test_ray_starts_in_the_background_and_the_run_waits_for_it(
         started.set()
         release.wait(10)
 
-    monkeypatch.setattr(search.ray_backend, "connect", slow_connect)
-    start_ray(RaySettings(), "head:6379")
-    start_ray(RaySettings(), "head:6379")  # one start at a time
+    start_ray(functools.partial(slow_connect, RaySettings(), "head:6379"))
+    start_ray(functools.partial(slow_connect, RaySettings(), "again:6379"))  # one at a time
     assert started.wait(10)
     waiter = threading.Thread(target=finish_start)
     waiter.start()
@@ -116,20 +118,17 @@ def test_ray_starts_in_the_background_and_the_run_waits_for_it(
     finish_start()  # nothing pending: returns at once
 
 
-def test_a_failed_start_is_raised_where_the_run_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    import search.ray_backend
-
+def test_a_failed_start_is_raised_where_the_run_waits() -> None:
     def refused(settings: RaySettings, address: str | None) -> None:
         raise StudyFileError(f"Cannot join the Ray cluster at {address!r}")
 
-    monkeypatch.setattr(search.ray_backend, "connect", refused)
-    start_ray(RaySettings(), "nowhere:1")
+    start_ray(functools.partial(refused, RaySettings(), "nowhere:1"))
     with pytest.raises(StudyFileError, match="nowhere:1"):
         finish_start()
     # an error of the preparation wins over the start's own, which is waited for and dropped
     with (
         pytest.raises(ValueError, match="bad layer"),
-        starting_ray(RaySettings(), "nowhere:1", enabled=True),
+        starting_ray(functools.partial(refused, RaySettings(), "nowhere:1")),
     ):
         raise ValueError("bad layer")
     finish_start()  # nothing left pending
