@@ -9,15 +9,20 @@ store once, and each worker process takes it from there on its first trial
 (:func:`worker_context`) instead of building its own. The workers' contexts are then the
 driver's, value for value: same model and data, same space, same reference accuracy.
 
-Only workers on the driver's node take it: a worker on another machine builds its own from
-the study file and that machine's weight cache, as before, so that whatever a context holds of
-its machine (a latency lookup table, cached files' paths) stays that machine's. A worker also
-builds its own when the context cannot be shipped (the driver cannot serialise it, or the
-worker cannot load it); the reason is logged at debug level.
+Only workers on the driver's node take it, and only a context on the CPU (a worker resolves
+``study.device`` itself, on the GPUs Ray gives it): a worker on another machine builds its own
+from the study file and that machine's weight cache, as before, so that whatever a context
+holds of its machine (a latency lookup table, cached files' paths) stays that machine's. A
+worker also builds its own when the context cannot be shipped (the driver cannot serialise it,
+or the worker cannot load it); the reason is logged at debug level.
 
 The reference travels inside a small :class:`SharedContext`: Tune's ``with_parameters``
 fetches its parameters again for every trial, and fetching that is cheap, while the context
 itself is fetched once per process.
+
+:func:`start_ray` starts Ray in a background thread while the driver builds its context
+(``frontier run --backend ray``), so that Ray's start and the driver's preparation overlap;
+:func:`search.ray_backend.run_ray` waits for it.
 
 This module is imported when a trial actor starts: it imports nothing heavy at module level,
 and ray only where it is used (:mod:`search.ray_backend` imports ray first, the way a local Ray
@@ -58,6 +63,11 @@ def share_context(ctx: StudyContext) -> SharedContext | None:
     """Put the driver's context into Ray's object store (``None`` when it cannot be)."""
     import ray
 
+    device = getattr(ctx, "device", None)
+    if device is not None and device.type != "cpu":
+        # its tensors live on this process's GPU; a worker resolves `study.device` itself
+        log.debug("the study context is not shipped to Ray workers: it is on %s", device)
+        return None
     try:
         return SharedContext(ray.put(ctx), _node())
     except Exception as exc:  # an unpicklable task (a closure over a socket, say)
@@ -92,7 +102,20 @@ def _received(shared: SharedContext | None) -> StudyContext | None:
     except Exception as exc:  # a module the driver's context needs is missing here
         log.debug("building the study context: the driver's could not be loaded: %s", exc)
         return None
-    return ctx if isinstance(ctx, StudyContext) else None
+    if not isinstance(ctx, StudyContext) or not _same_device_here(ctx):
+        return None
+    return ctx
+
+
+def _same_device_here(ctx: StudyContext) -> bool:
+    """Whether this process resolves ``study.device`` as the driver did (a worker that Ray
+    gives a GPU resolves ``"auto"`` to it, and must build its context there)."""
+    from spaces.devices import resolve_device
+
+    try:
+        return bool(resolve_device(ctx.spec.study.device) == ctx.device)
+    except ValueError:
+        return False
 
 
 def _node() -> str:

@@ -132,3 +132,22 @@ def test_a_failed_start_is_raised_where_the_run_waits() -> None:
     ):
         raise ValueError("bad layer")
     finish_start()  # nothing left pending
+
+
+@pytest.mark.slow
+def test_only_a_context_on_the_cpu_travels_and_only_to_a_worker_on_the_cpu(
+    shipped: Shipped, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import spaces.devices
+
+    ctx, job, shared = shipped
+    assert ctx.device == torch.device("cpu")
+    # a worker that resolves the study's device to a GPU builds its own context there
+    with monkeypatch.context() as m:
+        m.setattr(spaces.devices, "resolve_device", lambda *a, **k: torch.device("cuda"))
+        assert not hasattr(worker_context(job, shared), "built_by")
+    # a driver's context on a GPU is not shipped
+    ctx.device = torch.device("cuda")
+    assert share_context(ctx) is None
