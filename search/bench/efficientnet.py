@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from search.bench.common import Benchmark, load_average, machine, tiny_study, today
-from search.bench.ort_section import MetricLabels, add_arguments, finished_study, ort_section
+from search.bench.ort_section import (
+    MetricLabels,
+    add_arguments,
+    finished_study,
+    ort_section,
+    run_with,
+)
 
 DEFAULT_STUDY = Path("studies/efficientnet_lite0.toml")
 DEFAULT_FIGURES = Path("studies/bench")
@@ -160,13 +166,7 @@ BENCHMARK = Benchmark(
     name="efficientnet",
     help="EfficientNet-Lite0: confident agreement >= 97% at what size and speed-up",
     add_arguments=_add_arguments,
-    run=lambda args: bench_efficientnet(
-        args.study_file,
-        figures=args.figures,
-        calibration_rows=args.calibration_rows,
-        quick_ort=args.quick_ort,
-        results=args.results,
-    ),
+    run=run_with(bench_efficientnet),
     smoke=_smoke,
     rows=lambda args: ORT_ROWS,
 )

@@ -7,7 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from search.bench.common import Benchmark, load_average, machine, tiny_study, today
-from search.bench.ort_section import MetricLabels, add_arguments, finished_study, ort_section
+from search.bench.ort_section import (
+    MetricLabels,
+    add_arguments,
+    finished_study,
+    ort_section,
+    run_with,
+)
 
 DEFAULT_STUDY = Path("studies/minilm.toml")
 DEFAULT_FIGURES = Path("studies/bench")
@@ -118,13 +124,7 @@ BENCHMARK = Benchmark(
     name="minilm",
     help="MiniLM: fidelity >= 0.99 at what size and latency",
     add_arguments=_add_arguments,
-    run=lambda args: bench_minilm(
-        args.study_file,
-        figures=args.figures,
-        calibration_rows=args.calibration_rows,
-        quick_ort=args.quick_ort,
-        results=args.results,
-    ),
+    run=run_with(bench_minilm),
     smoke=_smoke,
     rows=lambda args: ORT_ROWS,
 )

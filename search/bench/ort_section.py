@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +221,22 @@ def run_span(study: Any) -> tuple[int, float]:
     start = min(t.datetime_start for t in done if t.datetime_start is not None)
     end = max(t.datetime_complete for t in done)
     return len(done), (end - start).total_seconds()
+
+
+def run_with(bench: Callable[..., str]) -> Callable[[argparse.Namespace], str]:
+    """The ``run`` of a pretrained-model benchmark: ``bench`` called with the parsed
+    arguments of :func:`add_arguments`."""
+
+    def run(args: argparse.Namespace) -> str:
+        return bench(
+            args.study_file,
+            figures=args.figures,
+            calibration_rows=args.calibration_rows,
+            quick_ort=args.quick_ort,
+            results=args.results,
+        )
+
+    return run
 
 
 def add_arguments(p: argparse.ArgumentParser, default_study: Path) -> None:
