@@ -105,17 +105,11 @@ def gptq_round(
     model.eval()
     try:
         with on_device(model, device):
-            if config.rounding == "gptq-onepass":  # every Hessian from the float candidate
-                hessians = _all_hessians(model, pending, calibration, batch_size)
-                for name, hessian in hessians.items():
-                    codes[name] = _round_layer(
-                        pending[name], hessian, config.bits_of(name), config.granularity
-                    )
-                for name, quantized in codes.items():
-                    weight_of(pending[name]).copy_(quantized.dequantize())
-                pending = {}
+            # one pass: every Hessian from the float candidate; else one settling pass per step
+            onepass = config.rounding == "gptq-onepass"
+            hessians_of = _all_hessians if onepass else _next_hessians
             while pending:
-                hessians = _next_hessians(model, pending, calibration, batch_size)
+                hessians = hessians_of(model, pending, calibration, batch_size)
                 if not hessians:  # the forward pass reaches none of the layers left
                     break
                 for name, hessian in hessians.items():
@@ -123,6 +117,8 @@ def gptq_round(
                     bits = config.bits_of(name)
                     codes[name] = _round_layer(layer, hessian, bits, config.granularity)
                     weight_of(layer).copy_(codes[name].dequantize())
+                if onepass:  # the layers its pass did not reach are rounded to nearest
+                    break
     finally:
         model.train(was_training)
     return codes
