@@ -136,13 +136,14 @@ def build_task(spec: StudySpec, cache: WeightCache, *, device: torch.device | No
     that take one (a teacher trained there)."""
     try:
         task = load_task(
-            name=None if spec.task_factory else spec.task,
+            name=None if spec.task_factory or spec.task_source else spec.task,
             factory=spec.task_factory,
             options=spec.task_options,
             builtins=BUILTIN_TASKS,
             cache=cache,
             seed=spec.study.seed,
             device=device,
+            source=spec.task_source,
         )
         return add_custom_students(task, spec.space.custom_students)
     except ValueError as exc:

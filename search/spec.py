@@ -117,6 +117,9 @@ class StudySpec:
     task_factory: str | None = None
     #: ``[task.options]``: keyword arguments for the task's factory.
     task_options: Mapping[str, Any] = field(default_factory=dict)
+    #: A model from another framework (:mod:`evaluators.tasks.importers`): ``{"onnx" | "keras"
+    #: | "huggingface": path, "data": path or {split: path}, "kind": ...}``, paths absolute.
+    task_source: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, field by field (for the report's settings section)."""
@@ -146,7 +149,11 @@ class StudySpec:
             }
             data[section] = {k: v for k, v in table.items() if v is not None}
         task: dict[str, Any] = (
-            {"factory": self.task_factory} if self.task_factory else {"name": self.task}
+            _plain(self.task_source)
+            if self.task_source
+            else {"factory": self.task_factory}
+            if self.task_factory
+            else {"name": self.task}
         )
         if self.task_options:
             task["options"] = _plain(self.task_options)
@@ -200,7 +207,51 @@ def load_spec(path: str | Path) -> StudySpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"Study file {str(p)!r} is not valid TOML: {exc}.") from None
-    return parse_spec(data, default_name=p.stem)
+    return parse_spec(data, default_name=p.stem, base_dir=p.resolve().parent)
+
+
+#: ``[task]`` keys that name a model from another framework (:mod:`evaluators.tasks.importers`).
+SOURCE_KEYS = ("onnx", "keras", "huggingface")
+
+
+def _task_source(task: Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """``[task]``'s model from another framework, its ``data`` and ``kind``, paths absolute;
+    ``{}`` for a built-in or factory task."""
+    keys = [k for k in SOURCE_KEYS if k in task]
+    if not keys:
+        for extra in ("data", "kind"):
+            if extra in task:
+                raise StudyFileError(
+                    f"'task.{extra}' goes with 'task.onnx', 'task.keras' or 'task.huggingface' "
+                    "(a model from another framework); a built-in or factory task takes its "
+                    "settings in [task.options]."
+                )
+        return {}
+    base = base_dir if base_dir is not None else Path.cwd()
+
+    def absolute(path: str) -> str:
+        return str((base / Path(path).expanduser()).resolve())
+
+    source: dict[str, Any] = {k: absolute(task[k]) for k in keys}
+    if "data" not in task:
+        raise StudyFileError(
+            f"Missing key 'task.data': the data of the 'task.{keys[0]}' model (README, "
+            '"Models from other frameworks").'
+        )
+    data = task["data"]
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"train", "validation", "test"})
+        if unknown:
+            raise StudyFileError(
+                f"Unknown key(s) {unknown} in 'task.data'; a table of data files takes "
+                "'train', 'validation' and 'test'."
+            )
+        source["data"] = {split: absolute(path) for split, path in data.items()}
+    else:
+        source["data"] = absolute(data)
+    if "kind" in task:
+        source["kind"] = task["kind"]
+    return source
 
 
 def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str, Any]:
@@ -219,8 +270,12 @@ def _check_table(where: str, table: Any, schema: Mapping[str, str]) -> dict[str,
     return dict(table)
 
 
-def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> StudySpec:
-    """Validate a study file's parsed TOML."""
+def parse_spec(
+    data: Mapping[str, Any], *, default_name: str = "study", base_dir: Path | None = None
+) -> StudySpec:
+    """Validate a study file's parsed TOML. Relative paths in ``[task]`` (a model from another
+    framework and its data) are relative to ``base_dir`` (the study file's folder; default:
+    the working directory) and are stored absolute."""
     for section in data:
         if section not in SCHEMA:
             raise StudyFileError(
@@ -228,15 +283,19 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             )
     t = {name: _check_table(name, data.get(name, {}), keys) for name, keys in SCHEMA.items()}
     task_name, task_factory = t["task"].get("name"), t["task"].get("factory")
-    if task_name is None and task_factory is None:
+    source = _task_source(t["task"], base_dir)
+    given = [k for k in ("name", "factory", *SOURCE_KEYS) if k in t["task"]]
+    if not given:
         raise StudyFileError(
-            "Missing key 'task.name': name a built-in task, e.g. \"digits-cnn\", or set "
-            "'task.factory' to your own \"package.module:function\"."
+            "Missing key 'task.name': name a built-in task, e.g. \"digits-cnn\", set "
+            "'task.factory' to your own \"package.module:function\", or point 'task.onnx', "
+            "'task.keras' or 'task.huggingface' at a model file or folder."
         )
-    if task_name is not None and task_factory is not None:
-        raise StudyFileError(
-            "Set one of 'task.name' (a built-in task) and 'task.factory' (your own), not both."
-        )
+    if len(given) > 1:
+        names = " and ".join(f"'task.{k}'" for k in given)
+        raise StudyFileError(f"Set one of {names}, not several: each names the model.")
+    if source:
+        task_name = f"{given[0]}:{t['task'][given[0]]}"
     version = t["study"].pop("version", SPEC_VERSION)
     if version != SPEC_VERSION:
         raise StudyFileError(
@@ -284,6 +343,7 @@ def parse_spec(data: Mapping[str, Any], *, default_name: str = "study") -> Study
             task=str(task_name if task_name is not None else task_factory),
             task_factory=task_factory,
             task_options=dict(t["task"].get("options", {})),
+            task_source=source,
             space=SpaceSettings(
                 **t["space"],
                 students=tuple(students) if students is not None else None,

@@ -8,6 +8,7 @@ from typing import Any
 # type tags of the schema: what a key takes, and how the message names it
 _INT, _FLOAT, _STR, _BOOL = "an int", "a number", "a string", "true or false"
 _INTS, _STRS, _SIZE, _DURATION = "a list of ints", "a list of strings", "a size", "a duration"
+_PATHS = "a path, or a table of paths (train, validation, test)"
 
 SCHEMA: dict[str, dict[str, str]] = {
     "study": {
@@ -21,7 +22,18 @@ SCHEMA: dict[str, dict[str, str]] = {
         "objectives": _STRS,
         "device": _STR,
     },
-    "task": {"name": _STR, "factory": _STR, "options": "a table of keyword arguments"},
+    "task": {
+        "name": _STR,
+        "factory": _STR,
+        "options": "a table of keyword arguments",
+        # a model from another framework (evaluators/tasks/importers.py): one of these three,
+        # with `data` (a file, or a table of train / validation / test files) and `kind`
+        "onnx": _STR,
+        "keras": _STR,
+        "huggingface": _STR,
+        "data": _PATHS,
+        "kind": _STR,
+    },
     "space": {
         "bits": _INTS,
         "prune_max": _FLOAT,
@@ -97,6 +109,10 @@ def type_ok(tag: str, value: Any) -> bool:
         return isinstance(value, list) and all(is_int(v) for v in value)
     if tag == _STRS:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if tag == _PATHS:
+        return isinstance(value, str) or (
+            isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        )
     if tag in (_SIZE, _DURATION):
         return True  # parsed (and reported) by their own functions
     return isinstance(value, dict)

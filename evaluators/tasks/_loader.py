@@ -35,13 +35,18 @@ def load_task(
     cache: WeightCache,
     seed: int,
     device: torch.device | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> Task:
-    """Call the task's factory and check what it returns.
+    """Call the task's factory and check what it returns. ``source``: a model from another
+    framework (``[task] onnx``, ``keras`` or ``huggingface``, :mod:`evaluators.tasks.importers`)
+    instead of a name or a factory.
 
     Raises:
         ValueError: unknown name, factory not importable, factory failing or returning
             something else than a Task, or a model the search space cannot handle.
     """
+    if source:
+        return _import_task(source, options, cache=cache, seed=seed, device=device)
     if factory is not None:
         key = "task.factory"
         fn = import_object(factory, key=key)
@@ -81,6 +86,37 @@ def load_task(
             f"{label} returned {type(task).__name__}, not an evaluators.Task "
             "(model, train / val / test Split, metric, example input, students)."
         )
+    check_task(task, label=label)
+    return task
+
+
+def _import_task(
+    source: Mapping[str, Any],
+    options: Mapping[str, Any],
+    *,
+    cache: WeightCache,
+    seed: int,
+    device: torch.device | None,
+) -> Task:
+    """A model from another framework, through its importer, checked like any task."""
+    from evaluators.tasks.importers import importer_for
+
+    key, fn = importer_for(source)
+    label = f"'task.{key}' = {source[key]!r}"
+    try:
+        task = fn(
+            source[key],
+            data=source["data"],
+            kind=source.get("kind"),
+            options=dict(options),
+            cache=cache,
+            seed=seed,
+            device=device,
+        )
+    except ImportError as exc:
+        raise ValueError(f"{label} cannot run: {exc}") from None
+    if not isinstance(task, Task):
+        raise TypeError(f"the importer of {label} returned {type(task).__name__}, not a Task")
     check_task(task, label=label)
     return task
 
