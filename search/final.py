@@ -158,4 +158,5 @@ def timing_candidate(ctx: StudyContext, trial: optuna.trial.FrozenTrial) -> Comp
         finetune=FinetuneSettings(epochs=0),
         seed=ctx.spec.study.seed + trial.number,
         importance=ctx.spec.space.channel_importance,
+        act_calibration=ctx.spec.space.act_calibration,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import socket
 import threading
@@ -55,6 +56,11 @@ TARGET_ATTR = "frontier.n_trials"
 
 #: Trial states that count toward ``n_trials`` once finished.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: Seconds between two looks for dead workers' trials by one process's claims (each look
+#: reads the whole study twice; with two Ray workers on 2 CPUs, looking at every claim cost
+#: the driver 8% of its CPU time at 200 trials, and it grows with the study).
+RECOVERY_INTERVAL_S = 2.0
+_last_recovery: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -289,14 +295,22 @@ def claim(study: optuna.Study, n_trials: int) -> Claim:
     """Ask for the next trial unless the study already holds ``n_trials``; lease it.
 
     Dead workers' trials are failed and queued again first, so a retry is asked before any
-    new trial. The storage's trials are read once (again only after a recovery).
+    new trial. The storage's trials are read once (again only after a recovery). Looking for
+    dead workers reads the storage twice more, so a process looks at most every
+    :data:`RECOVERY_INTERVAL_S` seconds, and always when the study looks full (a dead
+    worker's trial must not end the run short of ``n_trials``).
     """
     url, _ = storage_of(study)
     worker = Worker.current()
+    key = f"{url}|{study.study_name}"
     with study_lock(url or "", f"claim:{study.study_name}"):
         trials = study.get_trials(deepcopy=False)
-        if recover_stale_trials(study, trials):
-            trials = study.get_trials(deepcopy=False)
+        now = time.monotonic()
+        due = now - _last_recovery.get(key, -math.inf) >= RECOVERY_INTERVAL_S
+        if due or count_claimed(trials) >= n_trials:
+            _last_recovery[key] = now
+            if recover_stale_trials(study, trials):
+                trials = study.get_trials(deepcopy=False)
         if count_claimed(trials) >= n_trials:
             return Claim(None, trials)
         trial = _ask(study, trials)

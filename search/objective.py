@@ -222,6 +222,7 @@ def evaluate_config(
         finetune=ctx.spec.finetune,
         seed=seed,
         importance=ctx.spec.space.channel_importance,
+        act_calibration=ctx.spec.space.act_calibration,
         on_epoch=on_epoch,
         rounded=rounded,
     )
@@ -260,6 +261,7 @@ def rebuild_candidate(
         finetune=ctx.spec.finetune if finetuned else FinetuneSettings(epochs=0),
         seed=ctx.spec.study.seed + trial,
         importance=ctx.spec.space.channel_importance,
+        act_calibration=ctx.spec.space.act_calibration,
     )
 
 

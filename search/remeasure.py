@@ -42,6 +42,7 @@ def measure_front_latency(ctx: StudyContext, study: optuna.Study) -> dict[str, d
             finetune=FinetuneSettings(epochs=0),
             seed=ctx.spec.study.seed + number,
             importance=ctx.spec.space.channel_importance,
+            act_calibration=ctx.spec.space.act_calibration,
         )
         figures = timer.evaluate(candidate)
         predicted = float(trial.user_attrs.get("latency_predicted_ms", float("nan")))

@@ -51,6 +51,7 @@ def evaluate_candidate(
         finetune=FinetuneSettings(epochs=0),
         seed=seed,
         importance=ctx.spec.space.channel_importance,
+        act_calibration=ctx.spec.space.act_calibration,
     )
     base: dict[str, float] = dict(cheap.figures)  # BOPs, MACs, size bound: exact already
     for evaluator in ctx.evaluators:

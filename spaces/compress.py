@@ -102,6 +102,7 @@ def compress(
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     importance: str = "l2",
     rounded: Mapping[str, QuantizedWeight] | None = None,
+    act_calibration: str = "minmax",
 ) -> Compressed:
     """Build the candidate described by ``config`` from a copy of the chosen model.
 
@@ -111,7 +112,8 @@ def compress(
     structured-pruning criterion (``"l1"`` or ``"l2"``). ``rounded`` holds GPTQ's codes for
     this very config from an earlier build (:attr:`Compressed.rounded`, the rung-0 candidate
     of early stopping, say): they are reused instead of rounding again, which gives the same
-    model, since pruning is deterministic.
+    model, since pruning is deterministic. ``act_calibration`` is how 8-bit activation
+    ranges are chosen (:func:`spaces.activations.calibrate`'s ``method``).
     """
     model = copy.deepcopy(pool.get(config.student))
     task = pool.task
@@ -156,7 +158,7 @@ def compress(
                 _Constrained(masks.get(name), config.bits_of(name), config.granularity),
             )
         # quantization-aware from the first step: ranges seen under the quantized weights
-        activations.calibrate(model, act_layers, task.train)
+        activations.calibrate(model, act_layers, task.train, method=act_calibration)
         torch.manual_seed(seed)
         task, s = pool.task, pool.settings
         fit(
@@ -175,7 +177,7 @@ def compress(
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
     codes = _finalize(layers, masks, config, {} if finetuned else gptq)
-    activations.calibrate(model, act_layers, task.train)
+    activations.calibrate(model, act_layers, task.train, method=act_calibration)
     artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
     return Compressed(
         model=model.eval(),

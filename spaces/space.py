@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
+from spaces.activations import ACT_CALIBRATIONS
 from spaces.config import (
     ACT_MODES,
     ALLOWED_ACT_BITS,
@@ -86,6 +87,10 @@ class SpaceSettings:
         act_mode: How 8-bit activations are quantized, to search: ``"static"`` (calibrated
             ranges) and/or ``"dynamic"`` (each input's own range, ONNX Runtime's
             ``DynamicQuantizeLinear``; see :mod:`spaces.dynamic_acts`).
+        act_calibration: How static 8-bit activation ranges are chosen on training rows, for
+            every candidate (not searched): ``"minmax"`` (the range seen) or ``"mse"`` (the
+            range shrunk to the least squared quantization error; see
+            :func:`spaces.activations.mse_range`).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``, ``"gptq-onepass"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
@@ -108,6 +113,7 @@ class SpaceSettings:
     layer_heads_max: Mapping[str, float] = field(default_factory=dict)
     act_bits: tuple[int, ...] = (FLOAT_BITS,)
     act_mode: tuple[str, ...] = ("static",)
+    act_calibration: str = "minmax"
     granularity: tuple[str, ...] = ("channel",)
     rounding: tuple[str, ...] = ("nearest",)
     custom_students: Mapping[str, str] = field(default_factory=dict)
@@ -144,6 +150,11 @@ class SpaceSettings:
             raise ValueError(
                 f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
                 f"Got {self.channel_importance!r} instead."
+            )
+        if self.act_calibration not in ACT_CALIBRATIONS:
+            raise ValueError(
+                f"'space.act_calibration' must be one of {list(ACT_CALIBRATIONS)}. "
+                f"Got {self.act_calibration!r} instead."
             )
         act = _check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
         object.__setattr__(self, "act_bits", act)

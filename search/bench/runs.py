@@ -47,13 +47,18 @@ def with_study(spec: StudySpec, **study: Any) -> StudySpec:
 
 
 def prepare(spec: StudySpec, cache_root: Path) -> tuple[Any, float]:
-    """A context whose teacher and students are trained once into ``cache_root``."""
+    """A context whose teacher and students are trained once into ``cache_root`` (and, for a
+    study with predicted latency, the machine's lookup table holds their operators)."""
+    from evaluators.latency import PredictedLatencyEvaluator
     from search.objective import StudyContext
 
     t0 = time.perf_counter()
     ctx = StudyContext(spec, cache_root)
     for student in ctx.space.students:
-        ctx.pool.get(student)
+        model = ctx.pool.get(student)
+        for evaluator in ctx.evaluators:  # a predicted study's lookup table, built once too
+            if isinstance(evaluator, PredictedLatencyEvaluator):
+                evaluator.predictor.predict(model)
     return ctx, time.perf_counter() - t0
 
 

@@ -213,3 +213,40 @@ def test_int8_forms_compute_the_simulation(runtime: str, tmp_path: Path) -> None
         assert not float_clips  # the ReLU's are exact on the layers' grids: dropped
     step = activations.activation_params(model[7])[2]
     assert (out - ref).abs().max() <= 2 * step + 1e-6
+
+
+def test_mse_range_clips_a_heavy_tail_for_a_finer_grid() -> None:
+    torch.manual_seed(0)
+    values = torch.distributions.StudentT(2.0).sample((20_000,))  # a heavy tail both ways
+    lo0, hi0 = float(values.min()), float(values.max())
+    lo, hi = activations.mse_range(values, lo0, hi0)
+    assert lo0 < lo < 0 < hi < hi0  # the tails are clipped
+
+    def err(a: float, b: float) -> float:
+        s, z = qparams(a, b)
+        return float((activations.fake_quantize_activation(values, s, z) - values).pow(2).sum())
+
+    assert err(lo, hi) < 0.9 * err(lo0, hi0)
+    # values spread evenly over their range: nothing to gain by clipping, the range stays
+    even = torch.linspace(-2.0, 5.0, 10_000)
+    assert activations.mse_range(even, -2.0, 5.0) == (-2.0, 5.0)
+
+
+def test_mse_calibration_narrows_ranges_and_is_repeatable() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.Linear(32, 4))
+    x = torch.distributions.Laplace(0.0, 1.0).sample((2560, 8))  # long-tailed inputs
+    layers = [model[0], model[1]]
+    ranges: dict[str, list[list[tuple[float, int, float, int]]]] = {}
+    for method in ("minmax", "mse", "mse"):
+        m = copy.deepcopy(model)
+        targets = [m[0], m[1]]
+        for layer in targets:
+            activations.attach(layer)
+        activations.calibrate(m, targets, Split((x,), torch.zeros(2560)), method=method)
+        ranges.setdefault(method, []).append([activation_params(t) for t in targets])
+    assert ranges["mse"][0] == ranges["mse"][1]  # seeded sample: the same ranges every time
+    minmax_in, mse_in = ranges["minmax"][0][0][0], ranges["mse"][0][0][0]
+    assert mse_in < minmax_in  # the first layer's input scale: the tails are clipped
+    with pytest.raises(ValueError, match="space.act_calibration"):
+        activations.calibrate(model, layers, Split((x,), torch.zeros(2560)), method="max")
