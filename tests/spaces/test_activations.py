@@ -248,5 +248,5 @@ def test_mse_calibration_narrows_ranges_and_is_repeatable() -> None:
     assert ranges["mse"][0] == ranges["mse"][1]  # seeded sample: the same ranges every time
     minmax_in, mse_in = ranges["minmax"][0][0][0], ranges["mse"][0][0][0]
     assert mse_in < minmax_in  # the first layer's input scale: the tails are clipped
-    with pytest.raises(ValueError, match="space.act_calibration"):
+    with pytest.raises(ValueError, match=r"space\.act_calibration"):
         activations.calibrate(model, layers, Split((x,), torch.zeros(2560)), method="max")
