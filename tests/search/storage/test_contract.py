@@ -269,3 +269,26 @@ def test_a_resumed_study_continues_to_n_trials_keeping_what_it_holds(
     assert retry.state == TrialState.COMPLETE and retry.params == failed.params
     assert values[0] == failed.params["x"]  # the retry ran first
     assert len(trials) == n_trials + 1  # the failed attempt does not count
+
+
+def test_claims_ask_for_stale_heartbeats_at_most_every_interval_unless_the_study_is_full(
+    storage_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+    real = optuna.storages.fail_stale_trials
+    monkeypatch.setattr(
+        optuna.storages, "fail_stale_trials", lambda study: calls.append(1) or real(study)
+    )
+    monkeypatch.setattr(leases, "_last_recovery", {})
+    clock = [1000.0]
+    monkeypatch.setattr(leases, "_clock", lambda: clock[0])
+    study = _open(storage_url, study_name)
+    # the first claim looks (nothing runs yet); the next two, at the same time, do not ask
+    held = [leases.claim_trial(study, 4) for _ in range(3)]
+    assert all(t is not None for t in held)
+    assert calls == []
+    clock[0] += leases.RECOVERY_INTERVAL_S
+    assert leases.claim_trial(study, 4) is not None
+    assert len(calls) == 1  # the interval passed
+    assert leases.claim_trial(study, 4) is None  # full: asks at once, finds nothing stale
+    assert len(calls) == 2
