@@ -1,0 +1,612 @@
+"""The ONNX operators the converter runs, each as a function of torch values.
+
+A value is a tensor, or a *shape value*: a list of ints read from a tensor's ``shape``
+(``Shape`` gives one; ``Gather``, ``Slice``, ``Concat``, ``Unsqueeze``, ``Squeeze``,
+``Cast`` and arithmetic keep it one). Shape values are what lets a graph compute a
+``Reshape`` target from its input's size and still export with a dynamic batch: under the
+tracing ONNX exporter the ints are traced sizes, not constants.
+
+Each operator is ``fn(args, attrs) -> tuple of outputs``; ``args`` are the node's inputs (``None``
+for an omitted optional input), ``attrs`` its attributes plus ``"_opset"``, the graph's opset
+of the default domain (a few operators changed meaning across versions). Conv, Gemm and
+MatMul with constant weights become ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear`` modules in
+:mod:`evaluators.tasks.onnx_convert`; the functions here handle the other cases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+Value = Any  # torch.Tensor | list[int] | None
+Op = Callable[[list[Value], dict[str, Any]], tuple[Value, ...]]
+
+#: ONNX TensorProto data types -> torch dtypes (those a converted graph may use).
+DTYPES: dict[int, torch.dtype] = {
+    1: torch.float32,
+    2: torch.uint8,
+    3: torch.int8,
+    5: torch.int16,
+    6: torch.int32,
+    7: torch.int64,
+    9: torch.bool,
+    10: torch.float16,
+    11: torch.float64,
+    16: torch.bfloat16,
+}
+
+
+def ints(v: Value) -> list[int]:
+    """A constant or shape value as a list of ints."""
+    if isinstance(v, list):
+        return v
+    if isinstance(v, torch.Tensor):
+        return [int(i) for i in v.reshape(-1).tolist()]
+    return [int(v)]
+
+
+def tensor(v: Value) -> torch.Tensor:
+    """A value as a tensor (a shape value becomes an int64 vector)."""
+    if isinstance(v, torch.Tensor):
+        return v
+    if isinstance(v, list) and any(isinstance(i, torch.Tensor) for i in v):
+        return torch.stack([torch.as_tensor(i, dtype=torch.int64) for i in v])
+    return torch.tensor(v, dtype=torch.int64)
+
+
+def _axes(args: list[Value], attrs: dict[str, Any], index: int) -> list[int] | None:
+    """Axes from input ``index`` (newer opsets) or the ``axes`` attribute (older ones)."""
+    if len(args) > index and args[index] is not None:
+        return ints(args[index])
+    axes = attrs.get("axes")
+    return list(axes) if axes is not None else None
+
+
+def _unary(fn: Callable[[torch.Tensor], torch.Tensor]) -> Op:
+    return lambda args, attrs: (fn(tensor(args[0])),)
+
+
+def _shape_arith(a: Value, b: Value, fn: Callable[[Any, Any], Any]) -> Value:
+    """Arithmetic on shape values stays a shape value (one element or elementwise)."""
+    if isinstance(a, list) and isinstance(b, list | torch.Tensor):
+        b = ints(b)
+    if isinstance(b, list) and isinstance(a, torch.Tensor):
+        a = ints(a)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) == 1:
+            a = a * len(b)
+        if len(b) == 1:
+            b = b * len(a)
+        return [fn(x, y) for x, y in zip(a, b, strict=True)]
+    return None
+
+
+def _binary(fn: Callable[[Any, Any], Any]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        a, b = args[0], args[1]
+        if isinstance(a, list) or isinstance(b, list):
+            shaped = _shape_arith(a, b, fn)
+            if shaped is not None:
+                return (shaped,)
+        return (fn(tensor(a), tensor(b)),)
+
+    return op
+
+
+def _div(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b
+    if isinstance(a, torch.Tensor) and not a.is_floating_point():
+        return torch.div(a, b, rounding_mode="trunc")
+    return a / b
+
+
+def _variadic(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        out = tensor(args[0])
+        for a in args[1:]:
+            out = fn(out, tensor(a))
+        return (out,)
+
+    return op
+
+
+def _mean(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    return (_variadic(torch.add)(args, attrs)[0] / len(args),)
+
+
+def _clip(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    low = args[1] if len(args) > 1 and args[1] is not None else attrs.get("min")
+    high = args[2] if len(args) > 2 and args[2] is not None else attrs.get("max")
+    return (torch.clamp(x, low, high),)
+
+
+def _softmax(fn: Callable[..., torch.Tensor]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        x = tensor(args[0])
+        if attrs["_opset"] >= 13:
+            return (fn(x, dim=attrs.get("axis", -1)),)
+        # before opset 13: the input is seen as 2-D, [d0 .. d(axis-1)] x [d(axis) ..]
+        axis = attrs.get("axis", 1) % x.dim()
+        flat = x.flatten(axis).flatten(0, axis - 1) if axis > 0 else x.reshape(1, -1)
+        return (fn(flat, dim=-1).reshape(x.shape),)
+
+    return op
+
+
+def _flatten(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    axis = attrs.get("axis", 1) % (x.dim() + 1) if x.dim() else 0
+    if axis == 0:
+        return (x.reshape(1, -1),)
+    if axis == 1:
+        return (x.flatten(1) if x.dim() > 1 else x[:, None],)
+    return (x.flatten(axis).flatten(0, axis - 1) if x.dim() > axis else x.flatten(0, -1)[:, None],)
+
+
+def _reshape(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    shape = ints(args[1])
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return (x.reshape(shape),)
+
+
+def _transpose(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    perm = attrs.get("perm") or list(reversed(range(x.dim())))
+    return (x.permute(*perm),)
+
+
+def _concat(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    parts = [a for a in args if a is not None]
+    if (
+        any(isinstance(a, list) for a in parts)
+        and attrs.get("axis", 0) in (0, -1)
+        and all(isinstance(a, list) or a.dim() <= 1 for a in parts)
+    ):
+        return ([i for a in parts for i in (a if isinstance(a, list) else ints(a))],)
+    tensors = [tensor(a) for a in parts]
+    tensors = [t for t in tensors if t.numel() or t.dim() != 1]
+    return (torch.cat(tensors, dim=attrs["axis"]),)
+
+
+def _squeeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    axes = _axes(args, attrs, 1)
+    if isinstance(args[0], list):
+        return (args[0],)
+    x = tensor(args[0])
+    if axes is None:
+        return (x.squeeze(),)
+    # one axis at a time, last first: the tracing exporter reads a single squeeze dim only
+    for a in sorted((a % x.dim() for a in axes), reverse=True):
+        x = x.squeeze(a)
+    return (x,)
+
+
+def _unsqueeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    axes = _axes(args, attrs, 1) or []
+    if isinstance(args[0], list):
+        return (args[0],)
+    x = tensor(args[0])
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = x.unsqueeze(a)
+    return (x,)
+
+
+def _shape(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    dims = list(tensor(args[0]).shape)
+    rank = len(dims)
+    start = attrs.get("start", 0)
+    end = attrs.get("end", rank)
+    return (dims[start % (rank + 1) if start < 0 else start : end if end >= 0 else rank + end],)
+
+
+def _gather(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    data, index = args[0], args[1]
+    axis = attrs.get("axis", 0)
+    if isinstance(data, list):
+        picked = [data[i] for i in ints(index)]
+        scalar = isinstance(index, torch.Tensor) and index.dim() == 0
+        return (picked[0] if scalar else picked,)
+    x, idx = tensor(data), tensor(index).long()
+    idx = torch.where(idx < 0, idx + x.shape[axis], idx)
+    out = x.index_select(axis, idx.reshape(-1))
+    shape = [*x.shape[:axis], *idx.shape, *x.shape[axis % x.dim() + 1 :]]
+    return (out.reshape(shape),)
+
+
+def _slice(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    data = args[0]
+    if attrs["_opset"] < 10:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes, steps = attrs.get("axes"), None
+    else:
+        starts, ends = ints(args[1]), ints(args[2])
+        axes = ints(args[3]) if len(args) > 3 and args[3] is not None else None
+        steps = ints(args[4]) if len(args) > 4 and args[4] is not None else None
+    axes = list(axes) if axes is not None else list(range(len(starts)))
+    steps = steps or [1] * len(starts)
+    if isinstance(data, list):
+        return (data[_bounded(starts[0], ends[0], steps[0])],)
+    x = tensor(data)
+    index: list[slice] = [slice(None)] * x.dim()
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        if step < 0:
+            raise ValueError("Slice with a negative step is not supported.")
+        index[axis % x.dim()] = _bounded(start, end, step)
+    return (x[tuple(index)],)
+
+
+def _bounded(start: int, end: int, step: int) -> slice:
+    """A Python slice for ONNX bounds, which may be beyond the int range of the axis."""
+    big = 2**62
+    return slice(max(min(start, big), -big), max(min(end, big), -big), step)
+
+
+def _split(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    axis = attrs.get("axis", 0)
+    sizes = args[1] if len(args) > 1 and args[1] is not None else attrs.get("split")
+    if sizes is not None:
+        return tuple(torch.split(x, ints(sizes), dim=axis))
+    n = attrs.get("num_outputs") or attrs["_outputs"]
+    return tuple(torch.tensor_split(x, n, dim=axis)) if x.shape[axis] % n else x.chunk(n, axis)
+
+
+def _pad(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    pads = ints(args[1]) if len(args) > 1 and args[1] is not None else list(attrs["pads"])
+    value = args[2] if len(args) > 2 and args[2] is not None else attrs.get("value", 0.0)
+    value = float(tensor(value).reshape(-1)[0]) if isinstance(value, torch.Tensor) else value
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    axes = ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(x.dim()))
+    n = len(axes)
+    per_axis = {a % x.dim(): (pads[i], pads[i + n]) for i, a in enumerate(axes)}
+    torch_pads: list[int] = []
+    for axis in reversed(range(x.dim())):
+        torch_pads += per_axis.get(axis, (0, 0))
+    while torch_pads[-2:] == [0, 0] and len(torch_pads) > 2:
+        torch_pads = torch_pads[:-2]
+    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode]
+    if torch_mode == "constant":
+        return (F.pad(x, torch_pads, value=value),)
+    return (F.pad(x, torch_pads, mode=torch_mode),)
+
+
+def _reduce(fn: Callable[..., torch.Tensor]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        x = tensor(args[0])
+        axes = _axes(args, attrs, 1)
+        keep = bool(attrs.get("keepdims", 1))
+        if not axes:
+            if attrs.get("noop_with_empty_axes", 0):
+                return (x,)
+            axes = list(range(x.dim()))
+        return (fn(x, tuple(a % x.dim() for a in axes), keep),)
+
+    return op
+
+
+def _reduce_max(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+    return torch.amax(x, dim=dims, keepdim=keep)
+
+
+def _reduce_min(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+    return torch.amin(x, dim=dims, keepdim=keep)
+
+
+def _arg(fn: Callable[..., torch.Tensor]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        keep = bool(attrs.get("keepdims", 1))
+        return (fn(tensor(args[0]), dim=attrs.get("axis", 0), keepdim=keep),)
+
+    return op
+
+
+def _cast(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    if isinstance(args[0], list):
+        return (args[0],)
+    return (tensor(args[0]).to(DTYPES[attrs["to"]]),)
+
+
+def _batch_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x, scale, bias, mean, var = (tensor(a) for a in args[:5])
+    eps = attrs.get("epsilon", 1e-5)
+    return (F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps),)
+
+
+def _instance_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x, scale, bias = (tensor(a) for a in args[:3])
+    return (F.instance_norm(x, weight=scale, bias=bias, eps=attrs.get("epsilon", 1e-5)),)
+
+
+def _layer_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    axis = attrs.get("axis", -1) % x.dim()
+    scale = tensor(args[1])
+    bias = tensor(args[2]) if len(args) > 2 and args[2] is not None else None
+    shape = x.shape[axis:]
+    eps = attrs.get("epsilon", 1e-5)
+    return (F.layer_norm(x, shape, scale.expand(shape), _expand(bias, shape), eps),)
+
+
+def _expand(t: torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor | None:
+    return t.expand(tuple(shape)) if t is not None else None
+
+
+def _pool_pads(x: torch.Tensor, attrs: dict[str, Any], kernel: list[int]) -> list[int]:
+    """ONNX pads (begin..., end...) of a pooling or convolution, with ``auto_pad`` resolved."""
+    n = len(kernel)
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("NOTSET", "VALID"):
+        return list(attrs.get("pads", [0] * 2 * n)) if auto == "NOTSET" else [0] * 2 * n
+    strides = list(attrs.get("strides", [1] * n))
+    dilations = list(attrs.get("dilations", [1] * n))
+    begin, end = [], []
+    for size, k, s, d in zip(x.shape[-n:], kernel, strides, dilations, strict=True):
+        total = max((math.ceil(int(size) / s) - 1) * s + (k - 1) * d + 1 - int(size), 0)
+        low = total // 2 if auto == "SAME_UPPER" else total - total // 2
+        begin.append(low)
+        end.append(total - low)
+    return begin + end
+
+
+def torch_pads(pads: list[int]) -> list[int]:
+    """ONNX (begin..., end...) pads as F.pad's (last axis first) list."""
+    n = len(pads) // 2
+    out: list[int] = []
+    for i in reversed(range(n)):
+        out += [pads[i], pads[i + n]]
+    return out
+
+
+def symmetric(pads: list[int]) -> list[int] | None:
+    """The per-axis padding when begin equals end on every axis, else ``None``."""
+    n = len(pads) // 2
+    return pads[:n] if pads[:n] == pads[n:] else None
+
+
+def _max_pool(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    kernel = list(attrs["kernel_shape"])
+    n = len(kernel)
+    pads = _pool_pads(x, attrs, kernel)
+    same = symmetric(pads)
+    if same is None:
+        x = F.pad(x, torch_pads(pads), value=-math.inf)
+        same = [0] * n
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
+    out = fn(
+        x,
+        kernel,
+        stride=list(attrs.get("strides", [1] * n)),
+        padding=same,
+        dilation=list(attrs.get("dilations", [1] * n)),
+        ceil_mode=bool(attrs.get("ceil_mode", 0)),
+    )
+    return (out,)
+
+
+def _avg_pool(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    kernel = list(attrs["kernel_shape"])
+    n = len(kernel)
+    pads = _pool_pads(x, attrs, kernel)
+    include = bool(attrs.get("count_include_pad", 0))
+    same = symmetric(pads)
+    if same is None or any(2 * p > k for p, k in zip(same, kernel, strict=True)):
+        if not include and any(pads):
+            raise ValueError(
+                "AveragePool with asymmetric padding that excludes the pad is not supported."
+            )
+        x = F.pad(x, torch_pads(pads))
+        same = [0] * n
+    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[n]
+    out = fn(
+        x,
+        kernel,
+        stride=list(attrs.get("strides", [1] * n)),
+        padding=same,
+        ceil_mode=bool(attrs.get("ceil_mode", 0)),
+        count_include_pad=include,
+    )
+    return (out,)
+
+
+def _global(fn: Callable[..., torch.Tensor]) -> Op:
+    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+        x = tensor(args[0])
+        return (fn(x, dim=tuple(range(2, x.dim())), keepdim=True),)
+
+    return op
+
+
+def conv(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    """A convolution whose weight is computed at run time (not a constant)."""
+    x, w = tensor(args[0]), tensor(args[1])
+    bias = tensor(args[2]) if len(args) > 2 and args[2] is not None else None
+    n = w.dim() - 2
+    pads = _pool_pads(x, attrs, list(w.shape[2:]))
+    same = symmetric(pads)
+    if same is None:
+        x = F.pad(x, torch_pads(pads))
+        same = [0] * n
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+    out = fn(
+        x,
+        w,
+        bias,
+        stride=list(attrs.get("strides", [1] * n)),
+        padding=same,
+        dilation=list(attrs.get("dilations", [1] * n)),
+        groups=attrs.get("group", 1),
+    )
+    return (out,)
+
+
+def conv_padding(x: torch.Tensor, attrs: dict[str, Any], kernel: list[int]) -> list[int]:
+    """The ONNX pads of a convolution on ``x`` (``auto_pad`` resolved)."""
+    return _pool_pads(x, attrs, kernel)
+
+
+def _gemm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    a, b = tensor(args[0]), tensor(args[1])
+    if attrs.get("transA", 0):
+        a = a.T
+    if attrs.get("transB", 0):
+        b = b.T
+    out = attrs.get("alpha", 1.0) * (a @ b)
+    if len(args) > 2 and args[2] is not None:
+        out = out + attrs.get("beta", 1.0) * tensor(args[2])
+    return (out,)
+
+
+def _matmul(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    return (torch.matmul(tensor(args[0]), tensor(args[1])),)
+
+
+def _where(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    return (torch.where(tensor(args[0]).bool(), tensor(args[1]), tensor(args[2])),)
+
+
+def _expand_op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    shape = ints(args[1])
+    rank = max(x.dim(), len(shape))
+    shape = [1] * (rank - len(shape)) + shape
+    dims = [1] * (rank - x.dim()) + list(x.shape)
+    target = [d if s == 1 else s for s, d in zip(shape, dims, strict=True)]
+    return (x.reshape(dims).expand(target),)
+
+
+def _tile(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    return (tensor(args[0]).repeat(*ints(args[1])),)
+
+
+def _constant_of_shape(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    value = attrs.get("value")
+    fill = value if isinstance(value, torch.Tensor) else torch.zeros(1)
+    return (torch.full(ints(args[0]), fill.reshape(-1)[0].item(), dtype=fill.dtype),)
+
+
+def _identity(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    return (args[0],)
+
+
+def _dropout(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    return (x, torch.ones_like(x, dtype=torch.bool))
+
+
+def _gelu(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    approx = attrs.get("approximate", b"none")
+    approx = approx.decode() if isinstance(approx, bytes) else approx
+    return (F.gelu(tensor(args[0]), approximate=approx),)
+
+
+def _prelu(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x, slope = tensor(args[0]), tensor(args[1])
+    return (torch.where(x >= 0, x, x * slope),)
+
+
+def _hard_sigmoid(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
+    x = tensor(args[0])
+    alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+    return (torch.clamp(alpha * x + beta, 0.0, 1.0),)
+
+
+def _attr_unary(fn: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]) -> Op:
+    return lambda args, attrs: (fn(tensor(args[0]), attrs),)
+
+
+OPS: dict[str, Op] = {
+    "Abs": _unary(torch.abs),
+    "Add": _binary(lambda a, b: a + b),
+    "And": _binary(torch.logical_and),
+    "ArgMax": _arg(torch.argmax),
+    "ArgMin": _arg(torch.argmin),
+    "AveragePool": _avg_pool,
+    "BatchNormalization": _batch_norm,
+    "Cast": _cast,
+    "Ceil": _unary(torch.ceil),
+    "Celu": _attr_unary(lambda x, a: F.celu(x, a.get("alpha", 1.0))),
+    "Clip": _clip,
+    "Concat": _concat,
+    "ConstantOfShape": _constant_of_shape,
+    "Conv": conv,
+    "Cos": _unary(torch.cos),
+    "Div": _binary(_div),
+    "Dropout": _dropout,
+    "Elu": _attr_unary(lambda x, a: F.elu(x, a.get("alpha", 1.0))),
+    "Equal": _binary(torch.eq),
+    "Erf": _unary(torch.erf),
+    "Exp": _unary(torch.exp),
+    "Expand": _expand_op,
+    "Flatten": _flatten,
+    "Floor": _unary(torch.floor),
+    "Gather": _gather,
+    "Gelu": _gelu,
+    "Gemm": _gemm,
+    "GlobalAveragePool": _global(torch.mean),
+    "GlobalMaxPool": _global(torch.amax),
+    "Greater": _binary(torch.gt),
+    "GreaterOrEqual": _binary(torch.ge),
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _unary(F.hardswish),
+    "Identity": _identity,
+    "InstanceNormalization": _instance_norm,
+    "LayerNormalization": _layer_norm,
+    "LeakyRelu": _attr_unary(lambda x, a: F.leaky_relu(x, a.get("alpha", 0.01))),
+    "Less": _binary(torch.lt),
+    "LessOrEqual": _binary(torch.le),
+    "Log": _unary(torch.log),
+    "LogSoftmax": _softmax(torch.log_softmax),
+    "MatMul": _matmul,
+    "Max": _variadic(torch.maximum),
+    "MaxPool": _max_pool,
+    "Mean": _mean,
+    "Min": _variadic(torch.minimum),
+    "Mish": _unary(F.mish),
+    "Mul": _binary(lambda a, b: a * b),
+    "Neg": _unary(torch.neg),
+    "Not": _unary(torch.logical_not),
+    "Or": _binary(torch.logical_or),
+    "Pad": _pad,
+    "Pow": _binary(torch.pow),
+    "PRelu": _prelu,
+    "Reciprocal": _unary(torch.reciprocal),
+    "ReduceMax": _reduce(_reduce_max),
+    "ReduceMean": _reduce(lambda x, d, k: torch.mean(x, dim=d, keepdim=k)),
+    "ReduceMin": _reduce(_reduce_min),
+    "ReduceSum": _reduce(lambda x, d, k: torch.sum(x, dim=d, keepdim=k)),
+    "Relu": _unary(torch.relu),
+    "Reshape": _reshape,
+    "Selu": _unary(F.selu),
+    "Shape": _shape,
+    "Sigmoid": _unary(torch.sigmoid),
+    "Sign": _unary(torch.sign),
+    "Sin": _unary(torch.sin),
+    "Slice": _slice,
+    "Softmax": _softmax(torch.softmax),
+    "Softplus": _unary(F.softplus),
+    "Softsign": _unary(F.softsign),
+    "Split": _split,
+    "Sqrt": _unary(torch.sqrt),
+    "Squeeze": _squeeze,
+    "Sub": _binary(lambda a, b: a - b),
+    "Sum": _variadic(torch.add),
+    "Tanh": _unary(torch.tanh),
+    "Tile": _tile,
+    "Transpose": _transpose,
+    "Unsqueeze": _unsqueeze,
+    "Where": _where,
+}
