@@ -15,6 +15,7 @@ Options (``[task.options]``): ``output`` (the graph output to score, default the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,7 +131,8 @@ def task_from_onnx(
         )
         for split, (xs, _) in arrays.items()
     }
-    outputs = {split: _run(module, inputs[split], key, label) for split in inputs}
+    fixed = _fixed_batch(model, module)
+    outputs = {split: _run(module, inputs[split], key, label, fixed) for split in inputs}
     _check_against_onnxruntime(model, module, inputs["validation"], outputs["validation"], key)
     splits = {}
     for split, (_, y) in arrays.items():
@@ -168,8 +170,22 @@ def _input_dtypes(model: Any, module: OnnxModule) -> list[torch.dtype]:
     return [DTYPES.get(types.get(n, 1), torch.float32) for n in module.input_names]
 
 
+def _fixed_batch(model: Any, module: OnnxModule) -> str:
+    """A hint when a graph input has a fixed first dimension (an export without a dynamic
+    batch), else ``""``."""
+    for i in model.graph.input:
+        dims = i.type.tensor_type.shape.dim
+        if i.name in module.input_names and dims and dims[0].HasField("dim_value"):
+            return (
+                f"; its input {i.name!r} has a fixed batch size of {dims[0].dim_value}: export "
+                "it with a dynamic batch dimension (torch.onnx.export(..., dynamic_shapes=...) "
+                "or dynamic_axes=...)"
+            )
+    return ""
+
+
 def _run(
-    module: OnnxModule, inputs: tuple[torch.Tensor, ...], key: str, label: str
+    module: OnnxModule, inputs: tuple[torch.Tensor, ...], key: str, label: str, hint: str
 ) -> torch.Tensor:
     """The converted model's outputs on a split (float, on the CPU)."""
     outs = []
@@ -181,7 +197,7 @@ def _run(
     except Exception as exc:
         raise ValueError(
             f"'{key}' = {label!r}: the model fails on the data ({type(exc).__name__}: {exc}); "
-            "'task.data' inputs must have the model's input shapes and layout."
+            f"'task.data' inputs must have the model's input shapes and layout{hint}."
         ) from None
     return torch.cat(outs)
 
@@ -197,7 +213,12 @@ def _check_against_onnxruntime(
     operator read differently, would otherwise compress the wrong function)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    relaxed = copy.deepcopy(model)
+    for value in (*relaxed.graph.input, *relaxed.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:  # any batch size: the check runs several rows at once
+            dims[0].dim_param = "batch"
+    session = ort.InferenceSession(relaxed.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {n: t[:_CHECK_ROWS].numpy() for n, t in zip(module.input_names, inputs, strict=True)}
     wanted = [o.name for o in session.get_outputs()].index(module.output_name)
     ref = torch.from_numpy(np.asarray(session.run(None, feed)[wanted])).float()

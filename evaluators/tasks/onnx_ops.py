@@ -22,7 +22,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-Value = Any  # torch.Tensor | list[int] | None
+Value = Any  # torch.Tensor | Dims | None
+
+
+class Dims(list[Any]):
+    """A shape value: sizes read from a tensor's shape (ints; 0-d tensors while the tracing
+    exporter runs, which is how the sizes stay dynamic in the exported graph). ``scalar``:
+    a single size (ONNX's rank-0 result of ``Gather`` with a scalar index)."""
+
+    def __init__(self, items: Any = (), *, scalar: bool = False) -> None:
+        super().__init__(items)
+        self.scalar = scalar
+
+
 Op = Callable[[list[Value], dict[str, Any]], tuple[Value, ...]]
 
 #: ONNX TensorProto data types -> torch dtypes (those a converted graph may use).
@@ -40,10 +52,10 @@ DTYPES: dict[int, torch.dtype] = {
 }
 
 
-def ints(v: Value) -> list[int]:
-    """A constant or shape value as a list of ints."""
+def ints(v: Value) -> list[Any]:
+    """A constant or shape value as a list of ints (or traced sizes)."""
     if isinstance(v, list):
-        return v
+        return list(v)
     if isinstance(v, torch.Tensor):
         return [int(i) for i in v.reshape(-1).tolist()]
     return [int(v)]
@@ -53,8 +65,10 @@ def tensor(v: Value) -> torch.Tensor:
     """A value as a tensor (a shape value becomes an int64 vector)."""
     if isinstance(v, torch.Tensor):
         return v
+    if isinstance(v, Dims) and v.scalar:
+        return torch.as_tensor(v[0], dtype=torch.int64)
     if isinstance(v, list) and any(isinstance(i, torch.Tensor) for i in v):
-        return torch.stack([torch.as_tensor(i, dtype=torch.int64) for i in v])
+        return torch.stack([torch.as_tensor(i, dtype=torch.int64).reshape(()) for i in v])
     return torch.tensor(v, dtype=torch.int64)
 
 
@@ -72,23 +86,27 @@ def _unary(fn: Callable[[torch.Tensor], torch.Tensor]) -> Op:
 
 def _shape_arith(a: Value, b: Value, fn: Callable[[Any, Any], Any]) -> Value:
     """Arithmetic on shape values stays a shape value (one element or elementwise)."""
-    if isinstance(a, list) and isinstance(b, list | torch.Tensor):
-        b = ints(b)
-    if isinstance(b, list) and isinstance(a, torch.Tensor):
-        a = ints(a)
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) == 1:
-            a = a * len(b)
-        if len(b) == 1:
-            b = b * len(a)
-        return [fn(x, y) for x, y in zip(a, b, strict=True)]
-    return None
+    if isinstance(a, torch.Tensor) and (a.is_floating_point() or a.numel() > 8):
+        return None
+    if isinstance(b, torch.Tensor) and (b.is_floating_point() or b.numel() > 8):
+        return None
+    scalar = all((isinstance(v, Dims) and v.scalar) or _is_scalar(v) for v in (a, b))
+    x, y = ints(a), ints(b)
+    if len(x) == 1:
+        x = x * len(y)
+    if len(y) == 1:
+        y = y * len(x)
+    return Dims([fn(i, j) for i, j in zip(x, y, strict=True)], scalar=scalar)
+
+
+def _is_scalar(v: Value) -> bool:
+    return isinstance(v, torch.Tensor) and v.dim() == 0
 
 
 def _binary(fn: Callable[[Any, Any], Any]) -> Op:
     def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
         a, b = args[0], args[1]
-        if isinstance(a, list) or isinstance(b, list):
+        if isinstance(a, Dims) or isinstance(b, Dims):
             shaped = _shape_arith(a, b, fn)
             if shaped is not None:
                 return (shaped,)
@@ -153,7 +171,7 @@ def _reshape(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     x = tensor(args[0])
     shape = ints(args[1])
     if not attrs.get("allowzero", 0):
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        shape = [x.shape[i] if isinstance(s, int) and s == 0 else s for i, s in enumerate(shape)]
     return (x.reshape(shape),)
 
 
@@ -166,11 +184,11 @@ def _transpose(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
 def _concat(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     parts = [a for a in args if a is not None]
     if (
-        any(isinstance(a, list) for a in parts)
+        any(isinstance(a, Dims) for a in parts)
         and attrs.get("axis", 0) in (0, -1)
-        and all(isinstance(a, list) or a.dim() <= 1 for a in parts)
+        and all(isinstance(a, Dims) or a.dim() <= 1 for a in parts)
     ):
-        return ([i for a in parts for i in (a if isinstance(a, list) else ints(a))],)
+        return (Dims(i for a in parts for i in ints(a)),)
     tensors = [tensor(a) for a in parts]
     tensors = [t for t in tensors if t.numel() or t.dim() != 1]
     return (torch.cat(tensors, dim=attrs["axis"]),)
@@ -178,8 +196,8 @@ def _concat(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
 
 def _squeeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     axes = _axes(args, attrs, 1)
-    if isinstance(args[0], list):
-        return (args[0],)
+    if isinstance(args[0], Dims):
+        return (Dims(args[0], scalar=len(args[0]) == 1),)
     x = tensor(args[0])
     if axes is None:
         return (x.squeeze(),)
@@ -191,8 +209,8 @@ def _squeeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
 
 def _unsqueeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     axes = _axes(args, attrs, 1) or []
-    if isinstance(args[0], list):
-        return (args[0],)
+    if isinstance(args[0], Dims):
+        return (Dims(args[0]),)
     x = tensor(args[0])
     rank = x.dim() + len(axes)
     for a in sorted(a % rank for a in axes):
@@ -205,16 +223,16 @@ def _shape(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     rank = len(dims)
     start = attrs.get("start", 0)
     end = attrs.get("end", rank)
-    return (dims[start % (rank + 1) if start < 0 else start : end if end >= 0 else rank + end],)
+    return (
+        Dims(dims[start % (rank + 1) if start < 0 else start : end if end >= 0 else rank + end]),
+    )
 
 
 def _gather(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     data, index = args[0], args[1]
     axis = attrs.get("axis", 0)
-    if isinstance(data, list):
-        picked = [data[i] for i in ints(index)]
-        scalar = isinstance(index, torch.Tensor) and index.dim() == 0
-        return (picked[0] if scalar else picked,)
+    if isinstance(data, Dims):
+        return (Dims([data[i] for i in ints(index)], scalar=_is_scalar(index)),)
     x, idx = tensor(data), tensor(index).long()
     idx = torch.where(idx < 0, idx + x.shape[axis], idx)
     out = x.index_select(axis, idx.reshape(-1))
@@ -233,13 +251,15 @@ def _slice(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
         steps = ints(args[4]) if len(args) > 4 and args[4] is not None else None
     axes = list(axes) if axes is not None else list(range(len(starts)))
     steps = steps or [1] * len(starts)
-    if isinstance(data, list):
-        return (data[_bounded(starts[0], ends[0], steps[0])],)
+    if isinstance(data, Dims):
+        return (Dims(data[_bounded(starts[0], ends[0], steps[0])]),)
     x = tensor(data)
     index: list[slice] = [slice(None)] * x.dim()
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
-        if step < 0:
-            raise ValueError("Slice with a negative step is not supported.")
+        if step < 0:  # torch slices forwards only: pick the rows (Python's slice rules = ONNX's)
+            rows = list(range(int(x.shape[axis])))[_bounded(start, end, step)]
+            x = x.index_select(axis % x.dim(), torch.tensor(rows, dtype=torch.long))
+            continue
         index[axis % x.dim()] = _bounded(start, end, step)
     return (x[tuple(index)],)
 
@@ -312,7 +332,7 @@ def _arg(fn: Callable[..., torch.Tensor]) -> Op:
 
 
 def _cast(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    if isinstance(args[0], list):
+    if isinstance(args[0], Dims) and DTYPES[attrs["to"]] in (torch.int64, torch.int32):
         return (args[0],)
     return (tensor(args[0]).to(DTYPES[attrs["to"]]),)
 
@@ -333,7 +353,10 @@ def _layer_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     axis = attrs.get("axis", -1) % x.dim()
     scale = tensor(args[1])
     bias = tensor(args[2]) if len(args) > 2 and args[2] is not None else None
-    shape = x.shape[axis:]
+    # the normalised shape must be constant for the tracing exporter: the scale's when it fits
+    shape = tuple(int(d) for d in x.shape[axis:])
+    if tuple(scale.shape) == shape:
+        shape = tuple(scale.shape)
     eps = attrs.get("epsilon", 1e-5)
     return (F.layer_norm(x, shape, scale.expand(shape), _expand(bias, shape), eps),)
 
