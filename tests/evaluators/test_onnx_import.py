@@ -336,3 +336,21 @@ def test_a_fixed_batch_size_is_named_when_it_breaks_the_model(tmp_path: Path) ->
     model, data = _write_task_files(tmp_path, proto.SerializeToString(), **_splits())
     with pytest.raises(ValueError, match="fixed batch size of 1: export it with a dynamic"):
         _task(model, data)
+
+
+def test_channel_pruning_finds_the_residual_group_of_a_converted_graph() -> None:
+    """torch-pruning sees through the converted module: conv1 and the residual block's
+    convolution add up, so they lose channels together, and the result still exports."""
+    from spaces.structured import prunable_groups, prune_channels
+
+    converted = convert(export(_trained_looking(ResidualCNN()), dynamo=False))
+    example = _inputs(ResidualCNN(), 2)
+    groups = prunable_groups(converted, example)
+    assert groups["conv1"] == ["conv1", "block.0"]
+    kept = prune_channels(converted, {"conv1": 0.25}, example)
+    assert kept == {"conv1": 6}
+    assert converted.get_submodule("block.0").weight.shape[:2] == (6, 6)
+    inputs = _inputs(ResidualCNN(), 3)
+    again = to_onnx(converted, _inputs(ResidualCNN(), 1), int8=False)
+    with torch.no_grad():
+        np.testing.assert_allclose(_ort(again, inputs), converted(*inputs).numpy(), atol=2e-6)

@@ -166,3 +166,15 @@ def test_an_operator_computes_what_onnxruntime_computes(
         got = convert(model)(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_readme_lists_exactly_the_supported_operators() -> None:
+    import re
+
+    from evaluators.tasks.onnx_ops import OPS
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    listed = re.search(r"<!-- onnx-operators -->\n(.*?)\.\n", text, re.S)
+    assert listed, "README has no <!-- onnx-operators --> list"
+    assert re.findall(r"`(\w+)`", listed.group(1)) == sorted({*OPS, "Constant"})
