@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from evaluators.tasks import onnx_names
-from evaluators.tasks.onnx_ops import OPS, conv_padding, symmetric, tensor, torch_pads
+from evaluators.tasks.onnx_nn_ops import pool_pads, symmetric, torch_pads
+from evaluators.tasks.onnx_ops import OPS
+from evaluators.tasks.onnx_values import tensor
 
 #: Int constants up to this many elements (shapes, axes, indices) stay plain tensors outside
 #: the state dict; larger ones and float ones are buffers (they travel with the model).
@@ -110,7 +112,7 @@ class OnnxModule(nn.Module):
     def _layer(self, step: Step, x: torch.Tensor) -> torch.Tensor:
         layer = self.get_submodule(step.layer or "")
         if step.op == "Conv" and step.attrs.get("pad_at_run_time"):
-            pads = conv_padding(x, dict(step.attrs), list(step.attrs["kernel"]))
+            pads = pool_pads(x, dict(step.attrs), list(step.attrs["kernel"]))
             if any(pads):
                 x = torch.nn.functional.pad(x, torch_pads(pads))
         if step.op == "Gemm" and step.attrs.get("transA"):

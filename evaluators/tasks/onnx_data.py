@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -138,8 +137,3 @@ def reference_outputs(targets: np.ndarray, split: str, shape: Sequence[int]) -> 
             f"shape {targets.shape}."
         )
     return torch.from_numpy(targets.astype(np.float32))
-
-
-def describe_keys(n_inputs: int) -> Any:
-    """The keys a one-file ``data.npz`` needs for a model of ``n_inputs`` inputs."""
-    return [k for s in SPLITS for k in (*input_keys(n_inputs, f"_{s}"), f"y_{s}")]

@@ -27,7 +27,7 @@ import torch
 from evaluators.tasks import onnx_data
 from evaluators.tasks.minilm import COSINE_FIDELITY
 from evaluators.tasks.onnx_convert import OnnxModule, UnsupportedOperator, convert
-from evaluators.tasks.onnx_ops import DTYPES
+from evaluators.tasks.onnx_values import DTYPES
 from spaces.cache import WeightCache
 from spaces.task import ACCURACY, TASK_KINDS, Split, Task
 

@@ -1,83 +1,23 @@
 """The ONNX operators the converter runs, each as a function of torch values.
 
-A value is a tensor, or a *shape value*: a list of ints read from a tensor's ``shape``
-(``Shape`` gives one; ``Gather``, ``Slice``, ``Concat``, ``Unsqueeze``, ``Squeeze``,
-``Cast`` and arithmetic keep it one). Shape values are what lets a graph compute a
-``Reshape`` target from its input's size and still export with a dynamic batch: under the
-tracing ONNX exporter the ints are traced sizes, not constants.
-
-Each operator is ``fn(args, attrs) -> tuple of outputs``; ``args`` are the node's inputs (``None``
-for an omitted optional input), ``attrs`` its attributes plus ``"_opset"``, the graph's opset
-of the default domain (a few operators changed meaning across versions). Conv, Gemm and
-MatMul with constant weights become ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear`` modules in
-:mod:`evaluators.tasks.onnx_convert`; the functions here handle the other cases.
+Each operator is ``fn(args, attrs) -> tuple of outputs``; ``args`` are the node's inputs
+(``None`` for an omitted optional input; values are tensors or shape values,
+:mod:`evaluators.tasks.onnx_values`), ``attrs`` its attributes plus ``"_opset"``, the graph's
+opset of the default domain (a few operators changed meaning across versions), and
+``"_outputs"``, its number of outputs. The neural-network operators live in
+:mod:`evaluators.tasks.onnx_nn_ops`; :data:`OPS` is the table of all of them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-Value = Any  # torch.Tensor | Dims | None
-
-
-class Dims(list[Any]):
-    """A shape value: sizes read from a tensor's shape (ints; 0-d tensors while the tracing
-    exporter runs, which is how the sizes stay dynamic in the exported graph). ``scalar``:
-    a single size (ONNX's rank-0 result of ``Gather`` with a scalar index)."""
-
-    def __init__(self, items: Any = (), *, scalar: bool = False) -> None:
-        super().__init__(items)
-        self.scalar = scalar
-
-
-Op = Callable[[list[Value], dict[str, Any]], tuple[Value, ...]]
-
-#: ONNX TensorProto data types -> torch dtypes (those a converted graph may use).
-DTYPES: dict[int, torch.dtype] = {
-    1: torch.float32,
-    2: torch.uint8,
-    3: torch.int8,
-    5: torch.int16,
-    6: torch.int32,
-    7: torch.int64,
-    9: torch.bool,
-    10: torch.float16,
-    11: torch.float64,
-    16: torch.bfloat16,
-}
-
-
-def ints(v: Value) -> list[Any]:
-    """A constant or shape value as a list of ints (or traced sizes)."""
-    if isinstance(v, list):
-        return list(v)
-    if isinstance(v, torch.Tensor):
-        return [int(i) for i in v.reshape(-1).tolist()]
-    return [int(v)]
-
-
-def tensor(v: Value) -> torch.Tensor:
-    """A value as a tensor (a shape value becomes an int64 vector)."""
-    if isinstance(v, torch.Tensor):
-        return v
-    if isinstance(v, Dims) and v.scalar:
-        return torch.as_tensor(v[0], dtype=torch.int64)
-    if isinstance(v, list) and any(isinstance(i, torch.Tensor) for i in v):
-        return torch.stack([torch.as_tensor(i, dtype=torch.int64).reshape(()) for i in v])
-    return torch.tensor(v, dtype=torch.int64)
-
-
-def _axes(args: list[Value], attrs: dict[str, Any], index: int) -> list[int] | None:
-    """Axes from input ``index`` (newer opsets) or the ``axes`` attribute (older ones)."""
-    if len(args) > index and args[index] is not None:
-        return ints(args[index])
-    axes = attrs.get("axes")
-    return list(axes) if axes is not None else None
+from evaluators.tasks import onnx_nn_ops as nn_ops
+from evaluators.tasks.onnx_values import DTYPES, Dims, Op, Value, axes_of, ints, tensor
 
 
 def _unary(fn: Callable[[torch.Tensor], torch.Tensor]) -> Op:
@@ -144,19 +84,6 @@ def _clip(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     return (torch.clamp(x, low, high),)
 
 
-def _softmax(fn: Callable[..., torch.Tensor]) -> Op:
-    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-        x = tensor(args[0])
-        if attrs["_opset"] >= 13:
-            return (fn(x, dim=attrs.get("axis", -1)),)
-        # before opset 13: the input is seen as 2-D, [d0 .. d(axis-1)] x [d(axis) ..]
-        axis = attrs.get("axis", 1) % x.dim()
-        flat = x.flatten(axis).flatten(0, axis - 1) if axis > 0 else x.reshape(1, -1)
-        return (fn(flat, dim=-1).reshape(x.shape),)
-
-    return op
-
-
 def _flatten(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     x = tensor(args[0])
     axis = attrs.get("axis", 1) % (x.dim() + 1) if x.dim() else 0
@@ -195,7 +122,7 @@ def _concat(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
 
 
 def _squeeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    axes = _axes(args, attrs, 1)
+    axes = axes_of(args, attrs, 1)
     if isinstance(args[0], Dims):
         return (Dims(args[0], scalar=len(args[0]) == 1),)
     x = tensor(args[0])
@@ -208,7 +135,7 @@ def _squeeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
 
 
 def _unsqueeze(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    axes = _axes(args, attrs, 1) or []
+    axes = axes_of(args, attrs, 1) or []
     if isinstance(args[0], Dims):
         return (Dims(args[0]),)
     x = tensor(args[0])
@@ -280,31 +207,10 @@ def _split(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     return tuple(torch.tensor_split(x, n, dim=axis)) if x.shape[axis] % n else x.chunk(n, axis)
 
 
-def _pad(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x = tensor(args[0])
-    pads = ints(args[1]) if len(args) > 1 and args[1] is not None else list(attrs["pads"])
-    value = args[2] if len(args) > 2 and args[2] is not None else attrs.get("value", 0.0)
-    value = float(tensor(value).reshape(-1)[0]) if isinstance(value, torch.Tensor) else value
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    axes = ints(args[3]) if len(args) > 3 and args[3] is not None else list(range(x.dim()))
-    n = len(axes)
-    per_axis = {a % x.dim(): (pads[i], pads[i + n]) for i, a in enumerate(axes)}
-    torch_pads: list[int] = []
-    for axis in reversed(range(x.dim())):
-        torch_pads += per_axis.get(axis, (0, 0))
-    while torch_pads[-2:] == [0, 0] and len(torch_pads) > 2:
-        torch_pads = torch_pads[:-2]
-    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode]
-    if torch_mode == "constant":
-        return (F.pad(x, torch_pads, value=value),)
-    return (F.pad(x, torch_pads, mode=torch_mode),)
-
-
 def _reduce(fn: Callable[..., torch.Tensor]) -> Op:
     def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
         x = tensor(args[0])
-        axes = _axes(args, attrs, 1)
+        axes = axes_of(args, attrs, 1)
         keep = bool(attrs.get("keepdims", 1))
         if not axes:
             if attrs.get("noop_with_empty_axes", 0):
@@ -335,166 +241,6 @@ def _cast(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     if isinstance(args[0], Dims) and DTYPES[attrs["to"]] in (torch.int64, torch.int32):
         return (args[0],)
     return (tensor(args[0]).to(DTYPES[attrs["to"]]),)
-
-
-def _batch_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x, scale, bias, mean, var = (tensor(a) for a in args[:5])
-    eps = attrs.get("epsilon", 1e-5)
-    return (F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps),)
-
-
-def _instance_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x, scale, bias = (tensor(a) for a in args[:3])
-    return (F.instance_norm(x, weight=scale, bias=bias, eps=attrs.get("epsilon", 1e-5)),)
-
-
-def _layer_norm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x = tensor(args[0])
-    axis = attrs.get("axis", -1) % x.dim()
-    scale = tensor(args[1])
-    bias = tensor(args[2]) if len(args) > 2 and args[2] is not None else None
-    # the normalised shape must be constant for the tracing exporter: the scale's when it fits
-    shape = tuple(int(d) for d in x.shape[axis:])
-    if tuple(scale.shape) == shape:
-        shape = tuple(scale.shape)
-    eps = attrs.get("epsilon", 1e-5)
-    return (F.layer_norm(x, shape, scale.expand(shape), _expand(bias, shape), eps),)
-
-
-def _expand(t: torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor | None:
-    return t.expand(tuple(shape)) if t is not None else None
-
-
-def _pool_pads(x: torch.Tensor, attrs: dict[str, Any], kernel: list[int]) -> list[int]:
-    """ONNX pads (begin..., end...) of a pooling or convolution, with ``auto_pad`` resolved."""
-    n = len(kernel)
-    auto = attrs.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("NOTSET", "VALID"):
-        return list(attrs.get("pads", [0] * 2 * n)) if auto == "NOTSET" else [0] * 2 * n
-    strides = list(attrs.get("strides", [1] * n))
-    dilations = list(attrs.get("dilations", [1] * n))
-    begin, end = [], []
-    for size, k, s, d in zip(x.shape[-n:], kernel, strides, dilations, strict=True):
-        total = max((math.ceil(int(size) / s) - 1) * s + (k - 1) * d + 1 - int(size), 0)
-        low = total // 2 if auto == "SAME_UPPER" else total - total // 2
-        begin.append(low)
-        end.append(total - low)
-    return begin + end
-
-
-def torch_pads(pads: list[int]) -> list[int]:
-    """ONNX (begin..., end...) pads as F.pad's (last axis first) list."""
-    n = len(pads) // 2
-    out: list[int] = []
-    for i in reversed(range(n)):
-        out += [pads[i], pads[i + n]]
-    return out
-
-
-def symmetric(pads: list[int]) -> list[int] | None:
-    """The per-axis padding when begin equals end on every axis, else ``None``."""
-    n = len(pads) // 2
-    return pads[:n] if pads[:n] == pads[n:] else None
-
-
-def _max_pool(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x = tensor(args[0])
-    kernel = list(attrs["kernel_shape"])
-    n = len(kernel)
-    pads = _pool_pads(x, attrs, kernel)
-    same = symmetric(pads)
-    if same is None:
-        x = F.pad(x, torch_pads(pads), value=-math.inf)
-        same = [0] * n
-    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
-    out = fn(
-        x,
-        kernel,
-        stride=list(attrs.get("strides", [1] * n)),
-        padding=same,
-        dilation=list(attrs.get("dilations", [1] * n)),
-        ceil_mode=bool(attrs.get("ceil_mode", 0)),
-    )
-    return (out,)
-
-
-def _avg_pool(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    x = tensor(args[0])
-    kernel = list(attrs["kernel_shape"])
-    n = len(kernel)
-    pads = _pool_pads(x, attrs, kernel)
-    include = bool(attrs.get("count_include_pad", 0))
-    same = symmetric(pads)
-    if same is None or any(2 * p > k for p, k in zip(same, kernel, strict=True)):
-        if not include and any(pads):
-            raise ValueError(
-                "AveragePool with asymmetric padding that excludes the pad is not supported."
-            )
-        x = F.pad(x, torch_pads(pads))
-        same = [0] * n
-    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[n]
-    out = fn(
-        x,
-        kernel,
-        stride=list(attrs.get("strides", [1] * n)),
-        padding=same,
-        ceil_mode=bool(attrs.get("ceil_mode", 0)),
-        count_include_pad=include,
-    )
-    return (out,)
-
-
-def _global(fn: Callable[..., torch.Tensor]) -> Op:
-    def op(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-        x = tensor(args[0])
-        return (fn(x, dim=tuple(range(2, x.dim())), keepdim=True),)
-
-    return op
-
-
-def conv(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    """A convolution whose weight is computed at run time (not a constant)."""
-    x, w = tensor(args[0]), tensor(args[1])
-    bias = tensor(args[2]) if len(args) > 2 and args[2] is not None else None
-    n = w.dim() - 2
-    pads = _pool_pads(x, attrs, list(w.shape[2:]))
-    same = symmetric(pads)
-    if same is None:
-        x = F.pad(x, torch_pads(pads))
-        same = [0] * n
-    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
-    out = fn(
-        x,
-        w,
-        bias,
-        stride=list(attrs.get("strides", [1] * n)),
-        padding=same,
-        dilation=list(attrs.get("dilations", [1] * n)),
-        groups=attrs.get("group", 1),
-    )
-    return (out,)
-
-
-def conv_padding(x: torch.Tensor, attrs: dict[str, Any], kernel: list[int]) -> list[int]:
-    """The ONNX pads of a convolution on ``x`` (``auto_pad`` resolved)."""
-    return _pool_pads(x, attrs, kernel)
-
-
-def _gemm(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    a, b = tensor(args[0]), tensor(args[1])
-    if attrs.get("transA", 0):
-        a = a.T
-    if attrs.get("transB", 0):
-        b = b.T
-    out = attrs.get("alpha", 1.0) * (a @ b)
-    if len(args) > 2 and args[2] is not None:
-        out = out + attrs.get("beta", 1.0) * tensor(args[2])
-    return (out,)
-
-
-def _matmul(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
-    return (torch.matmul(tensor(args[0]), tensor(args[1])),)
 
 
 def _where(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
@@ -557,15 +303,15 @@ OPS: dict[str, Op] = {
     "And": _binary(torch.logical_and),
     "ArgMax": _arg(torch.argmax),
     "ArgMin": _arg(torch.argmin),
-    "AveragePool": _avg_pool,
-    "BatchNormalization": _batch_norm,
+    "AveragePool": nn_ops.avg_pool,
+    "BatchNormalization": nn_ops.batch_norm,
     "Cast": _cast,
     "Ceil": _unary(torch.ceil),
     "Celu": _attr_unary(lambda x, a: F.celu(x, a.get("alpha", 1.0))),
     "Clip": _clip,
     "Concat": _concat,
     "ConstantOfShape": _constant_of_shape,
-    "Conv": conv,
+    "Conv": nn_ops.conv,
     "Cos": _unary(torch.cos),
     "Div": _binary(_div),
     "Dropout": _dropout,
@@ -578,24 +324,24 @@ OPS: dict[str, Op] = {
     "Floor": _unary(torch.floor),
     "Gather": _gather,
     "Gelu": _gelu,
-    "Gemm": _gemm,
-    "GlobalAveragePool": _global(torch.mean),
-    "GlobalMaxPool": _global(torch.amax),
+    "Gemm": nn_ops.gemm,
+    "GlobalAveragePool": nn_ops.global_(torch.mean),
+    "GlobalMaxPool": nn_ops.global_(torch.amax),
     "Greater": _binary(torch.gt),
     "GreaterOrEqual": _binary(torch.ge),
     "HardSigmoid": _hard_sigmoid,
     "HardSwish": _unary(F.hardswish),
     "Identity": _identity,
-    "InstanceNormalization": _instance_norm,
-    "LayerNormalization": _layer_norm,
+    "InstanceNormalization": nn_ops.instance_norm,
+    "LayerNormalization": nn_ops.layer_norm,
     "LeakyRelu": _attr_unary(lambda x, a: F.leaky_relu(x, a.get("alpha", 0.01))),
     "Less": _binary(torch.lt),
     "LessOrEqual": _binary(torch.le),
     "Log": _unary(torch.log),
-    "LogSoftmax": _softmax(torch.log_softmax),
-    "MatMul": _matmul,
+    "LogSoftmax": nn_ops.softmax(torch.log_softmax),
+    "MatMul": nn_ops.matmul,
     "Max": _variadic(torch.maximum),
-    "MaxPool": _max_pool,
+    "MaxPool": nn_ops.max_pool,
     "Mean": _mean,
     "Min": _variadic(torch.minimum),
     "Mish": _unary(F.mish),
@@ -603,7 +349,7 @@ OPS: dict[str, Op] = {
     "Neg": _unary(torch.neg),
     "Not": _unary(torch.logical_not),
     "Or": _binary(torch.logical_or),
-    "Pad": _pad,
+    "Pad": nn_ops.pad,
     "Pow": _binary(torch.pow),
     "PRelu": _prelu,
     "Reciprocal": _unary(torch.reciprocal),
@@ -619,7 +365,7 @@ OPS: dict[str, Op] = {
     "Sign": _unary(torch.sign),
     "Sin": _unary(torch.sin),
     "Slice": _slice,
-    "Softmax": _softmax(torch.softmax),
+    "Softmax": nn_ops.softmax(torch.softmax),
     "Softplus": _unary(F.softplus),
     "Softsign": _unary(F.softsign),
     "Split": _split,
