@@ -94,7 +94,11 @@ class OnnxModule(nn.Module):
                 f"got {len(inputs)}"
             )
         env: dict[str, Any] = dict(zip(self.input_names, inputs, strict=True))
-        env.update(self._static)
+        device = inputs[0].device if inputs else torch.device("cpu")
+        if device.type == "cpu":
+            env.update(self._static)
+        else:  # small int constants live outside the state dict: follow the inputs
+            env.update({k: v.to(device) for k, v in self._static.items()})
         for name, buffer in self._buffers_of.items():
             env[name] = getattr(self.constants, buffer)
         for step in self.steps:

@@ -185,7 +185,9 @@ def _slice(args: list[Value], attrs: dict[str, Any]) -> tuple[Value, ...]:
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         if step < 0:  # torch slices forwards only: pick the rows (Python's slice rules = ONNX's)
             rows = list(range(int(x.shape[axis])))[_bounded(start, end, step)]
-            x = x.index_select(axis % x.dim(), torch.tensor(rows, dtype=torch.long))
+            x = x.index_select(
+                axis % x.dim(), torch.tensor(rows, dtype=torch.long, device=x.device)
+            )
             continue
         index[axis % x.dim()] = _bounded(start, end, step)
     return (x[tuple(index)],)
