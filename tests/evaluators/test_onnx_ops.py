@@ -113,6 +113,11 @@ CASES = [
     _case("Sum", consts=(np.ones(4, np.float32),)),
     _case("Mean", consts=(np.ones(4, np.float32),)),
     _case("MatMul", consts=(np.ones((4, 2), np.float32),)),
+    *(_case(op, consts=(np.float32(0.1),)) for op in ("Greater", "GreaterOrEqual", "Less")),
+    _case("LessOrEqual", consts=(np.zeros(4, np.float32),)),
+    _case("Equal", consts=(np.zeros(4, np.float32),)),
+    _case("Cast", to=TensorProto.INT64),
+    _case("Dropout", opset=13),
     _case(
         "Conv",
         consts=(np.ones((6, 1, 3, 3), np.float32) / 9,),
