@@ -32,6 +32,17 @@ KEY = "task.huggingface"
 #: Files that hold a checkpoint's weights (one of them must be there).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+#: Files a saved tokenizer leaves (one of them must be there: without any, Transformers 5
+#: builds an empty-vocabulary tokenizer from the config alone instead of failing).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 class HuggingFaceUnavailable(ImportError):
@@ -111,6 +122,12 @@ def load_tokenizer(folder: Path, *, key: str = KEY) -> Any:
     Raises:
         ValueError: the folder holds no tokenizer Transformers can read.
     """
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(
+            f"'{key}' = {str(folder)!r}: no tokenizer in the folder (none of "
+            f"{list(TOKENIZER_FILES[:3])}, ...); save it there with "
+            "tokenizer.save_pretrained(folder)."
+        )
     transformers = transformers_offline()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

@@ -177,7 +177,7 @@ def huggingface_text_task(
     )
     inputs = {s: tokenize(tokenizer, text.texts[s], max_length) for s in SPLITS}
     files = sorted({Path(p) for p in ([data] if isinstance(data, str) else data.values())})
-    settings = (kind, opts.text_column, opts.label_column, max_length)
+    settings: tuple[Any, ...] = (kind, opts.text_column, opts.label_column, max_length)
     settings += (opts.validation_fraction, opts.test_fraction)
     data_digest = files_digest(files, extra=[repr(settings)])
     name = f"hf-{'seqcls' if classification else 'embed'}-{checkpoint_digest(folder)[:8]}"
@@ -210,10 +210,10 @@ def _load(transformers: Any, folder: Path, kind: str) -> nn.Module:
         # mean pooling never reads a pooler head: drop it (BERT-style models accept None)
         init = inspect.signature(type(encoder).__init__).parameters
         if "add_pooling_layer" in init and isinstance(getattr(encoder, "pooler", None), nn.Module):
-            encoder.pooler = None
+            setattr(encoder, "pooler", None)  # noqa: B010 (typed as a module)
         return SentenceEncoder(encoder, name="model").eval()
     classifier = load_model(transformers.AutoModelForSequenceClassification, folder)
-    config = classifier.config
+    config: Any = classifier.config
     if getattr(config, "problem_type", None) in ("regression", "multi_label_classification") or (
         config.num_labels < 2
     ):

@@ -35,7 +35,7 @@ _INT = re.compile(r"[+-]?\d+")
 #: Names Transformers gives labels nobody named (``LABEL_0``, ``LABEL_1``, ...).
 _DEFAULT_LABEL = re.compile(r"LABEL_\d+")
 
-Row = dict[str, Any]
+Row = dict[Any, Any]  # a .txt line is {None: text}
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,14 @@ def load_splits(
             )
         paths = {s: Path(data[s]) for s in SPLITS}
         parts = {s: _read(paths[s], f"task.data.{s}", text_column, label_column) for s in SPLITS}
-        for s, (texts, _) in parts.items():
-            if len(texts) < 2:
+        for s, (rows_of_split, _) in parts.items():
+            if len(rows_of_split) < 2:
                 raise ValueError(
-                    f"'task.data.{s}' = {str(paths[s])!r} has {len(texts)} row(s); a split "
-                    "needs two or more."
+                    f"'task.data.{s}' = {str(paths[s])!r} has {len(rows_of_split)} row(s); a "
+                    "split needs two or more."
                 )
-        texts = {s: parts[s][0] for s in SPLITS}
         labels = None if label_column is None else {s: parts[s][1] for s in SPLITS}
-        return TextSplits(texts, labels)
+        return TextSplits({s: parts[s][0] for s in SPLITS}, labels)
     all_texts, all_labels = _read(Path(data), "task.data", text_column, label_column)
     rows = split_rows(len(all_texts), validation=validation, test=test)
     texts = {s: [all_texts[i] for i in rows[s]] for s in SPLITS}
