@@ -4,7 +4,6 @@ from tiny checkpoints made here (``tests/evaluators/hf_text_fixtures.py``)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -352,59 +351,3 @@ def test_checkpoint_problems_are_one_line_naming_the_key(
         build(made, "classifier", kind, csv, tmp_path, max_length=65)
     with pytest.raises(ValueError, match=r"^'task.options.depths' = \[2\]: .* 2 transformer"):
         build(made, "classifier", kind, csv, tmp_path, depths=[2])
-
-
-@needs_transformers
-def test_tied_weights_are_untied_and_outputs_kept(made: dict[str, Path], tmp_path: Path) -> None:
-    """A checkpoint whose decoder shares the word embeddings (a masked-LM head) is searchable
-    once untied; check_task refuses a model with shared weights."""
-    from transformers import BertForMaskedLM
-
-    from evaluators.tasks._loader import check_task
-    from evaluators.tasks.hf_common import untie_shared_weights
-
-    torch.manual_seed(0)
-    mlm = BertForMaskedLM(fx.bert_config(40)).eval()
-    assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
-
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = mlm
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=ids).logits.mean(dim=1)
-
-    wrapped = Logits()
-    ids = torch.randint(0, 40, (3, 7))
-    split = _split(ids)
-    task = Task("tied", wrapped, split, split, split, example_input=(ids[:1],))
-    with pytest.raises(ValueError, match="share one weight tensor"):
-        check_task(task, label="tied")
-    before = wrapped(ids)
-    pairs = untie_shared_weights(wrapped)
-    assert pairs == [("model.bert.embeddings.word_embeddings", "model.cls.predictions.decoder")]
-    assert mlm.config.tie_word_embeddings is False
-    check_task(task, label="tied")
-    assert torch.equal(wrapped(ids), before)
-    with torch.no_grad():
-        mlm.cls.predictions.decoder.weight.add_(1.0)
-    embeddings = mlm.bert.embeddings.word_embeddings.weight
-    assert not torch.equal(embeddings, mlm.cls.predictions.decoder.weight)  # two tensors now
-
-
-def _split(ids: torch.Tensor) -> Any:
-    from spaces.task import Split
-
-    return Split((ids,), torch.zeros(len(ids), dtype=torch.long))
-
-
-def test_checkpoint_digest_changes_with_any_file(tmp_path: Path) -> None:
-    from evaluators.tasks.hf_common import checkpoint_digest
-
-    (tmp_path / "config.json").write_text(json.dumps({"a": 1}))
-    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 10)
-    first = checkpoint_digest(tmp_path)
-    assert first == checkpoint_digest(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 9 + b"\x01")
-    assert checkpoint_digest(tmp_path) != first
