@@ -12,7 +12,6 @@ reported beside it. The corpus is the English documentation shipped with Python
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import random
@@ -21,11 +20,16 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evaluators.tasks.hf_common import keep_blocks, tokenize
+from evaluators.tasks.hf_text_model import (
+    COSINE_FIDELITY,
+    NEIGHBOUR_AGREEMENT,
+    SentenceEncoder,
+)
 from spaces.cache import WeightCache
-from spaces.task import Metric, Split, Task
+from spaces.task import Split, Task
 from spaces.training import predict
 
 EXTRA_HINT = 'install the optional extra: pip install -e ".[minilm]"'
@@ -58,50 +62,6 @@ def corpus_sentences(n: int, *, seed: int = 0) -> list[str]:
     return sentences[:n]
 
 
-class SentenceEncoder(nn.Module):
-    """A BERT encoder with mean pooling and L2 normalisation: one vector per sentence."""
-
-    def __init__(self, bert: nn.Module) -> None:
-        super().__init__()
-        self.bert = bert
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return F.normalize(pooled, dim=-1)
-
-
-def _cosine_rows(outputs: Tensor, targets: Tensor) -> Tensor:
-    return F.cosine_similarity(outputs.float(), targets.float(), dim=-1)
-
-
-def _neighbour_rows(outputs: Tensor, targets: Tensor) -> Tensor:
-    """1 where a sentence's nearest other sentence is the same as under the reference."""
-
-    def nearest(x: Tensor) -> Tensor:
-        x = F.normalize(x.float(), dim=-1)
-        sim = x @ x.T
-        sim.fill_diagonal_(-2.0)
-        return sim.argmax(dim=1)
-
-    return (nearest(outputs) == nearest(targets)).float()
-
-
-#: Mean cosine similarity to the uncompressed model's embeddings (1.0 = identical).
-COSINE_FIDELITY = Metric(
-    "cosine_fidelity",
-    lambda o, t: float(_cosine_rows(o, t).mean()),
-    per_row=_cosine_rows,
-)
-#: Share of sentences whose nearest neighbour is unchanged.
-NEIGHBOUR_AGREEMENT = Metric(
-    "nn_agreement",
-    lambda o, t: float(_neighbour_rows(o, t).mean()),
-    per_row=_neighbour_rows,
-)
-
-
 def load_pretrained() -> tuple[nn.Module, Any]:
     """The bundled MiniLM (without its unused pooler head) and its tokenizer, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -130,22 +90,10 @@ def depth_student(teacher: SentenceEncoder, keep: tuple[int, ...]) -> SentenceEn
     The kept blocks are renumbered ``0..len(keep)-1``, so every layer name of the student is
     a layer name of the teacher (as per-layer search settings require).
     """
-    student = copy.deepcopy(teacher)
-    bert: Any = student.bert
-    bert.encoder.layer = nn.ModuleList([bert.encoder.layer[i] for i in keep])
-    bert.config.num_hidden_layers = len(keep)
+    student = keep_blocks(teacher, keep)
+    if not isinstance(student, SentenceEncoder):  # a deep copy of the teacher: never
+        raise TypeError(f"keep_blocks returned {type(student).__name__}")
     return student
-
-
-def _tokenize(tokenizer: Any, sentences: list[str], max_length: int) -> tuple[Tensor, Tensor]:
-    enc = tokenizer(
-        sentences,
-        padding="max_length",
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    return enc["input_ids"], enc["attention_mask"]
 
 
 def minilm(
@@ -170,7 +118,7 @@ def minilm(
     bert, tokenizer = load_pretrained()
     teacher = SentenceEncoder(bert).eval()
     text = corpus_sentences(sentences)
-    ids, mask = _tokenize(tokenizer, text, max_length)
+    ids, mask = tokenize(tokenizer, text, max_length)
     n_train, n_val = int(0.6 * len(text)), int(0.2 * len(text))
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val)}
     bounds["test"] = (n_train + n_val, len(text))
