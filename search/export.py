@@ -175,6 +175,7 @@ def export_trial(
         "compression": candidate.config.to_dict(),
         "figures": measured,
         "input_shape": [list(t.shape) for t in task.example_input],
+        "input_dtype": [str(t.dtype).removeprefix("torch.") for t in task.example_input],
         "exported_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     (dest / FILES["config"]).write_text(candidate.config.to_json() + "\n")
@@ -239,7 +240,19 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
         else "as the study recorded"
     )
     cpu = stored.study.user_attrs.get("environment", {}).get("cpu", "the study machine")
-    dims = [str(d) for d in meta["input_shape"][0][1:]]
+    shapes = meta["input_shape"]
+    dtypes = meta.get("input_dtype", ["float32"] * len(shapes))
+    names = ["input"] if len(shapes) == 1 else [f"input{i}" for i in range(len(shapes))]
+    inputs_text = ", ".join(
+        f"`{n}` ({d}, shape (batch, {' x '.join(str(x) for x in shape[1:])}))"
+        for n, d, shape in zip(names, dtypes, shapes, strict=True)
+    )
+    variables = ["x"] if len(names) == 1 else [f"x{i}" for i in range(len(names))]
+    feeds = "".join(
+        f"{v} = np.zeros((1, {', '.join(str(x) for x in shape[1:])}), dtype=np.{d})\n"
+        for v, d, shape in zip(variables, dtypes, shapes, strict=True)
+    )
+    feed_dict = ", ".join(f'"{n}": {v}' for n, v in zip(names, variables, strict=True))
     load_torch = (
         "```python\n# needs the frontier package and the study (its task builds the architecture)\n"
         "from search.export import load_exported\nfrom search.stored import open_stored\n\n"
@@ -287,8 +300,8 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
             f"- `{FILES['meta']}`: study, trial, seed and measured figures.",
             f"- `{FILES['onnx']}`: the deployable ONNX graph (integer layers as int8 weights "
             "with DequantizeLinear, 8-bit activations as QuantizeLinear/DequantizeLinear "
-            "pairs that ONNX Runtime runs on int8 kernels; other layers float32); input "
-            f"`input` of shape (batch, {' x '.join(dims)}), output `output`.",
+            "pairs that ONNX Runtime runs on int8 kernels; other layers float32); "
+            f"input{'s' if len(names) > 1 else ''} {inputs_text}, output `output`.",
             "",
             "## How to load it",
             "",
@@ -296,8 +309,8 @@ def _card(stored: StoredStudy, meta: Mapping[str, Any], candidate: Compressed, r
             "",
             "```python\nimport numpy as np\nimport onnxruntime as ort\n\n"
             f'session = ort.InferenceSession("{FILES["onnx"]}")\n'
-            f"x = np.zeros((1, {', '.join(dims)}), dtype=np.float32)\n"
-            'outputs = session.run(None, {"input": x})[0]\n```',
+            f"{feeds}"
+            f"outputs = session.run(None, {{{feed_dict}}})[0]\n```",
             "",
             "PyTorch, from the packed artifact:",
             "",

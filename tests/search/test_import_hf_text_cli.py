@@ -98,6 +98,14 @@ def check_onnx_reproduces_the_candidate(
         figures["test_accuracy_torch_rebuilt"], abs=1e-5
     )
     assert meta["input_shape"] == [[1, MAX_LENGTH], [1, MAX_LENGTH]]
+    # the model card's ONNX Runtime snippet runs as written (two int64 inputs)
+    card = (dest / FILES["card"]).read_text()
+    snippet = card.split("ONNX Runtime (no PyTorch needed):")[1].split("```python")[1]
+    namespace: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(dest)
+        exec(snippet.split("```")[0], namespace)
+    assert namespace["outputs"].shape[0] == 1
     return meta
 
 
