@@ -57,8 +57,10 @@ class Split:
 class Metric:
     """How a model's outputs are scored against a split's targets.
 
-    ``fn(outputs, targets)`` returns a score in [0, 1] where higher is better (accuracy,
-    cosine similarity). Accuracy drops and budgets are expressed in points (1 point = 0.01).
+    ``fn(outputs, targets)`` returns a score, usually in [0, 1], where higher is better
+    (accuracy, cosine similarity; a causal language model's perplexity ratio to the teacher,
+    :mod:`spaces.causal_lm`, is 1.0 for the teacher and may exceed it). Accuracy drops and
+    budgets are expressed in points (1 point = 0.01).
     ``per_row(outputs, targets)``, when given, returns one score per row whose mean is the
     metric; the test-split bootstrap resamples those instead of calling ``fn`` again.
     """
