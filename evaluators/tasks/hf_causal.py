@@ -179,7 +179,12 @@ def _students(model: CausalLM, wanted: list[int] | None) -> dict[str, Callable[[
     """Depth students ``L<k>``: ``k`` decoder blocks spread over the teacher's ``n``."""
     if wanted == []:
         return {}
-    base, attr = decoder_blocks(model)
+    try:
+        base, attr = decoder_blocks(model)
+    except ValueError:
+        if wanted is None:  # by default: an architecture whose blocks are not found has none
+            return {}
+        raise
     n = len(getattr(base, attr))
     if wanted is None:
         wanted = sorted({max(1, n // 2), max(1, 3 * n // 4)} - {n})

@@ -215,3 +215,22 @@ def test_bad_data_names_task_data(checkpoint: Path, tmp_path: Path) -> None:
             options=opts,
             cache=cache,
         )
+
+
+def test_a_table_of_files_gives_each_split_its_own_text(checkpoint: Path, tmp_path: Path) -> None:
+    docs = documents(_corpus())
+    parts = {"train": docs[:-20], "validation": docs[-20:-10], "test": docs[-10:]}
+    data = {}
+    for key, part in parts.items():
+        (tmp_path / f"{key}.txt").write_text("\n\n".join(part), encoding="utf-8")
+        data[key] = str(tmp_path / f"{key}.txt")
+    task = causal_lm_task(
+        str(checkpoint / "model"),
+        data=data,
+        options={"block_size": 16, "max_eval_blocks": 4},
+        cache=WeightCache(tmp_path / "cache"),
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint / "model")
+    first_test = tokenizer(parts["test"][0], add_special_tokens=False)["input_ids"][:16]
+    assert task.test.targets[0].tolist()[: len(first_test)] == first_test
+    assert len(task.val) == len(task.test) == 4
