@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -11,9 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.cache import WeightCache
+from spaces.causal_lm import next_token_loss, token_kl
 from spaces.config import TEACHER
+from spaces.devices import to_device
 from spaces.layers import compressible_layers
-from spaces.task import Task
+from spaces.task import Split, Task
 from spaces.training import LossFn, fit, predict
 
 
@@ -54,7 +57,43 @@ class DistillationSettings:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha: float) -> LossFn:
+class TeacherLogits:
+    """The teacher's outputs on a split's rows, computed when a batch asks for them.
+
+    A causal language model's outputs are rows x seq x vocab: for a training split they
+    would not fit in memory all at once (GPT-2's 50,257-token vocabulary makes 25 MB per
+    128-token row). Indexed like the tensor of all outputs, ``logits[idx]``, it runs the
+    teacher on those rows only, without gradients, on ``device`` (a copy of the teacher is
+    made there once when it is not where the teacher is).
+    """
+
+    def __init__(self, model: nn.Module, split: Split, device: torch.device | None) -> None:
+        self.model = model
+        self.split = split
+        self.device = device
+        self._on_device: nn.Module | None = None
+
+    def _teacher(self) -> nn.Module:
+        if self._on_device is None:
+            here = next(self.model.parameters()).device
+            moved = self.device is not None and torch.device(self.device) != here
+            self._on_device = copy.deepcopy(self.model).to(self.device) if moved else self.model
+            self._on_device.eval()
+        return self._on_device
+
+    @torch.no_grad()  # not inference_mode: the loss saves these logits for its backward pass
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        teacher = self._teacher()
+        device = next(teacher.parameters()).device
+        return teacher(*to_device(tuple(t[idx] for t in self.split.inputs), device))
+
+
+def kd_loss(
+    task: Task,
+    teacher_outputs: torch.Tensor | TeacherLogits,
+    temperature: float,
+    alpha: float,
+) -> LossFn:
     """The distillation loss for ``task``, looking up the teacher's outputs by row index.
 
     Classification: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE``.
@@ -80,6 +119,14 @@ def kd_loss(task: Task, teacher_outputs: torch.Tensor, temperature: float, alpha
             return t * t * _soft_kl(out, target, t)
 
         return logits_loss
+
+    if task.kind == "causal-lm":
+
+        def lm_loss(out: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            soft = token_kl(out, teacher_outputs[idx].to(out.device), t)
+            return alpha * t * t * soft + (1.0 - alpha) * next_token_loss(out, ids)
+
+        return lm_loss
 
     def loss(out: torch.Tensor, target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         soft = _soft_kl(out, teacher_outputs[idx].to(out.device), t)
@@ -130,13 +177,19 @@ class StudentPool:
         #: new data) never reuses students distilled from the old one.
         self.teacher_fingerprint = weights_fingerprint(task.model)
         self._teacher_train_outputs: torch.Tensor | None = None
+        self._teacher_logits: TeacherLogits | None = None
 
     @property
     def names(self) -> list[str]:
         return [TEACHER, *self.task.students]
 
-    def teacher_train_outputs(self) -> torch.Tensor:
-        """The teacher's outputs on the training split, computed once."""
+    def teacher_train_outputs(self) -> torch.Tensor | TeacherLogits:
+        """The teacher's outputs on the training split, computed once (a causal language
+        model's: computed per batch when asked, see :class:`TeacherLogits`)."""
+        if self.task.kind == "causal-lm":
+            if self._teacher_logits is None:
+                self._teacher_logits = TeacherLogits(self.task.model, self.task.train, self.device)
+            return self._teacher_logits
         if self._teacher_train_outputs is None:
             self._teacher_train_outputs = predict(
                 self.task.model, self.task.train, device=self.device

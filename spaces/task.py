@@ -9,9 +9,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-TaskKind = Literal["classification", "embedding", "logits"]
+TaskKind = Literal["classification", "embedding", "logits", "causal-lm"]
 #: Every :data:`TaskKind`, in the order error messages list them.
-TASK_KINDS: tuple[str, ...] = ("classification", "embedding", "logits")
+TASK_KINDS: tuple[str, ...] = ("classification", "embedding", "logits", "causal-lm")
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ class Split:
 class Metric:
     """How a model's outputs are scored against a split's targets.
 
-    ``fn(outputs, targets)`` returns a score in [0, 1] where higher is better (accuracy,
-    cosine similarity). Accuracy drops and budgets are expressed in points (1 point = 0.01).
+    ``fn(outputs, targets)`` returns a score, usually in [0, 1], where higher is better
+    (accuracy, cosine similarity; a causal language model's perplexity ratio to the teacher,
+    :mod:`spaces.causal_lm`, is 1.0 for the teacher and may exceed it). Accuracy drops and
+    budgets are expressed in points (1 point = 0.01).
     ``per_row(outputs, targets)``, when given, returns one score per row whose mean is the
     metric; the test-split bootstrap resamples those instead of calling ``fn`` again.
     """
@@ -105,7 +107,12 @@ class Task:
             match the teacher's outputs) or ``"logits"`` (targets are a reference model's
             logits, usually the teacher's own, and there are no labels: distillation and
             fine-tuning minimise the KL divergence to the targets' softened distribution;
-            the default metric, accuracy, is then top-1 agreement with the targets).
+            the default metric, accuracy, is then top-1 agreement with the targets) or
+            ``"causal-lm"`` (a language model: inputs and targets are the same token ids,
+            rows x seq, outputs are rows x seq x vocab logits; training minimises the
+            shifted next-token cross-entropy, distillation adds the per-token KL divergence
+            to the teacher's logits, computed one batch at a time; see
+            :mod:`spaces.causal_lm`).
         metric: Scores outputs against targets; higher is better.
         students: Named constructors of untrained student architectures. Every layer name of a
             student must be a layer name of the teacher (a student is a narrower or shallower
@@ -148,6 +155,15 @@ class Task:
                         f"Task {self.name!r}: a 'logits' task's targets are reference logits "
                         f"(float, rows x classes); {split_name!r} has {targets.dtype} of "
                         f"shape {tuple(targets.shape)}."
+                    )
+        if self.kind == "causal-lm":
+            for split_name in ("train", "val", "test"):
+                targets = getattr(self, split_name).targets
+                if targets.is_floating_point() or targets.dim() != 2 or targets.shape[1] < 2:
+                    raise ValueError(
+                        f"Task {self.name!r}: a 'causal-lm' task's targets are token ids "
+                        f"(integers, rows x seq, seq >= 2); {split_name!r} has {targets.dtype} "
+                        f"of shape {tuple(targets.shape)}."
                     )
         if "teacher" in self.students:
             raise ValueError(f"Task {self.name!r}: 'teacher' is reserved; rename that student.")
