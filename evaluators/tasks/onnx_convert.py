@@ -14,8 +14,9 @@
 The module's forward takes the graph's inputs (those that are not initializers), in order,
 and returns one output tensor. It traces cleanly, so the search's ONNX export (the legacy
 TorchScript exporter) writes it back with a dynamic batch. Operators of the default domain
-are read by their opset's meaning (tests: opsets 6 to 20); an operator outside :data:`~evaluators.tasks.onnx_ops.OPS` (or of another
-domain) raises :class:`UnsupportedOperator` naming the operator and the node.
+are read by their opset's meaning (tests: opsets 6 to 20); an operator outside
+:data:`~evaluators.tasks.onnx_ops.OPS` (or of another domain) raises
+:class:`UnsupportedOperator` naming the operator and the node.
 """
 
 from __future__ import annotations
