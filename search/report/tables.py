@@ -94,6 +94,7 @@ def front_table(report: StudyReport) -> pd.DataFrame:
     teacher = report.teacher
     teacher_size = float(teacher["size_bytes"]) if teacher is not None else math.nan
     teacher_ms = quoted_ms(teacher) if teacher is not None else math.nan
+    extras = extra_metrics(report.front)
     rows = []
     for _, r in table_rows(report).iterrows():
         test = fmt_pct(r["test_accuracy"])
@@ -114,6 +115,11 @@ def front_table(report: StudyReport) -> pd.DataFrame:
                 "smaller": f"{teacher_size / r['size_bytes']:.1f}x" if teacher_size > 0 else "-",
                 "latency (ms)": latency_text(r),
                 "faster": f"{teacher_ms / quoted_ms(r):.2f}x" if teacher_ms > 0 else "-",
+                **{
+                    f"{split}{name}": f"{float(r[col]):.4g}" if is_number(r.get(col)) else "-"
+                    for name in extras
+                    for split, col in (("val ", name), ("test ", f"test_{name}"))
+                },
                 "search latency (ms)": f"{r['latency_ms']:.3f}",
                 "BOPs": f"{r['bops']:.3g}" if is_number(r.get("bops")) else "-",
                 "student": str(r.get("student", "")),
@@ -128,6 +134,16 @@ def front_table(report: StudyReport) -> pd.DataFrame:
     if len(table) and not has_warm_starts(report):
         table = table.drop(columns="warm start")
     return table
+
+
+def extra_metrics(front: pd.DataFrame) -> list[str]:
+    """The task's extra metrics in ``front`` (``perplexity``, ``nn_agreement``, ``kl``): the
+    columns measured on both splits, ``name`` and ``test_name``, besides the metric itself."""
+    return [
+        c[5:]
+        for c in front.columns
+        if c.startswith("test_") and c[5:] in front.columns and c[5:] != "accuracy"
+    ]
 
 
 def has_warm_starts(report: StudyReport) -> bool:

@@ -125,6 +125,17 @@ def test_minilm_study_keeps_fidelity_at_a_fraction_of_the_size(tmp_path: Path) -
     ]
     assert len(small) >= 1, front[["trial", "accuracy", "size_bytes"]]
     assert (small["latency_ms"] > 0).all() and small["test_nn_agreement"].notna().all()
+    # the report's front table shows the task's extra metric on both splits
+    from search.report import build_report, front_table
+    from search.stored import open_stored
+
+    table = front_table(
+        build_report(
+            open_stored(str(tmp_path / "minilm.toml"), out=tmp_path / "out"), remeasure=False
+        )
+    )
+    assert {"val nn_agreement", "test nn_agreement"} <= set(table.columns)
+    assert (table["val nn_agreement"] != "-").all() and (table["test nn_agreement"] != "-").any()
 
 
 @pytest.mark.slow
