@@ -122,5 +122,5 @@ def test_a_bad_factory_ends_with_one_line_naming_the_problem(
 def test_name_and_factory_together_are_refused(tmp_path: Path) -> None:
     from search.spec import StudyFileError, parse_spec
 
-    with pytest.raises(StudyFileError, match="not both"):
+    with pytest.raises(StudyFileError, match="not several"):
         parse_spec({"study": {"name": "s"}, "task": {"name": "digits-cnn", "factory": "a:b"}})
