@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,3 +100,18 @@ def write_npz(path: Path, n: int, features: int) -> None:
         arrays[f"x_{split}"] = rng.normal(size=(n, features)).astype(np.float32)
         arrays[f"y_{split}"] = rng.integers(0, 3, size=n)
     np.savez(path, **arrays)
+
+
+def run_card_snippet(dest: Path) -> dict[str, Any]:
+    """Run the ONNX Runtime snippet of ``dest``'s model card as written, in ``dest``; its
+    variables (``outputs``: the model's output on zero inputs)."""
+    card = (dest / "MODEL_CARD.md").read_text()
+    snippet = card.split("ONNX Runtime (no PyTorch needed):")[1].split("```python")[1]
+    namespace: dict[str, Any] = {}
+    cwd = os.getcwd()
+    os.chdir(dest)
+    try:
+        exec(snippet.split("```")[0], namespace)
+    finally:
+        os.chdir(cwd)
+    return namespace

@@ -27,6 +27,7 @@ from search.rebuild import rebuild
 from search.stored import open_stored
 from tests.conftest import REPO, cli_in_process, run_cli
 from tests.evaluators import hf_text_fixtures as fx
+from tests.search._readme_examples import run_card_snippet
 from tests.studyfile import write_study
 
 HAS_TRANSFORMERS = all(importlib.util.find_spec(m) for m in ("transformers", "tokenizers"))
@@ -99,13 +100,7 @@ def check_onnx_reproduces_the_candidate(
     )
     assert meta["input_shape"] == [[1, MAX_LENGTH], [1, MAX_LENGTH]]
     # the model card's ONNX Runtime snippet runs as written (two int64 inputs)
-    card = (dest / FILES["card"]).read_text()
-    snippet = card.split("ONNX Runtime (no PyTorch needed):")[1].split("```python")[1]
-    namespace: dict[str, Any] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(dest)
-        exec(snippet.split("```")[0], namespace)
-    assert namespace["outputs"].shape[0] == 1
+    assert run_card_snippet(dest)["outputs"].shape[0] == 1
     return meta
 
 

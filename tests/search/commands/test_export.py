@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -19,6 +18,7 @@ from search.report import build_report
 from search.stored import open_stored
 from spaces import CompressionConfig, unpack
 from tests.conftest import cli_in_process, run_cli
+from tests.search._readme_examples import run_card_snippet
 from tests.search._small_studies import SmallStudies
 
 
@@ -69,12 +69,7 @@ def test_export_writes_a_model_whose_onnx_reproduces_the_reported_test_accuracy(
     assert f"trial {trial}" in card and f"{len(artifact):,} B" in card
     assert f"{100 * onnx_acc:.2f}%" in card and "onnxruntime" in card and "load_exported" in card
     # its ONNX Runtime snippet runs as written
-    snippet = card.split("ONNX Runtime (no PyTorch needed):")[1].split("```python")[1]
-    namespace: dict[str, Any] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(dest)
-        exec(snippet.split("```")[0], namespace)
-    assert namespace["outputs"].shape[0] == 1
+    assert run_card_snippet(dest)["outputs"].shape[0] == 1
 
 
 @pytest.mark.slow
