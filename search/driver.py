@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import leases
 from search.environment import LEGACY_SPEC_ATTR, SPEC_ATTR, record_study_info
 from search.interrupts import CtrlC
+from search.keepalive import Keepalive
 from search.objective import StudyContext
 from search.objective_names import (
     DEFAULT_OBJECTIVES,
@@ -177,7 +178,7 @@ def run_study(
     start = time.monotonic()
     ran = 0
     interrupted = False
-    keepalive = leases.Keepalive(study)
+    keepalive = Keepalive(study)
     trial: optuna.Trial | None = None
     with CtrlC() as ctrl_c:
         try:

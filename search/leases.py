@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.keepalive import BEAT
 from search.retry import RETRY_OF_ATTR, RetryWithSameParams
 from search.storage import StorageSettings, storage_kind, storage_of, study_lock
 from search.writes import write_trial_attrs
@@ -47,7 +47,6 @@ log = logging.getLogger("frontier")
 
 #: System attributes frontier keeps on trials.
 LEASE = "frontier:lease"
-BEAT = "frontier:beat"
 #: User attributes people see (``trials.csv``): who ran a trial, which trial it retries.
 WORKER_ATTR = "worker"
 
@@ -353,62 +352,3 @@ def _ask(study: optuna.Study, trials: Sequence[FrozenTrial]) -> optuna.Trial:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return optuna.Trial(study, storage.create_new_trial(study._study_id))
-
-
-class Keepalive:
-    """A background thread that keeps the heartbeats of the trials a worker holds fresh."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        _, settings = storage_of(study)
-        self.study = study
-        self.interval = settings.heartbeat_interval
-        self._held: dict[int, int] = {}  # trial id -> number
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="frontier-heartbeat", daemon=True)
-        self._thread.start()
-
-    def hold(self, trial: optuna.Trial | FrozenTrial, *, beat: bool = True) -> None:
-        """Keep ``trial``'s heartbeat fresh; ``beat=False``: its first one is already
-        recorded (:func:`claim` records it with the lease)."""
-        with self._lock:
-            self._held[trial._trial_id] = trial.number
-        if beat:
-            self._beat(trial._trial_id)
-
-    def release(self, trial: optuna.Trial | FrozenTrial) -> None:
-        with self._lock:
-            self._held.pop(trial._trial_id, None)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                held = list(self._held)
-            for trial_id in held:
-                self._beat(trial_id)
-
-    def _beat(self, trial_id: int) -> None:
-        storage = self.study._storage
-        try:
-            if heartbeat_enabled(storage):
-                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-            else:
-                storage.set_trial_system_attr(trial_id, BEAT, time.time())
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self.release_id(trial_id)
-        except Exception as exc:  # a missed beat is retried; the trial goes on
-            log.debug("heartbeat of trial id %d failed: %s", trial_id, exc)
-
-    def release_id(self, trial_id: int) -> None:
-        with self._lock:
-            self._held.pop(trial_id, None)
-
-
-def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether the storage keeps Optuna heartbeats (RDB storages opened by frontier do)."""
-    interval = getattr(storage, "get_heartbeat_interval", None)
-    return callable(interval) and interval() is not None

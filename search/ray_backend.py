@@ -151,7 +151,7 @@ class OptunaAskTell(Searcher):
         deadline: float | None,
         progress: Callable[[optuna.Study], None] | None = None,
     ) -> None:
-        from search import leases
+        from search.keepalive import Keepalive
 
         super().__init__()
         self.study = study
@@ -160,7 +160,7 @@ class OptunaAskTell(Searcher):
         self.n_trials = n_trials
         self.deadline = deadline
         self.progress = progress
-        self.keepalive = leases.Keepalive(study)
+        self.keepalive = Keepalive(study)
         self.live: dict[str, optuna.Trial] = {}
         self.ran = 0
         self.interrupted = False

@@ -17,7 +17,8 @@ import json
 import os
 import sys
 
-from search.leases import Keepalive, claim_trial
+from search.keepalive import Keepalive
+from search.leases import claim_trial
 from search.storage import StorageSettings, open_shared_study, study_lock
 
 #: Short heartbeats, so that a dead remote worker is noticed within seconds.

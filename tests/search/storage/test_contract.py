@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import leases
+from search.keepalive import Keepalive
 from search.objective_names import DEFAULT_OBJECTIVES, directions
 from search.outcome import PRUNED, TrialOutcome
 from search.storage import OPENS_ATTR, StorageSettings, make_storage, open_shared_study, study_lock
@@ -184,7 +185,7 @@ def test_a_dead_worker_trial_is_failed_with_its_reason_and_retried_first(
     study = _open(storage_url, study_name)
     mine = leases.claim_trial(study, 10)  # held by this live process: never taken away
     assert mine is not None
-    keepalive = leases.Keepalive(study)  # its heartbeats stay fresh, however long this takes
+    keepalive = Keepalive(study)  # its heartbeats stay fresh, however long this takes
     keepalive.hold(mine, beat=False)
     worker = _start("hold", storage_url, study_name, 10)
     victim = _said(worker)
@@ -216,7 +217,7 @@ def test_a_remote_worker_trial_fails_once_its_heartbeat_is_older_than_the_grace_
     trial = leases.claim_trial(study, 5)
     assert trial is not None
     trial.suggest_float("x", 0.0, 1.0)
-    keepalive = leases.Keepalive(study)
+    keepalive = Keepalive(study)
     keepalive.hold(trial)
     if time.monotonic() - started < SETTINGS.grace_period:
         assert leases.recover_stale_trials(study) == []  # a fresh heartbeat
