@@ -183,6 +183,7 @@ class _Planner:
         )
         self.granularity = space.settings.granularity[0]
         self.rounding = space.settings.rounding[0]
+        self.act_codes = space.settings.act_codes[0]
         self.options = {
             layer: self._layer_options(layer, shape, table) for layer, shape in arch.layers.items()
         }
@@ -346,6 +347,7 @@ class _Planner:
             act_bits=self.act_bits,
             granularity=self.granularity,
             rounding=self.rounding,
+            act_codes=self.act_codes,
         )
 
     def cost(self, name: str, config: CompressionConfig) -> float:

@@ -281,7 +281,8 @@ def describe(config: CompressionConfig) -> str:
         parts.append(f"heads -{min(heads):.2f}-{max(heads):.2f}")
     integer = any(b <= 8 for b in config.bits.values())
     if config.act_bits == 8 and integer:
-        parts.append(f"int8 activations ({config.act_mode})")
+        codes = ", codes 0-255" if config.act_codes == 255 else ""
+        parts.append(f"int8 activations ({config.act_mode}{codes})")
     if config.rounding != "nearest" and integer:
         parts.append(f"{config.rounding.upper()} rounding")
     return ", ".join(parts)

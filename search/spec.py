@@ -324,7 +324,7 @@ def parse_spec(
                 f"'space.custom_students.{name}' must be a string like "
                 f'"package.module:function". Got {target!r} instead.'
             )
-    for key in ("act_bits", "act_mode", "granularity", "rounding"):
+    for key in ("act_bits", "act_mode", "act_codes", "granularity", "rounding"):
         if key in t["space"]:
             t["space"][key] = tuple(t["space"][key])
     study = dict(t["study"])

@@ -47,6 +47,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "heads_step": _FLOAT,
         "act_bits": _INTS,
         "act_mode": _STRS,
+        "act_codes": _INTS,
         "act_calibration": _STR,
         "granularity": _STRS,
         "rounding": _STRS,

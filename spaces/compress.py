@@ -147,7 +147,7 @@ def compress(
     else:
         act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
     for layer in act_layers:
-        activations.attach(layer)
+        activations.attach(layer, qmax=config.act_codes)
 
     finetuned = finetune.epochs > 0 and not config.is_identity()
     if finetuned:

@@ -52,6 +52,10 @@ DEFAULT_ACT_MODE = "static"
 #: within +-63): a uint8 x int8 pair sum then stays below 2^15 (255 * 63 * 2 = 32130), so
 #: the int16 ``vpmaddubsw`` of CPUs without VNNI never saturates.
 DYNAMIC_MAX_WEIGHT_BITS = 7
+#: The largest code of static 8-bit activations: 127 (7 of the 8 bits: exact on every x86 CPU)
+#: or 255 (the full range; see :mod:`spaces.activations`).
+ACT_CODES = (127, 255)
+DEFAULT_ACT_CODES = 127
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -91,6 +95,10 @@ class CompressionConfig:
             have at most 7 bits and one scale per row or layer; see
             :mod:`spaces.dynamic_acts`). Always ``"static"`` with float activations; left out
             of the stored form when ``"static"``.
+        act_codes: With static 8-bit activations: the largest activation code, 127 (exact
+            on every x86 CPU) or 255 (the full uint8 range, as ONNX Runtime's
+            ``quantize_static``; see :mod:`spaces.activations`). Always 127 otherwise; left
+            out of the stored form when 127.
         version: Format version, for loading configs saved by older releases.
     """
 
@@ -103,6 +111,7 @@ class CompressionConfig:
     granularity: str = "channel"
     rounding: str = DEFAULT_ROUNDING
     act_mode: str = DEFAULT_ACT_MODE
+    act_codes: int = DEFAULT_ACT_CODES
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -153,8 +162,15 @@ class CompressionConfig:
             raise ValueError(
                 f"'act_mode' must be one of {list(ACT_MODES)}. Got {self.act_mode!r} instead."
             )
+        if isinstance(self.act_codes, bool) or self.act_codes not in ACT_CODES:
+            raise ValueError(
+                f"'act_codes' must be one of {list(ACT_CODES)}. Got {self.act_codes!r} instead."
+            )
         if self.act_bits == FLOAT_BITS:  # float activations have no mode: one canonical form
             object.__setattr__(self, "act_mode", DEFAULT_ACT_MODE)
+        if self.act_bits == FLOAT_BITS or self.act_mode != "static":  # codes of static ranges
+            object.__setattr__(self, "act_codes", DEFAULT_ACT_CODES)
+        object.__setattr__(self, "act_codes", int(self.act_codes))
         # canonical form: defaults are left out, so equal candidates compare equal
         bits = {k: int(v) for k, v in self.bits.items() if v != FLOAT_BITS}
         prune = {k: float(v) for k, v in self.prune.items() if v != 0}
@@ -221,11 +237,13 @@ class CompressionConfig:
             granularity=self.granularity,
             rounding=self.rounding,
             act_mode=self.act_mode,
+            act_codes=self.act_codes,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form; ``heads`` only when some are removed, ``rounding`` only when not
-        ``"nearest"`` and ``act_mode`` only when ``"dynamic"`` (older forms stay equal)."""
+        ``"nearest"``, ``act_mode`` only when ``"dynamic"`` and ``act_codes`` only when 255
+        (older forms stay equal)."""
         data: dict[str, Any] = {
             "version": self.version,
             "student": self.student,
@@ -241,6 +259,8 @@ class CompressionConfig:
             data["rounding"] = self.rounding
         if self.act_mode != DEFAULT_ACT_MODE:
             data["act_mode"] = self.act_mode
+        if self.act_codes != DEFAULT_ACT_CODES:
+            data["act_codes"] = self.act_codes
         return data
 
     @classmethod
@@ -255,6 +275,7 @@ class CompressionConfig:
         allowed = {"version", "student", "bits", "prune"}
         if version >= 2:
             allowed |= {"channels", "heads", "act_bits", "granularity", "rounding", "act_mode"}
+            allowed |= {"act_codes"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
@@ -270,6 +291,7 @@ class CompressionConfig:
             granularity=data.get("granularity", "channel"),
             rounding=data.get("rounding", DEFAULT_ROUNDING),
             act_mode=data.get("act_mode", DEFAULT_ACT_MODE),
+            act_codes=data.get("act_codes", DEFAULT_ACT_CODES),
         )
 
     def to_json(self) -> str:

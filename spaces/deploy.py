@@ -50,7 +50,12 @@ import torch
 from torch import nn
 
 from spaces import dynamic_acts, onnx_nbits, qdq_graph
-from spaces.activations import QMAX, QMIN, activation_params, has_quantized_activations
+from spaces.activations import (
+    QMIN,
+    activation_params,
+    activation_qmax,
+    has_quantized_activations,
+)
 from spaces.layers import compressible_layers
 from spaces.quantization import QuantizedWeight, weight_codes
 
@@ -96,14 +101,14 @@ def _quantized_module(layer: nn.Module, code: QuantizedWeight, out: tuple[float,
 class Int8Layer(nn.Module):
     """A torch int8 kernel between a quantize of its input and a dequantize of its output."""
 
-    def __init__(self, op: nn.Module, in_scale: float, in_zero_point: int) -> None:
+    def __init__(self, op: nn.Module, in_scale: float, in_zero_point: int, qmax: int = 127) -> None:
         super().__init__()
         self.op = op
         self.in_scale = in_scale
         self.in_zero_point = in_zero_point
-        # quint8 codes run to 255, the simulation's to QMAX: both ends are clamped to its grid
-        self.in_min, self.in_max = _grid(in_scale, in_zero_point)
-        self.out_min, self.out_max = _grid(float(op.scale), int(op.zero_point))  # type: ignore[arg-type]
+        # quint8 codes run to 255, the simulation's to qmax: both ends are clamped to its grid
+        self.in_min, self.in_max = _grid(in_scale, in_zero_point, qmax)
+        self.out_min, self.out_max = _grid(float(op.scale), int(op.zero_point), qmax)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.clamp(self.in_min, self.in_max)
@@ -112,9 +117,9 @@ class Int8Layer(nn.Module):
         return out
 
 
-def _grid(scale: float, zero_point: int) -> tuple[float, float]:
+def _grid(scale: float, zero_point: int, qmax: int) -> tuple[float, float]:
     """The smallest and largest value of the simulation's grid, as float32 computes them."""
-    ends = (torch.tensor([QMIN, QMAX]) - zero_point).float() * torch.tensor(scale).float()
+    ends = (torch.tensor([QMIN, qmax]) - zero_point).float() * torch.tensor(scale).float()
     return float(ends[0]), float(ends[1])
 
 
@@ -171,7 +176,8 @@ def _swap_int8_layers(out: nn.Module) -> None:
         s_in, z_in, s_out, z_out = activation_params(layer)
         parent_name, _, leaf = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, leaf, Int8Layer(_quantized_module(layer, code, (s_out, z_out)), s_in, z_in))
+        op = _quantized_module(layer, code, (s_out, z_out))
+        setattr(parent, leaf, Int8Layer(op, s_in, z_in, activation_qmax(layer)))
 
 
 def _names(example_input: tuple[torch.Tensor, ...]) -> list[str]:

@@ -21,6 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from spaces.activations import ACT_CALIBRATIONS
 from spaces.config import (
+    ACT_CODES,
     ACT_MODES,
     ALLOWED_ACT_BITS,
     ALLOWED_BITS,
@@ -91,6 +92,9 @@ class SpaceSettings:
             every candidate (not searched): ``"minmax"`` (the range seen) or ``"mse"`` (the
             range shrunk to the least squared quantization error; see
             :func:`spaces.activations.mse_range`).
+        act_codes: Largest codes of static 8-bit activations to search: 127 (7 of the 8
+            bits, exact on every x86 CPU) and/or 255 (the full range, as ONNX Runtime's
+            ``quantize_static``; see :mod:`spaces.activations`).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``, ``"gptq-onepass"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
@@ -114,6 +118,7 @@ class SpaceSettings:
     act_bits: tuple[int, ...] = (FLOAT_BITS,)
     act_mode: tuple[str, ...] = ("static",)
     act_calibration: str = "minmax"
+    act_codes: tuple[int, ...] = (127,)
     granularity: tuple[str, ...] = ("channel",)
     rounding: tuple[str, ...] = ("nearest",)
     custom_students: Mapping[str, str] = field(default_factory=dict)
@@ -160,6 +165,8 @@ class SpaceSettings:
         object.__setattr__(self, "act_bits", act)
         mode = _check_choices("space.act_mode", self.act_mode, ACT_MODES)
         object.__setattr__(self, "act_mode", mode)
+        codes = _check_choices("space.act_codes", self.act_codes, ACT_CODES)
+        object.__setattr__(self, "act_codes", codes)
         gran = _check_choices("space.granularity", self.granularity, GRANULARITIES)
         object.__setattr__(self, "granularity", gran)
         rounding = _check_choices("space.rounding", self.rounding, ROUNDINGS)
@@ -253,6 +260,8 @@ class SearchSpace:
             dists["act_bits"] = CategoricalDistribution(list(s.act_bits))
         if len(s.act_mode) > 1 and 8 in s.act_bits:  # a mode of 8-bit activations only
             dists["act_mode"] = CategoricalDistribution(list(s.act_mode))
+        if len(s.act_codes) > 1 and 8 in s.act_bits and "static" in s.act_mode:
+            dists["act_codes"] = CategoricalDistribution(list(s.act_codes))
         if len(s.granularity) > 1:
             dists["granularity"] = CategoricalDistribution(list(s.granularity))
         if len(s.rounding) > 1:
@@ -290,6 +299,7 @@ class SearchSpace:
             granularity=str(params.get("granularity", s.granularity[0])),
             rounding=str(params.get("rounding", s.rounding[0])),
             act_mode=str(params.get("act_mode", s.act_mode[0])),
+            act_codes=int(params.get("act_codes", s.act_codes[0])),
         )
 
     def params_from_config(self, config: CompressionConfig) -> dict[str, Any]:
@@ -306,7 +316,7 @@ class SearchSpace:
         for block in self.head_modules:
             if f"heads.{block}" in dists:
                 params[f"heads.{block}"] = config.heads_of(block)
-        for key in ("act_bits", "act_mode", "granularity", "rounding"):
+        for key in ("act_bits", "act_mode", "act_codes", "granularity", "rounding"):
             if key in dists:
                 params[key] = getattr(config, key)
         return params
@@ -321,6 +331,9 @@ class SearchSpace:
         if config.rounding not in self.settings.rounding:
             return False
         if config.act_bits == 8 and config.act_mode not in self.settings.act_mode:
+            return False
+        static = config.act_bits == 8 and config.act_mode == "static"
+        if static and config.act_codes not in self.settings.act_codes:
             return False
         for name, value in self.params_from_config(config).items():
             dist = dists[name]
@@ -358,6 +371,7 @@ class SearchSpace:
                     granularity=gran,
                     rounding=rounding,
                     act_mode=mode,
+                    act_codes=s.act_codes[0],
                 )
                 for name, b in uniform.items()
             },

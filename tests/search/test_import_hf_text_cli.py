@@ -207,7 +207,10 @@ def test_the_readme_worked_example_runs_as_written(tmp_path: Path) -> None:
     results = next(tmp_path.glob("results/*/front.csv")).parent
     trials = pd.read_csv(results / "trials.csv")
     teacher = trials[trials["baseline"] == "teacher"].iloc[0]
-    assert teacher["accuracy"] > 0.5  # three topics: chance is a third
+    # three topics: chance is a third. The WordPiece trainer is not seeded (its Rust hash maps
+    # break ties differently in each process), so the vocabulary and the teacher vary between
+    # runs: 0.50 to 0.68 on validation in five runs of the example
+    assert teacher["accuracy"] > 0.4
     exported = [p for p in tmp_path.rglob(FILES["onnx"]) if "results" not in p.parts]
     assert len(exported) == 1
     meta = json.loads((exported[0].parent / FILES["meta"]).read_text())

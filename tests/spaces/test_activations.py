@@ -84,13 +84,15 @@ def test_float_layers_keep_float_activations(pool: StudentPool) -> None:
     assert not hasattr(cand.model.fc1, BUFFER) and not hasattr(cand.model.fc2, BUFFER)
 
 
-def _quantized(model: nn.Module, layers: list[nn.Module]) -> nn.Module:
+def _quantized(
+    model: nn.Module, layers: list[nn.Module], bits: int = 8, qmax: int = QMAX
+) -> nn.Module:
     for layer in layers:
-        code = quantize_weight(layer.weight, 8)
+        code = quantize_weight(layer.weight, bits)
         with torch.no_grad():
             layer.weight.copy_(code.dequantize())
         mark_quantized(layer, code)
-        activations.attach(layer)
+        activations.attach(layer, qmax=qmax)
     return model.eval()
 
 
@@ -113,9 +115,11 @@ class _ConvNet(nn.Module):
         return self.conv4(self.relu(self.conv3(h)))
 
 
-def _calibrated(model: nn.Module, layers: list[nn.Module], x: torch.Tensor) -> nn.Module:
+def _calibrated(
+    model: nn.Module, layers: list[nn.Module], x: torch.Tensor, bits: int = 8, qmax: int = QMAX
+) -> nn.Module:
     torch.manual_seed(0)
-    _quantized(model, layers)
+    _quantized(model, layers, bits, qmax)
     activations.calibrate(model, layers, Split((x,), torch.zeros(len(x))))
     return model
 
@@ -175,8 +179,13 @@ def test_linear_followed_by_relu_and_hardtanh() -> None:
     assert activations.activation_params(model[2])[2:] == qparams(-1.0, 0.5)
 
 
+# codes 0-255 with 7-bit weights (codes within +-63): no uint8 x int8 pair sum reaches 2^15, so
+# the kernels compute the simulation on every x86 CPU, VNNI or not
+@pytest.mark.parametrize(("bits", "qmax"), [(8, 127), (7, 255)])
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
-def test_int8_forms_compute_the_simulation(runtime: str, tmp_path: Path) -> None:
+def test_int8_forms_compute_the_simulation(
+    runtime: str, bits: int, qmax: int, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
@@ -192,8 +201,9 @@ def test_int8_forms_compute_the_simulation(runtime: str, tmp_path: Path) -> None
         model[0].weight.mul_(6.0)
     x = torch.randn(32, 3, 6, 6)
     layers = [model[0], model[2], model[5], model[7]]
-    _calibrated(model, layers, x)
+    _calibrated(model, layers, x, bits, qmax)
     assert activations.activation_params(model[0])[3] == 0
+    assert all(activations.activation_qmax(m) == qmax for m in layers)
     x = torch.randn(32, 3, 6, 6) * 1.5  # beyond the calibrated ranges: the grids saturate
     with torch.no_grad():
         ref = model(x)
@@ -250,3 +260,33 @@ def test_mse_calibration_narrows_ranges_and_is_repeatable() -> None:
     assert mse_in < minmax_in  # the first layer's input scale: the tails are clipped
     with pytest.raises(ValueError, match=r"space\.act_calibration"):
         activations.calibrate(model, layers, Split((x,), torch.zeros(2560)), method="max")
+
+
+def test_full_activation_codes_use_the_uint8_range_and_reload_from_the_artifact(
+    pool: StudentPool, tmp_path: Path
+) -> None:
+    from spaces.artifacts import load_candidate, save_candidate
+
+    config = dataclasses.replace(W8A8, act_codes=255)
+    cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+    fc1 = cand.model.fc1
+    assert activations.activation_qmax(fc1) == 255
+    seen: dict[str, torch.Tensor] = {}
+    handle = fc1.register_forward_hook(lambda m, a, o: seen.update(inp=a[0]))
+    x = pool.task.val.inputs[0][:64]
+    with torch.no_grad():
+        out = cand.model(x)
+    handle.remove()
+    s_in, z_in, _, _ = activation_params(fc1)
+    codes = seen["inp"] / s_in + z_in
+    assert torch.allclose(codes, codes.round(), atol=1e-3)
+    assert codes.min() >= -1e-3 and codes.max() <= 255 + 1e-3
+    assert codes.max() > QMAX + 0.5  # the calibrated range spans the full grid
+    # a 0-255 grid over the same range: half the step of the default's
+    seven = compress(pool, W8A8, finetune=FinetuneSettings(epochs=0), seed=0)
+    assert activation_params(seven.model.fc1)[0] == pytest.approx(2 * s_in, rel=0.02)
+    loaded = load_candidate(save_candidate(cand, tmp_path / "saved"), pool.task)
+    assert loaded.config.act_codes == 255
+    assert activations.activation_qmax(loaded.model.fc1) == 255
+    with torch.no_grad():
+        assert torch.equal(loaded.model.eval()(x), out)

@@ -159,3 +159,32 @@ def test_space_searches_rounding_only_with_two_choices() -> None:
         SpaceSettings(rounding=("stochastic",))
     with pytest.raises(ValueError, match=r"'space\.rounding' must be a non-empty list"):
         SpaceSettings(rounding=())
+
+
+def test_act_codes_validate_round_trip_and_are_searched_only_with_two_choices() -> None:
+    full = CompressionConfig(bits={"a": 8}, act_bits=8, act_codes=255)
+    assert CompressionConfig.from_json(full.to_json()) == full
+    assert full.to_dict()["act_codes"] == 255 and full.restricted_to(["a"]).act_codes == 255
+    # 127 is the default, left out of the stored form; float or dynamic activations have none
+    seven = CompressionConfig(bits={"a": 8}, act_bits=8)
+    assert seven.act_codes == 127 and "act_codes" not in seven.to_dict()
+    assert CompressionConfig(bits={"a": 8}, act_codes=255).act_codes == 127
+    dynamic = CompressionConfig(bits={"a": 7}, act_bits=8, act_mode="dynamic", act_codes=255)
+    assert dynamic.act_codes == 127
+    with pytest.raises(ValueError, match=r"'act_codes' must be one of \[127, 255\]"):
+        CompressionConfig(act_bits=8, act_codes=200)
+    with pytest.raises(ValueError, match=r"Unknown CompressionConfig key\(s\) \['act_codes'\]"):
+        CompressionConfig.from_dict({"version": 1, "act_codes": 255})
+
+    settings = SpaceSettings(act_bits=(8, 32), act_codes=(255,))
+    fixed = SearchSpace(["a"], ["teacher"], settings)
+    assert "act_codes" not in fixed.distributions()
+    assert fixed.config_from_params({"bits.a": 8, "act_bits": 8}).act_codes == 255
+    assert fixed.baselines()["uniform-int8"].act_codes == 255
+    assert fixed.contains(full) and not fixed.contains(seven)
+    both = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(8,), act_codes=(127, 255)))
+    assert list(both.distributions()["act_codes"].choices) == [127, 255]  # type: ignore[attr-defined]
+    params = both.params_from_config(full)
+    assert params["act_codes"] == 255 and both.config_from_params(params) == full
+    with pytest.raises(ValueError, match=r"'space\.act_codes' must be a non-empty list"):
+        SpaceSettings(act_codes=(128,))
