@@ -358,7 +358,11 @@ class SearchSpace:
         rounding = "nearest" if "nearest" in s.rounding else s.rounding[0]
         first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
         teacher = CompressionConfig(
-            student=TEACHER, act_bits=first, granularity=s.granularity[0], rounding=s.rounding[0]
+            student=TEACHER,
+            act_bits=first,
+            granularity=s.granularity[0],
+            rounding=s.rounding[0],
+            act_codes=s.act_codes[0],
         )
         uniform = {"uniform-int8": 8, "uniform-int4": 4}
         return {
@@ -391,6 +395,7 @@ class SearchSpace:
                 act_bits=first,
                 granularity=s.granularity[0],
                 rounding=s.rounding[0],
+                act_codes=s.act_codes[0],
             )
             for name in self.students
             if name != TEACHER

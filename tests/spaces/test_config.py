@@ -181,6 +181,8 @@ def test_act_codes_validate_round_trip_and_are_searched_only_with_two_choices() 
     assert "act_codes" not in fixed.distributions()
     assert fixed.config_from_params({"bits.a": 8, "act_bits": 8}).act_codes == 255
     assert fixed.baselines()["uniform-int8"].act_codes == 255
+    only8 = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(8,), act_codes=(255,)))
+    assert all(only8.contains(c) for c in only8.baselines().values())  # the teacher too
     assert fixed.contains(full) and not fixed.contains(seven)
     both = SearchSpace(["a"], ["teacher"], SpaceSettings(act_bits=(8,), act_codes=(127, 255)))
     assert list(both.distributions()["act_codes"].choices) == [127, 255]  # type: ignore[attr-defined]
