@@ -10,14 +10,11 @@ By default the codes use 7 of the 8 bits (``reduce_range``, as PyTorch's x86 def
 observers do): x86 int8 kernels on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake)
 multiply uint8 by int8 with ``vpmaddubsw``, which saturates the int16 sum of two products; with
 activations below 128 it never does (127 * 127 * 2 < 32767), so the kernels compute exactly what
-is simulated on every x86 CPU. A candidate with ``act_codes = 255``
-(:attr:`spaces.CompressionConfig.act_codes`) uses all 256 codes, as ONNX Runtime's own
-``quantize_static`` does: twice the resolution (on EfficientNet-Lite0 it is the difference
-between 95.6% and 98.4% confident agreement for uniform w8a8), exact on CPUs with VNNI and on
-GPUs; on CPUs without VNNI a pair of large products can saturate in the kernel, so the deployed
-model may differ slightly from the simulation there (``frontier export`` measures the ONNX
-model itself: ``test_accuracy_onnxruntime``). The code range is kept per layer in the
-``act_qmax`` attribute (set by :func:`attach`; the config carries it into rebuilt artifacts).
+is simulated on every x86 CPU. A candidate with ``act_codes = 255`` uses all 256 codes around
+the layers whose weights have at most 7 bits (codes within +-63: 255 * 63 * 2 < 32767, exact
+too; :meth:`spaces.CompressionConfig.act_codes_of`): twice the resolution. The code range is
+kept per layer in the ``act_qmax`` attribute (set by :func:`attach`; the config carries it into
+rebuilt artifacts).
 
 Ranges are the minimum and maximum seen on training batches only (never the validation or test
 split); zero is always representable, so ReLU outputs and zero padding stay exact. The

@@ -83,7 +83,7 @@ def build_architecture(task: Task, config: CompressionConfig) -> nn.Module:
         return model
     for name, layer in compressible_layers(model).items():
         if config.act_bits_of(name) == 8:
-            activations.attach(layer, qmax=config.act_codes)
+            activations.attach(layer, qmax=config.act_codes_of(name))
     return model
 
 

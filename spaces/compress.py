@@ -146,8 +146,9 @@ def compress(
             dynamic_acts.attach_dynamic(layer)
     else:
         act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
-    for layer in act_layers:
-        activations.attach(layer, qmax=config.act_codes)
+        for name, layer in layers.items():
+            if config.act_bits_of(name) == 8:
+                activations.attach(layer, qmax=config.act_codes_of(name))
 
     finetuned = finetune.epochs > 0 and not config.is_identity()
     if finetuned:

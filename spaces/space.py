@@ -93,8 +93,8 @@ class SpaceSettings:
             range shrunk to the least squared quantization error; see
             :func:`spaces.activations.mse_range`).
         act_codes: Largest codes of static 8-bit activations to search: 127 (7 of the 8
-            bits, exact on every x86 CPU) and/or 255 (the full range, as ONNX Runtime's
-            ``quantize_static``; see :mod:`spaces.activations`).
+            bits) and/or 255 (the full range around layers whose weights have at most 7
+            bits; see :meth:`spaces.CompressionConfig.act_codes_of`).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``, ``"gptq-onepass"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``

@@ -165,6 +165,9 @@ def test_act_codes_validate_round_trip_and_are_searched_only_with_two_choices() 
     full = CompressionConfig(bits={"a": 8}, act_bits=8, act_codes=255)
     assert CompressionConfig.from_json(full.to_json()) == full
     assert full.to_dict()["act_codes"] == 255 and full.restricted_to(["a"]).act_codes == 255
+    # the full range only around weights of at most 7 bits (exact on CPUs without VNNI)
+    mixed = CompressionConfig(bits={"a": 8, "b": 7, "c": 4}, act_bits=8, act_codes=255)
+    assert [mixed.act_codes_of(k) for k in "abc"] == [127, 255, 255]
     # 127 is the default, left out of the stored form; float or dynamic activations have none
     seven = CompressionConfig(bits={"a": 8}, act_bits=8)
     assert seven.act_codes == 127 and "act_codes" not in seven.to_dict()
