@@ -44,11 +44,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from spaces.config import ACT_CODES, DEFAULT_ACT_CODES
 from spaces.task import Split
 
-QMIN, QMAX = 0, 127
-#: The largest activation code: 127 (exact on every x86 CPU) or 255 (the full uint8 range).
-ACT_CODES = (127, 255)
+QMIN, QMAX = 0, DEFAULT_ACT_CODES
 BUFFER = "act_qparams"
 #: The attribute holding a layer's largest code (a plain int; absent means :data:`QMAX`).
 QMAX_ATTR = "act_qmax"

@@ -140,15 +140,16 @@ def compress(
         gptq = gptq_round(
             model, layers, masks, config, task.train, task.batch_size, device=pool.device
         )
-    act_layers: list[nn.Module] = []
+    act_layers: dict[str, nn.Module] = {}
     if config.act_mode == "dynamic":  # nothing to calibrate: ranges come from each input
         for layer in dynamic_acts.dynamic_layers_of(model, config).values():
             dynamic_acts.attach_dynamic(layer)
     else:
-        act_layers = [layer for name, layer in layers.items() if config.act_bits_of(name) == 8]
-        for name, layer in layers.items():
-            if config.act_bits_of(name) == 8:
-                activations.attach(layer, qmax=config.act_codes_of(name))
+        act_layers = {
+            name: layer for name, layer in layers.items() if config.act_bits_of(name) == 8
+        }
+        for name, layer in act_layers.items():
+            activations.attach(layer, qmax=config.act_codes_of(name))
 
     finetuned = finetune.epochs > 0 and not config.is_identity()
     if finetuned:
@@ -159,7 +160,7 @@ def compress(
                 _Constrained(masks.get(name), config.bits_of(name), config.granularity),
             )
         # quantization-aware from the first step: ranges seen under the quantized weights
-        activations.calibrate(model, act_layers, task.train, method=act_calibration)
+        activations.calibrate(model, act_layers.values(), task.train, method=act_calibration)
         torch.manual_seed(seed)
         task, s = pool.task, pool.settings
         fit(
@@ -178,7 +179,7 @@ def compress(
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
 
     codes = _finalize(layers, masks, config, {} if finetuned else gptq)
-    activations.calibrate(model, act_layers, task.train, method=act_calibration)
+    activations.calibrate(model, act_layers.values(), task.train, method=act_calibration)
     artifact = pack(model, codes, {n: config.bits_of(n) for n in layers}, student=config.student)
     return Compressed(
         model=model.eval(),

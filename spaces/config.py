@@ -291,8 +291,8 @@ class CompressionConfig:
             )
         allowed = {"version", "student", "bits", "prune"}
         if version >= 2:
-            allowed |= {"channels", "heads", "act_bits", "granularity", "rounding", "act_mode"}
-            allowed |= {"act_codes"}
+            allowed |= {"channels", "heads", "act_bits", "granularity", "rounding"}
+            allowed |= {"act_mode", "act_codes"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(

@@ -51,6 +51,7 @@ from torch import nn
 
 from spaces import dynamic_acts, onnx_nbits, qdq_graph
 from spaces.activations import (
+    QMAX,
     QMIN,
     activation_params,
     activation_qmax,
@@ -101,7 +102,9 @@ def _quantized_module(layer: nn.Module, code: QuantizedWeight, out: tuple[float,
 class Int8Layer(nn.Module):
     """A torch int8 kernel between a quantize of its input and a dequantize of its output."""
 
-    def __init__(self, op: nn.Module, in_scale: float, in_zero_point: int, qmax: int = 127) -> None:
+    def __init__(
+        self, op: nn.Module, in_scale: float, in_zero_point: int, qmax: int = QMAX
+    ) -> None:
         super().__init__()
         self.op = op
         self.in_scale = in_scale

@@ -356,14 +356,7 @@ class SearchSpace:
         mode = "static" if "static" in s.act_mode else s.act_mode[0]
         gran = "channel" if "channel" in s.granularity else s.granularity[0]
         rounding = "nearest" if "nearest" in s.rounding else s.rounding[0]
-        first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
-        teacher = CompressionConfig(
-            student=TEACHER,
-            act_bits=first,
-            granularity=s.granularity[0],
-            rounding=s.rounding[0],
-            act_codes=s.act_codes[0],
-        )
+        teacher = CompressionConfig(student=TEACHER, **self._plain_settings())
         uniform = {"uniform-int8": 8, "uniform-int4": 4}
         return {
             "teacher": teacher,
@@ -387,16 +380,19 @@ class SearchSpace:
         They show what distillation alone gives, and they seed the search with the fast,
         accurate architectures that the compression dimensions then refine.
         """
-        s = self.settings
-        first = FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0]
         return {
-            f"student:{name}": CompressionConfig(
-                student=name,
-                act_bits=first,
-                granularity=s.granularity[0],
-                rounding=s.rounding[0],
-                act_codes=s.act_codes[0],
-            )
+            f"student:{name}": CompressionConfig(student=name, **self._plain_settings())
             for name in self.students
             if name != TEACHER
+        }
+
+    def _plain_settings(self) -> dict[str, Any]:
+        """The whole-model settings of an uncompressed baseline: float activations when
+        offered, else the space's first choice of each."""
+        s = self.settings
+        return {
+            "act_bits": FLOAT_BITS if FLOAT_BITS in s.act_bits else s.act_bits[0],
+            "granularity": s.granularity[0],
+            "rounding": s.rounding[0],
+            "act_codes": s.act_codes[0],
         }
