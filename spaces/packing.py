@@ -58,6 +58,12 @@ def pack_bits(values: np.ndarray, width: int) -> bytes:
     values = np.asarray(values, dtype=np.uint32).ravel()
     if values.size == 0:
         return b""
+    if 8 % width == 0:  # 1, 2, 4 or 8 bits: whole values per byte, the first in the low bits
+        per = 8 // width
+        padded = np.zeros(-(-values.size // per) * per, dtype=np.uint8)
+        padded[: values.size] = values
+        lanes = padded.reshape(-1, per) << (np.arange(per, dtype=np.uint8) * width)
+        return np.bitwise_or.reduce(lanes, axis=1).astype(np.uint8).tobytes()
     bits = ((values[:, None] >> np.arange(width, dtype=np.uint32)) & 1).astype(np.uint8)
     return np.packbits(bits.ravel(), bitorder="little").tobytes()
 
@@ -67,6 +73,11 @@ def unpack_bits(data: bytes | np.ndarray, width: int, count: int) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     raw = np.frombuffer(bytes(data), dtype=np.uint8)
+    if 8 % width == 0:  # whole values per byte (see pack_bits)
+        per = 8 // width
+        shifts = np.arange(per, dtype=np.uint8) * width
+        lanes = (raw[: -(-count // per), None] >> shifts) & np.uint8(2**width - 1)
+        return lanes.ravel()[:count].astype(np.int64)
     bits = np.unpackbits(raw, count=count * width, bitorder="little").reshape(count, width)
     return (bits.astype(np.int64) << np.arange(width, dtype=np.int64)).sum(axis=1)
 
@@ -117,10 +128,8 @@ def _relidx_entries(positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return diffs - 1, np.where(is_real, owner, -1)
 
 
-def _relidx_size(positions: np.ndarray, k: int, values: _Values) -> int:
-    span = 2**k
-    gaps = np.diff(np.concatenate([[-1], positions]))
-    count = int((-(-gaps // span)).sum())
+def _relidx_size(gaps: np.ndarray, k: int, values: _Values) -> int:
+    count = int((-(-gaps // 2**k)).sum())
     return _nbytes(count, k) + values.nbytes(count)
 
 
@@ -130,7 +139,12 @@ def _encode_weight(values: _Values, numel: int) -> tuple[str, int, int, bytes]:
     options: list[tuple[int, str, int]] = [(values.nbytes(numel), "dense", 0)]
     options.append((_nbytes(numel, 1) + values.nbytes(len(nz)), "bitmask", 0))
     if len(nz):
-        options += [(_relidx_size(nz, k, values), "relidx", k) for k in range(1, 9)]
+        gaps = np.diff(nz, prepend=-1)
+        for k in range(1, 9):
+            # at least one entry per non-zero: a k whose least size cannot win is skipped
+            # (dense weights: every k), which gives the same choice as sizing them all
+            if _nbytes(len(nz), k) + values.nbytes(len(nz)) <= min(options)[0]:
+                options.append((_relidx_size(gaps, k, values), "relidx", k))
     _, enc, k = min(options)
     if enc == "dense":
         return enc, numel, 0, values.encode(values.flat)

@@ -21,8 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["tests.search._cluster", "tests.search._small_studies"]
 
 torch.set_num_threads(1)
-# latency lookup tables go to a throw-away folder, never to the user's cache
+# latency lookup tables go to a throw-away folder, never to the user's cache (one for the whole
+# run: pytest-xdist's workers inherit the controller's, and share its tables)
 os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-tests-"))
+# no machine-wide timing lock between the tests' frontier processes
+# (evaluators.latency.isolation): with it, a study timing its candidates in one worker waited
+# for every study computing in the other, and the heaviest tests ran about 2.2x their time
+# alone (the README's Hugging Face text example: 377 s beside the MiniLM study test, 107 s
+# without the lock). No test but those marked ``timing`` (which run alone) asserts a latency;
+# the tests of the lock itself turn it on
+os.environ["FRONTIER_ISOLATION"] = "off"
 # tests run beside each other (xdist): the machine is rarely quiet, and no test but those marked
 # ``timing`` (which run alone and wait as users do) asserts a latency, so timings never wait for
 # quiet moments (evaluators.latency.quiet). Under load a probe still reads quiet now and then,
@@ -31,10 +39,28 @@ os.environ.setdefault("FRONTIER_CACHE_DIR", tempfile.mkdtemp(prefix="frontier-te
 os.environ.setdefault("FRONTIER_QUIET_MAX_WAIT_S", "0")
 
 
+#: The longest tests (over a minute beside another test), longest first: they start first.
+HEAVIEST = (
+    "test_minilm_study_keeps_fidelity_at_a_fraction_of_the_size",
+    "test_the_readme_worked_example_runs_as_written",
+    "test_smoke_test_writes_its_section[minilm]",
+    "test_the_readme_causal_lm_example_runs_and_exports_a_faithful_onnx",
+    "test_builtin_study_runs[mnist1d_cnn.toml-0.93-0.92]",
+    "test_the_readme_keras_example_runs_and_its_export_reproduces_the_candidate",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: the workers (pytest-xdist) then share out the long ones at the start
-    and end together on short ones, instead of one worker finishing a long test alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first, then the other slow ones: the workers (pytest-xdist) share out
+    the long ones at the start and end together on short ones, instead of one worker
+    finishing a long test alone."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        if item.name in HEAVIEST:
+            return 0, HEAVIEST.index(item.name)
+        return (1 if item.get_closest_marker("slow") else 2), 0
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

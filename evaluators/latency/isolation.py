@@ -26,6 +26,11 @@ once cannot wait for each other (with ``flock`` on one open file, the kernel wou
 the shared lock first anyway, but the code does not rely on it). No process waits at the
 gate or for the lock while holding either.
 
+Set ``FRONTIER_ISOLATION=off`` to have a process take no lock files (the bookkeeping and the
+trace go on): its timings and its computing then neither wait for nor hold up other frontier
+processes, for runs whose timings need not be exact (the test suite, whose parallel workers
+would otherwise take turns; predicted latency on a machine shared anyway).
+
 Set ``FRONTIER_ISOLATION_TRACE`` to a file to have every process append one JSON line per
 interval it held the lock: ``{"pid", "kind": "compute"|"timing", "start", "end"}``
 (``time.time()``), for checking that no timing overlapped another process's compute.
@@ -49,6 +54,16 @@ from spaces.files import file_lock
 
 #: Environment variable naming the interval trace file (unset: no trace).
 TRACE_ENV = "FRONTIER_ISOLATION_TRACE"
+#: Environment variable turning the lock files off (``off``, ``0``, ``false`` or ``no``).
+ENABLED_ENV = "FRONTIER_ISOLATION"
+_OFF = ("off", "0", "false", "no")
+
+
+def isolation_enabled() -> bool:
+    """Whether processes take the machine's lock files (``$FRONTIER_ISOLATION``, read on every
+    call; on unless it is ``off``, ``0``, ``false`` or ``no``)."""
+    return os.environ.get(ENABLED_ENV, "on").strip().lower() not in _OFF
+
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -130,6 +145,10 @@ class MachineLock:
                         self._take(_SHARED)
 
     def _take(self, state: str) -> None:
+        if not isolation_enabled():  # the state is kept, the machine's files are not taken
+            self._state = state
+            self._since = time.time()
+            return
         lock, gate = self._paths()
         if state == _SHARED:
             with file_lock(gate, shared=True):  # waits while a timing process waits

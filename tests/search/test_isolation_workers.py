@@ -11,11 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evaluators.latency.isolation import TRACE_ENV, Interval, conflicts, read_trace
+from evaluators.latency.isolation import ENABLED_ENV, TRACE_ENV, Interval, conflicts, read_trace
 from search.status import latency_wait_text
 from tests.conftest import run_cli
 from tests.search._cluster import start_cli, warm_cache
 from tests.studyfile import write_study
+
+
+@pytest.fixture(autouse=True)
+def _lock_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite turns the lock off (tests/conftest.py); these tests are about it."""
+    monkeypatch.setenv(ENABLED_ENV, "on")
 
 
 def _study(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from evaluators.latency.isolation import (
+    ENABLED_ENV,
     TRACE_ENV,
     Interval,
     MachineLock,
     computes,
     conflicts,
+    isolation_enabled,
     read_trace,
 )
 from tests.conftest import REPO
@@ -76,6 +79,12 @@ CHILD = textwrap.dedent(
             time.sleep(600)
     """
 )
+
+
+@pytest.fixture(autouse=True)
+def _lock_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite turns the lock off (tests/conftest.py); these tests are about it."""
+    monkeypatch.setenv(ENABLED_ENV, "on")
 
 
 @pytest.fixture()
@@ -229,6 +238,30 @@ def test_the_lock_is_reentrant_and_traces_what_it_held(
     kinds = [i.kind for i in read_trace(tmp_path / "trace.jsonl")]
     # the process-wide lock of ``computes`` writes its interval to the same trace
     assert kinds == ["compute", "timing", "compute", "timing", "compute"]
+
+
+@pytest.mark.parametrize("value", ["off", "0", "false", "NO"])
+def test_isolation_off_takes_no_lock_files_but_keeps_the_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    held = MachineLock(tmp_path)  # on: holds the lock shared, so a timing elsewhere must wait
+    with held.computing():
+        monkeypatch.setenv(ENABLED_ENV, value)
+        assert not isolation_enabled()
+        lock = MachineLock(tmp_path)
+        done = threading.Event()
+
+        def time_it() -> None:
+            with lock.computing(), lock.timing():
+                assert lock.state == "exclusive"
+            done.set()
+
+        worker = threading.Thread(target=time_it, daemon=True)
+        worker.start()
+        assert done.wait(timeout=60), "a timing with isolation off waited for the lock"
+        assert lock.state == "unlocked" and held.state == "shared"
+    monkeypatch.setenv(ENABLED_ENV, "on")
+    assert isolation_enabled()
 
 
 def test_conflicts_finds_timing_beside_another_process_work() -> None:
