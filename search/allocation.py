@@ -33,9 +33,13 @@ take them.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +56,27 @@ from spaces.space import SearchSpace
 TOP_BITS = 8
 #: Denser ladders tried in turn when rungs give the same allocation (or a baseline's).
 _DENSER = (1, 2, 4, 8)
+
+
+@contextlib.contextmanager
+def native_stdout_silenced() -> Iterator[None]:
+    """Send what the block writes to the standard output (file descriptor 1) to the null
+    device, native code's included: HiGHS (``milp``) prints debug lines from C++ on some
+    problems (``HighsMipSolverData::transformNewIntegerFeasibleSolution``, 38 lines on
+    EfficientNet-Lite0 with scipy 1.17, presolve off or on). Buffers are flushed on both
+    sides of the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).fflush(None)  # C's buffered output goes to the null device too
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -314,15 +339,16 @@ class _Planner:
             row = np.array([o.cost[figure] for _, o in flat])[None, :] / scale
             # a hair inside the limit: the solver's feasibility tolerance is relative
             rows.append(LinearConstraint(row, -np.inf, room / scale - 1e-7))
-        res = milp(
-            dist + tie * cost / max(most, 1.0),
-            integrality=np.ones(len(flat)),
-            bounds=Bounds(0, 1),
-            constraints=rows,
-            # HiGHS's presolve prints a debug line to stdout on some problems (scipy 1.17);
-            # these problems are small enough not to need it
-            options={"presolve": False, "mip_rel_gap": 1e-6},
-        )
+        with native_stdout_silenced():
+            res = milp(
+                dist + tie * cost / max(most, 1.0),
+                integrality=np.ones(len(flat)),
+                bounds=Bounds(0, 1),
+                constraints=rows,
+                # HiGHS's presolve prints a debug line to stdout on some problems (scipy
+                # 1.17); these problems are small enough not to need it
+                options={"presolve": False, "mip_rel_gap": 1e-6},
+            )
         if res.x is None:
             return None
         chosen = {layers[i]: o for j, (i, o) in enumerate(flat) if res.x[j] > 0.5}

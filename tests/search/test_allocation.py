@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -141,3 +145,24 @@ def test_values_estimate_is_the_smaller_encoding() -> None:
     assert values_estimate(1000, 4, 0.0) == 500  # dense
     assert values_estimate(1000, 4, 0.9) == 125 + 50  # bitmask and the 100 kept values
     assert values_estimate(1000, 32, 0.5) == 125 + 2000
+
+
+def test_the_solver_s_native_prints_never_reach_the_output() -> None:
+    """HiGHS prints debug lines from C++ inside ``milp``; the allocation silences file
+    descriptor 1 around it (C's buffered ``printf`` and raw writes), and only there."""
+    script = textwrap.dedent(
+        """
+        import ctypes, os
+        from search.allocation import native_stdout_silenced
+        print("before", flush=True)
+        with native_stdout_silenced():
+            ctypes.CDLL(None).printf(b"from C, buffered\\n")
+            os.write(1, b"raw\\n")
+            print("from Python")
+        print("after", flush=True)
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert res.stdout.splitlines() == ["before", "after"]

@@ -58,3 +58,26 @@ def test_efficientnet_study_runs_on_a_tiny_budget(tmp_path: Path) -> None:
     front = pd.read_csv(out / "front.csv")
     assert len(front) >= 1 and front["test_agreement"].notna().all()
     assert front["test_kl"].notna().all()
+
+
+def _differences(a: object, b: object, path: str = "") -> dict[str, tuple[object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        found: dict[str, tuple[object, object]] = {}
+        for key in sorted(set(a) | set(b)):
+            found |= _differences(a.get(key), b.get(key), f"{path}.{key}".lstrip("."))
+        return found
+    return {} if a == b else {path: (a, b)}
+
+
+def test_the_post_training_study_differs_from_the_default_only_where_it_says() -> None:
+    """``studies/efficientnet_lite0_ptq.toml`` (BENCHMARKS.md's post-training run) is the
+    default study without students and with a 3-point budget, nothing else."""
+    from search.spec import load_spec
+
+    default = load_spec(REPO / "studies" / "efficientnet_lite0.toml").to_dict()
+    ptq = load_spec(REPO / "studies" / "efficientnet_lite0_ptq.toml").to_dict()
+    assert _differences(default, ptq) == {
+        "budget.max_accuracy_drop": (2.0, 3.0),
+        "space.students": (["teacher", "d12", "e4"], ["teacher"]),
+        "study.name": ("efficientnet_lite0", "efficientnet_lite0_ptq"),
+    }
