@@ -28,18 +28,18 @@ choices (rounding changes neither the BOPs nor the size estimate; the probes rou
 Activations stay float when the space offers it: 8-bit activations are not probed, so the
 predicted distortion would not account for them (the sampler still tries them); only when the
 ladder or a budget is on BOPs, which 8-bit activations divide by four, do the warm starts
-take them.
+take them. So they seed the front's size axis at the float model's speed; the latency axis
+gets ``int8_warm_starts`` more, on the same ladder over the part of the space that int8 kernels
+run (:func:`spaces.kernel_space.int8_space`: 8-bit activations, widths the kernels take
+exactly, one weight scale per row), with the table's distortions for the space's first
+granularity standing in for those of per-row scales.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import math
-import os
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +47,9 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from evaluators.budgets import Budget
 from evaluators.cost import ArchitectureCost, CostModel, LayerShape
+from search.native_output import native_stdout_silenced
 from spaces.config import FLOAT_BITS, TEACHER, CompressionConfig
+from spaces.kernel_space import int8_space
 from spaces.pruning import pruned_count
 from spaces.sensitivity import SensitivityTable
 from spaces.space import SearchSpace
@@ -56,27 +58,6 @@ from spaces.space import SearchSpace
 TOP_BITS = 8
 #: Denser ladders tried in turn when rungs give the same allocation (or a baseline's).
 _DENSER = (1, 2, 4, 8)
-
-
-@contextlib.contextmanager
-def native_stdout_silenced() -> Iterator[None]:
-    """Send what the block writes to the standard output (file descriptor 1) to the null
-    device, native code's included: HiGHS (``milp``) prints debug lines from C++ on some
-    problems (``HighsMipSolverData::transformNewIntegerFeasibleSolution``, 38 lines on
-    EfficientNet-Lite0 with scipy 1.17, presolve off or on). Buffers are flushed on both
-    sides of the block."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).fflush(None)  # C's buffered output goes to the null device too
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -129,8 +110,10 @@ def warm_start_allocations(
     n: int,
     *,
     packed_size: Callable[[CompressionConfig], int] | None = None,
+    n_int8: int = 0,
 ) -> list[Allocation]:
-    """Up to ``n`` allocations, over the models that have a table, deterministic.
+    """Up to ``n`` allocations (then up to ``n_int8`` for the int8 kernels), over the models
+    that have a table, deterministic.
 
     ``packed_size(config)``, when given, packs a configuration for real (no fine-tuning) and
     returns its bytes: it is called once per model, on the model's uniform 8-bit
@@ -146,34 +129,38 @@ def warm_start_allocations(
         objectives: The study's objectives: the ladder budgets ``size_bytes`` when it is
             one, else ``bops``.
         n: How many to return at most.
+        n_int8: How many more, on the same ladder over :func:`spaces.kernel_space.int8_space`
+            (8-bit activations, widths and scales the int8 kernels run; labelled
+            ``"sensitivity-int8:..."``): none when the space has no such part.
 
     ``n`` is split evenly over the models of ``space.students`` that have a table, in that
     order; the remainder goes to the teacher (or, without it, to the first), so with fewer
     warm starts than models only the teacher gets any. A model yields fewer than its share
     when its rungs give the same allocation, or a baseline's, or nothing fits its budget.
     """
-    if n < 0:
-        raise ValueError(f"'sensitivity.warm_starts' must be an int >= 0. Got {n!r} instead.")
+    for key, value in (("warm_starts", n), ("int8_warm_starts", n_int8)):
+        if value < 0:
+            raise ValueError(f"'sensitivity.{key}' must be an int >= 0. Got {value!r} instead.")
     cost_name = "size_bytes" if "size_bytes" in objectives else "bops"
     models = [m for m in space.students if m in tables]
-    if n == 0 or not models:
-        return []
-    baselines = {c.to_json() for c in {**space.baselines(), **space.student_baselines()}.values()}
-    share = warm_start_shares(models, n)
+    seen = {c.to_json() for c in {**space.baselines(), **space.student_baselines()}.values()}
     caps = {"size_bytes": budget.max_size_bytes, "bops": budget.max_bops}
+    kernels = int8_space(space) if n_int8 > 0 else None
+    ladders = [(space, n, cost_name == "bops" or budget.max_bops is not None, "sensitivity")]
+    if kernels is not None:
+        ladders.append((kernels, n_int8, True, "sensitivity-int8"))
     out: list[Allocation] = []
-    for model in models:
-        if share[model] > 0:
-            planner = _Planner(
-                model,
-                tables[model],
-                costs.architecture(model),
-                space,
-                int8_acts=cost_name == "bops" or budget.max_bops is not None,
-            )
-            if packed_size is not None:
-                planner.measure_overhead(packed_size)
-            out += planner.allocations(cost_name, share[model], caps, baselines)
+    for where, count, int8_acts, prefix in ladders:
+        share = warm_start_shares(models, count)
+        for model in models:
+            if share[model] > 0:
+                arch = costs.architecture(model)
+                planner = _Planner(model, tables[model], arch, where, int8_acts=int8_acts)
+                if packed_size is not None:
+                    planner.measure_overhead(packed_size)
+                found = planner.allocations(cost_name, share[model], caps, seen, prefix)
+                seen |= {a.config.to_json() for a in found}
+                out += found
     return out
 
 
@@ -209,6 +196,8 @@ class _Planner:
         self.granularity = space.settings.granularity[0]
         self.rounding = space.settings.rounding[0]
         self.act_codes = space.settings.act_codes[0]
+        modes = space.settings.act_mode
+        self.act_mode = "static" if "static" in modes else modes[0]
         self.options = {
             layer: self._layer_options(layer, shape, table) for layer, shape in arch.layers.items()
         }
@@ -285,9 +274,15 @@ class _Planner:
         return total
 
     def allocations(
-        self, name: str, k: int, caps: Mapping[str, float | None], baselines: set[str]
+        self,
+        name: str,
+        k: int,
+        caps: Mapping[str, float | None],
+        baselines: set[str],
+        prefix: str = "sensitivity",
     ) -> list[Allocation]:
-        """Up to ``k`` distinct allocations along the ladder of ``name``, cheapest first.
+        """Up to ``k`` distinct allocations along the ladder of ``name``, cheapest first,
+        none of them in ``baselines`` (configurations as JSON), labelled ``prefix:model:j/k``.
 
         ``caps`` (the budget's limits by figure) cap the ladder's top; a cap on the other
         figure is a constraint of every rung.
@@ -311,7 +306,7 @@ class _Planner:
         if len(ordered) > k:  # spread over the ladder, keeping the top rung
             ordered = [ordered[round((j + 1) * len(ordered) / k) - 1] for j in range(k)]
         return [
-            dataclasses.replace(a, label=f"sensitivity:{self.model}:{j + 1}/{len(ordered)}")
+            dataclasses.replace(a, label=f"{prefix}:{self.model}:{j + 1}/{len(ordered)}")
             for j, a in enumerate(ordered)
         ]
 
@@ -374,6 +369,7 @@ class _Planner:
             granularity=self.granularity,
             rounding=self.rounding,
             act_codes=self.act_codes,
+            act_mode=self.act_mode,
         )
 
     def cost(self, name: str, config: CompressionConfig) -> float:

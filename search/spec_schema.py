@@ -85,6 +85,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "method": _STR,
         "rows": _INT,
         "warm_starts": _INT,
+        "int8_warm_starts": _INT,
         "prune_space": _BOOL,
         "max_probe_s": _FLOAT,
         "max_probe_share": _FLOAT,

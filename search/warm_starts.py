@@ -64,19 +64,22 @@ def enqueue_warm_starts(
     """Measure (or read) the sensitivities and enqueue the allocations, once per study.
 
     With ``n_trials`` (the study's target), at most half the trials left after those already
-    in the study are warm starts: the sampler always gets the other half. A model whose
+    in the study are warm starts (the size ladder's first, then the int8 kernels', see
+    ``[sensitivity] int8_warm_starts``): the sampler always gets the other half. A model whose
     sensitivity cannot be measured (its distillation diverged, say) gets no warm start and
     the study goes on; its trials fail with their reason as they would have.
     """
     settings = ctx.spec.sensitivity
-    if not settings.enabled or settings.warm_starts == 0:
+    n, n_int8 = settings.warm_starts, settings.int8_warm_starts
+    if not settings.enabled or n + n_int8 == 0:
         return WarmStarts(reason="turned off ([sensitivity] enabled / warm_starts)")
     if WARM_STARTS_ATTR in study.user_attrs:
         return WarmStarts(reason="already enqueued for this study")
-    n = settings.warm_starts
-    if n_trials is not None:
-        n = min(n, max(0, n_trials - len(study.get_trials(deepcopy=False))) // 2)
-    shares = warm_start_shares(ctx.space.students, n)
+    if n_trials is not None:  # the size ladder's first, then the int8 kernels'
+        room = max(0, n_trials - len(study.get_trials(deepcopy=False))) // 2
+        n = min(n, room)
+        n_int8 = min(n_int8, room - n)
+    shares = warm_start_shares(ctx.space.students, max(n, n_int8))
     models = [m for m, k in shares.items() if k > 0]
     t0 = time.perf_counter()
     tables, failed = sensitivity_tables(
@@ -93,6 +96,7 @@ def enqueue_warm_starts(
             ctx.spec.budget,
             ctx.spec.study.objectives,
             n,
+            n_int8=n_int8,
             packed_size=lambda config: len(
                 compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=0).artifact
             ),

@@ -245,7 +245,8 @@ def _queue(ctx: StudyContext, study: optuna.Study, n_trials: int) -> None:
     from search.warm_starts import WARM_STARTS_ATTR
 
     s = ctx.spec.sensitivity
-    if s.enabled and s.warm_starts > 0 and WARM_STARTS_ATTR not in study.user_attrs:
+    wanted = s.warm_starts + s.int8_warm_starts > 0
+    if s.enabled and wanted and WARM_STARTS_ATTR not in study.user_attrs:
         print(
             "frontier: measuring per-layer sensitivity (once per study; [sensitivity] enabled "
             "= false turns it off) ...",

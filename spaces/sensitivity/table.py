@@ -37,6 +37,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "method": (lambda v: v in METHODS, f"one of {list(METHODS)}"),
     "rows": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "warm_starts": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "int8_warm_starts": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "prune_space": (lambda v: isinstance(v, bool), "a bool"),
     "max_probe_s": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "max_probe_share": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
@@ -54,6 +55,10 @@ class SensitivitySettings:
             that is cheap next to the search: see ``max_probe_s`` and ``max_probe_share``).
         rows: Validation rows probed: the first ``rows`` of the split (a fixed subset).
         warm_starts: Allocations enqueued (0: none).
+        int8_warm_starts: Allocations enqueued after those, on the part of the space that
+            int8 kernels run (:func:`spaces.kernel_space.int8_space`), to seed the latency
+            axis (0: none; nothing either when the space offers no 8-bit activations or no
+            per-row weight scales).
         prune_space: Drop per-layer bit widths and pruning ratios that cannot be on the front.
         max_probe_s: ``"auto"`` measures when the probes' estimated cost is below this many
             seconds, whatever the study.
@@ -66,6 +71,7 @@ class SensitivitySettings:
     method: str = "auto"
     rows: int = 512
     warm_starts: int = 8
+    int8_warm_starts: int = 0
     prune_space: bool = False
     max_probe_s: float = 10.0
     max_probe_share: float = 0.1

@@ -166,3 +166,61 @@ def test_the_solver_s_native_prints_never_reach_the_output() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert res.stdout.splitlines() == ["before", "after"]
+
+
+def test_int8_warm_starts_follow_on_the_part_of_the_space_int8_kernels_run(
+    digits_task: Task,
+) -> None:
+    settings = SpaceSettings(
+        bits=(4, 6, 7, 8, 32),
+        act_bits=(8, 32),
+        act_mode=("dynamic",),
+        granularity=("g32", "channel"),
+    )
+    space, costs, table = _digits_setup(digits_task, settings)
+    allocs = warm_start_allocations({"teacher": table}, costs, space, Budget(), SIZE, 3, n_int8=3)
+    labels = [a.label for a in allocs]
+    assert labels == [f"sensitivity:teacher:{i}/3" for i in (1, 2, 3)] + [
+        f"sensitivity-int8:teacher:{i}/3" for i in (1, 2, 3)
+    ]
+    assert len({a.config.to_json() for a in allocs}) == 6
+    for a in allocs[:3]:  # the size ladder: float activations, the first granularity
+        assert a.config.act_bits == 32 and a.config.granularity == "g32"
+    for a in allocs[3:]:  # dynamic int8 activations need <= 7 bits and a scale per row
+        _check_meets_budget(a, costs, space)
+        assert a.config.act_bits == 8 and a.config.act_mode == "dynamic"
+        assert a.config.granularity == "channel"
+        assert all(a.config.bits_of(layer) <= 7 for layer in space.layers)
+    # the int8 ladder's top is uniform 7 bits (the widest the kernels run exactly)
+    assert max(a.config.bits_of(layer) for a in allocs[3:] for layer in space.layers) == 7
+    # nothing for the int8 kernels in a space without 8-bit activations or per-row scales
+    for other in (
+        SpaceSettings(bits=(4, 8, 32)),
+        SpaceSettings(bits=(4, 8, 32), act_bits=(8, 32), granularity=("g32",)),
+    ):
+        space, _, _ = _digits_setup(digits_task, other)
+        allocs = warm_start_allocations(
+            {"teacher": table}, costs, space, Budget(), SIZE, 2, n_int8=3
+        )
+        assert [a.label.split(":")[0] for a in allocs] == ["sensitivity"] * 2
+
+
+def test_the_int8_space_keeps_the_widths_each_mode_runs_exactly() -> None:
+    from spaces.kernel_space import int8_space
+
+    layers = ["a", "b"]
+    static = SpaceSettings(
+        bits=(4, 7, 8, 32), layer_bits={"b": (16, 32)}, act_bits=(8, 32), granularity=("channel",)
+    )
+    space = int8_space(SearchSpace(layers, ["teacher"], static))
+    assert space is not None
+    assert space.bits_choices("a") == (4, 7, 8)  # static int8 kernels take 8-bit weights
+    assert space.bits_choices("b") == (16, 32)  # nothing narrower offered: stays float
+    assert space.settings.act_bits == (8,) and space.settings.act_mode == ("static",)
+    dynamic = SpaceSettings(
+        bits=(4, 7, 8, 32), act_bits=(8, 32), act_mode=("dynamic",), granularity=("g64", "tensor")
+    )
+    space = int8_space(SearchSpace(layers, ["teacher"], dynamic))
+    assert space is not None
+    assert space.bits_choices("a") == (4, 7) and space.settings.granularity == ("tensor",)
+    assert int8_space(SearchSpace(layers, ["teacher"], SpaceSettings(act_bits=(32,)))) is None

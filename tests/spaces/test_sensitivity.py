@@ -251,6 +251,8 @@ def test_settings_are_validated_and_fingerprinted() -> None:
         SensitivitySettings(method="hessian")
     with pytest.raises(ValueError, match=r"'sensitivity.warm_starts' must be an int >= 0"):
         SensitivitySettings(warm_starts=-1)
+    with pytest.raises(ValueError, match=r"'sensitivity.int8_warm_starts' must be an int >= 0"):
+        SensitivitySettings(int8_warm_starts=-1)
     with pytest.raises(ValueError, match=r"'sensitivity.max_probe_s' must be a number > 0"):
         SensitivitySettings(max_probe_s=0)
     with pytest.raises(ValueError, match=r"'sensitivity.enabled' must be a bool"):
