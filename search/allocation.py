@@ -111,6 +111,7 @@ def warm_start_allocations(
     *,
     packed_size: Callable[[CompressionConfig], int] | None = None,
     n_int8: int = 0,
+    accuracy_floor: float | None = None,
 ) -> list[Allocation]:
     """Up to ``n`` allocations (then up to ``n_int8`` for the int8 kernels), over the models
     that have a table, deterministic.
@@ -132,6 +133,9 @@ def warm_start_allocations(
         n_int8: How many more, on the same ladder over :func:`spaces.kernel_space.int8_space`
             (8-bit activations, widths and scales the int8 kernels run; labelled
             ``"sensitivity-int8:..."``): none when the space has no such part.
+        accuracy_floor: The budget's lowest accuracy: a student whose table's own metric
+            (``base_metric``, uncompressed) is already below it gets no warm start, its share
+            going to the other models (compressing it can only keep it infeasible).
 
     ``n`` is split evenly over the models of ``space.students`` that have a table, in that
     order; the remainder goes to the teacher (or, without it, to the first), so with fewer
@@ -142,7 +146,12 @@ def warm_start_allocations(
         if value < 0:
             raise ValueError(f"'sensitivity.{key}' must be an int >= 0. Got {value!r} instead.")
     cost_name = "size_bytes" if "size_bytes" in objectives else "bops"
-    models = [m for m in space.students if m in tables]
+    models = [
+        m
+        for m in space.students
+        if m in tables
+        and (m == TEACHER or accuracy_floor is None or tables[m].base_metric >= accuracy_floor)
+    ]
     seen = {c.to_json() for c in {**space.baselines(), **space.student_baselines()}.values()}
     caps = {"size_bytes": budget.max_size_bytes, "bops": budget.max_bops}
     kernels = int8_space(space) if n_int8 > 0 else None

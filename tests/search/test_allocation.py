@@ -133,6 +133,15 @@ def test_students_share_the_warm_starts(digits_task: Task) -> None:
     one = warm_start_allocations(tables, costs, space, Budget(), BOPS, 1)
     assert [a.config.student for a in one] == ["teacher"]
     assert warm_start_allocations(tables, costs, space, Budget(), BOPS, 0) == []
+    # a student already below the budget's accuracy, uncompressed, gets none: all to the teacher
+    floor = (student_table.base_metric + table.base_metric) / 2
+    assert student_table.base_metric < floor <= table.base_metric
+    kept = warm_start_allocations(tables, costs, space, Budget(), BOPS, 5, accuracy_floor=floor)
+    assert [a.config.student for a in kept] == ["teacher"] * 5
+    low = warm_start_allocations(
+        tables, costs, space, Budget(), BOPS, 5, accuracy_floor=student_table.base_metric
+    )
+    assert [a.config.student for a in low] == models  # at the floor: still in
 
 
 def test_nothing_fits_a_budget_below_the_cheapest_allocation(digits_task: Task) -> None:
