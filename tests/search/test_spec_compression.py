@@ -82,5 +82,8 @@ def test_the_budgeted_minilm_study_is_minilm_with_a_size_budget() -> None:
     assert budgeted.budget.max_size_bytes == 13_500_000  # 15% of the float 90,277,944 B
     assert budgeted.budget.max_size_bytes <= 0.15 * 90_277_944
     assert budgeted.space.students == ("teacher",)
-    assert budgeted.space.bits == base.space.bits and budgeted.finetune == base.finetune
+    # the default study since added 7 bits and dynamic int8 activations (its latency axis);
+    # the budgeted one keeps the weight-only widths its BENCHMARKS figures were measured with
+    assert set(budgeted.space.bits) < set(base.space.bits) and budgeted.finetune == base.finetune
+    assert budgeted.space.act_bits == (32,) and 8 in base.space.act_bits
     assert budgeted.space.rounding == ("gptq",) and base.space.rounding == ("gptq-onepass",)
