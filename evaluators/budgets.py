@@ -184,6 +184,13 @@ class Budget:
         parts = [f"{limit.label} <= {limit.format(value)}" for limit, value in self.items()]
         return ", ".join(parts) if parts else "no budget"
 
+    def accuracy_floor(self, reference_accuracy: float) -> float | None:
+        """The lowest accuracy within ``max_accuracy_drop`` of ``reference_accuracy`` (``None``
+        without that limit): :meth:`constraints` accepts exactly the accuracies at or above it."""
+        if self.max_accuracy_drop is None:
+            return None
+        return reference_accuracy - self.max_accuracy_drop / 100.0
+
     def constraints(
         self, figures: Mapping[str, float], reference_accuracy: float
     ) -> dict[str, float]:

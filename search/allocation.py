@@ -48,7 +48,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from evaluators.budgets import Budget
 from evaluators.cost import ArchitectureCost, CostModel, LayerShape
 from search.native_output import native_stdout_silenced
-from spaces.config import FLOAT_BITS, TEACHER, CompressionConfig
+from spaces.config import FLOAT_BITS, TEACHER, CompressionConfig, preferred_act_mode
 from spaces.kernel_space import int8_space
 from spaces.pruning import pruned_count
 from spaces.sensitivity import SensitivityTable
@@ -205,8 +205,7 @@ class _Planner:
         self.granularity = space.settings.granularity[0]
         self.rounding = space.settings.rounding[0]
         self.act_codes = space.settings.act_codes[0]
-        modes = space.settings.act_mode
-        self.act_mode = "static" if "static" in modes else modes[0]
+        self.act_mode = preferred_act_mode(space.settings.act_mode)
         self.options = {
             layer: self._layer_options(layer, shape, table) for layer, shape in arch.layers.items()
         }

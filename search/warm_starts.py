@@ -42,12 +42,6 @@ SENSITIVITY_FAILED_ATTR = "sensitivity_failed"
 WARM_START_TRIAL_ATTR = "warm_start"
 
 
-def accuracy_floor(ctx: StudyContext) -> float | None:
-    """The lowest validation accuracy the budget accepts (``None`` without an accuracy budget)."""
-    drop = ctx.spec.budget.max_accuracy_drop
-    return None if drop is None else ctx.reference_accuracy - drop / 100
-
-
 @dataclass(frozen=True)
 class WarmStarts:
     """What :func:`enqueue_warm_starts` did.
@@ -103,7 +97,7 @@ def enqueue_warm_starts(
             ctx.spec.study.objectives,
             n,
             n_int8=n_int8,
-            accuracy_floor=accuracy_floor(ctx),
+            accuracy_floor=ctx.spec.budget.accuracy_floor(ctx.reference_accuracy),
             packed_size=lambda config: len(
                 compress(ctx.pool, config, finetune=FinetuneSettings(epochs=0), seed=0).artifact
             ),

@@ -48,6 +48,14 @@ DEFAULT_ROUNDING = "nearest"
 #: (``"dynamic"``, ONNX Runtime's ``DynamicQuantizeLinear``; see :mod:`spaces.dynamic_acts`).
 ACT_MODES = ("static", "dynamic")
 DEFAULT_ACT_MODE = "static"
+
+
+def preferred_act_mode(modes: tuple[str, ...]) -> str:
+    """The mode a fixed choice takes among ``modes``: ``"static"`` when offered (it covers
+    convolutions too), else the first."""
+    return DEFAULT_ACT_MODE if DEFAULT_ACT_MODE in modes else modes[0]
+
+
 #: Dynamic activations (codes 0-255) only go with weights of at most this many bits (codes
 #: within +-63): a uint8 x int8 pair sum then stays below 2^15 (255 * 63 * 2 = 32130), so
 #: the int16 ``vpmaddubsw`` of CPUs without VNNI never saturates.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from spaces.config import DYNAMIC_MAX_WEIGHT_BITS
+from spaces.config import DYNAMIC_MAX_WEIGHT_BITS, preferred_act_mode
 from spaces.space import SearchSpace
 
 #: Weight-scale granularities whose scales integer kernels apply, in order of preference.
@@ -43,7 +43,7 @@ def int8_space(space: SearchSpace) -> SearchSpace | None:
     granularity = next((g for g in ROW_GRANULARITIES if g in s.granularity), None)
     if 8 not in s.act_bits or granularity is None:
         return None
-    mode = "static" if "static" in s.act_mode else s.act_mode[0]
+    mode = preferred_act_mode(s.act_mode)
     widest = STATIC_MAX_WEIGHT_BITS if mode == "static" else DYNAMIC_MAX_WEIGHT_BITS
     layer_bits = {}
     for layer in space.layers:

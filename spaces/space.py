@@ -30,6 +30,7 @@ from spaces.config import (
     ROUNDINGS,
     TEACHER,
     CompressionConfig,
+    preferred_act_mode,
 )
 from spaces.structured import IMPORTANCES
 
@@ -353,7 +354,7 @@ class SearchSpace:
         """
         s = self.settings
         act = 8 if 8 in s.act_bits else s.act_bits[0]
-        mode = "static" if "static" in s.act_mode else s.act_mode[0]
+        mode = preferred_act_mode(s.act_mode)
         gran = "channel" if "channel" in s.granularity else s.granularity[0]
         rounding = "nearest" if "nearest" in s.rounding else s.rounding[0]
         teacher = CompressionConfig(student=TEACHER, **self._plain_settings())
