@@ -40,7 +40,9 @@ from tests.search._ray_nodes import (
 from tests.search.held_task import HOLD_ENV
 from tests.studyfile import write_study
 
-N_TRIALS = 10  # the head alone must not finish them before the second node finishes one
+# enough that, on a loaded machine, the head alone does not finish them before the second node
+# has finished one and started another (with 10, the study once ended before the hold took)
+N_TRIALS = 24
 
 
 def _trials(url: str) -> list[FrozenTrial]:
@@ -124,7 +126,12 @@ def test_a_study_on_two_ray_nodes_survives_losing_one(
         finally:
             engine.dispose()
         (hold / "hold").touch()
-        wait_for((hold / "held").exists, 120, "a trial held on the second node")
+
+        def node_holds_a_trial() -> bool:
+            assert run is not None and run.poll() is None, _log(tmp_path)
+            return (hold / "held").exists()
+
+        wait_for(node_holds_a_trial, 240, "a trial held on the second node")
 
         # the cluster listens on 127.0.0.1 only: GCS server, raylets, agents, workers, and
         # the driver (frontier run)
