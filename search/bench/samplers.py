@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -58,33 +60,74 @@ def random_trials(args: argparse.Namespace) -> int:
 
 
 def run_curves(args: argparse.Namespace, study_file: Path) -> tuple[pd.DataFrame, float]:
-    """Per (sampler, seed, n): the hypervolume after n trials (cost counted); setup seconds."""
+    """Per (sampler, seed, n): the hypervolume after n trials (cost counted); setup seconds.
+
+    With ``--work DIR`` the teacher and students are cached in ``DIR`` and every finished
+    (sampler, seed) run is kept there (:func:`_finished_run`): a later call with the same
+    folder reads those and runs only the rest, so a comparison too long for one sitting (a
+    model whose trials cost seconds) is completed over several.
+    """
     spec = load_spec(study_file)
     longest = max(args.trials)
     rows = []
+    setup_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        ctx, setup_s = prepare(spec, Path(tmp) / "ctx")
+        root = Path(args.work) if getattr(args, "work", None) else Path(tmp)
+        runs_dir = root / "runs" / study_file.stem
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        ctx = None
         for name in args.samplers:
             n_run = random_trials(args) if name == "random" else longest
             for seed in range(args.seeds):
-                variant = _variant(spec, name, seed)
-                db = Path(tmp) / f"{name}-{seed}.db"
-                trials, wall, study = run_local(ctx, variant, db, n_run)
-                curve = hypervolume_curve(trials, variant.study.objectives)["hypervolume"]
-                cost_s = _sensitivity_s(study) if name == "tpe-warm" else 0.0
-                per_trial = wall / max(1, len(trials))
+                record = runs_dir / f"{name}-{seed}.json"
+                run = _finished_run(record, n_run)
+                if run is None:
+                    if ctx is None:
+                        ctx, setup_s = prepare(spec, root / "ctx")
+                    run = _run_one(ctx, _variant(spec, name, seed), runs_dir, name, seed, n_run)
+                    record.write_text(json.dumps(run))
+                curve, wall, cost_s = run["curve"], run["wall_s"], run["sensitivity_s"]
+                per_trial = wall / max(1, run["trials"])
                 k = math.ceil(cost_s / per_trial) if cost_s > 0 else 0
                 for n in range(1, n_run + 1):
                     done = n - k
-                    hv = float(curve.iloc[min(done, len(curve)) - 1]) if done >= 1 else 0.0
+                    hv = float(curve[min(done, len(curve)) - 1]) if done >= 1 and curve else 0.0
                     rows.append({"sampler": name, "seed": seed, "n": n, "hv": hv, "cost_trials": k})
                 print(
                     f"{study_file.name} {name} seed {seed}: hypervolume {rows[-1]['hv']:.4f} "
                     f"after {n_run} trials, {wall:.0f}s"
-                    + (f", sensitivity {cost_s:.1f}s = {k} trials" if k else ""),
+                    + (f", sensitivity {cost_s:.1f}s = {k} trials" if k else "")
+                    + (" (kept from an earlier call)" if run.get("kept") else ""),
                     flush=True,
                 )
     return pd.DataFrame(rows), setup_s
+
+
+def _run_one(
+    ctx: object, variant: StudySpec, folder: Path, name: str, seed: int, n_run: int
+) -> dict[str, Any]:
+    """One fresh study of ``n_run`` trials: its hypervolume curve, seconds, sensitivity cost."""
+    db = folder / f"{name}-{seed}.db"
+    db.unlink(missing_ok=True)  # an earlier call stopped mid-run: that run starts again
+    trials, wall, study = run_local(ctx, variant, db, n_run)
+    curve = hypervolume_curve(trials, variant.study.objectives)["hypervolume"]
+    return {
+        "n_run": n_run,
+        "trials": len(trials),
+        "wall_s": float(wall),
+        "sensitivity_s": _sensitivity_s(study) if name == "tpe-warm" else 0.0,
+        "curve": [float(v) for v in curve],
+    }
+
+
+def _finished_run(record: Path, n_run: int) -> dict[str, Any] | None:
+    """The run kept in ``record`` by an earlier call, when it ran at least ``n_run`` trials."""
+    if not record.exists():
+        return None
+    run: dict[str, Any] = json.loads(record.read_text())
+    if int(run.get("n_run", 0)) < n_run:
+        return None
+    return {**run, "kept": True}
 
 
 def _cell(values: pd.Series) -> str:
@@ -188,6 +231,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="trials of the random runs (default: 4x the smallest N, at least the largest N)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder keeping the trained models and every finished run: a later call with it "
+        "runs only the runs still missing (default: a temporary folder)",
     )
     p.add_argument(
         "--samplers", nargs="+", choices=list(SAMPLER_NAMES), default=list(SAMPLER_NAMES)
