@@ -377,6 +377,7 @@ class _Planner:
             granularity=self.granularity,
             rounding=self.rounding,
             act_codes=self.act_codes,
+            int8_target=self.space.settings.int8_target,
             act_mode=self.act_mode,
         )
 

@@ -49,6 +49,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "act_mode": _STRS,
         "act_codes": _INTS,
         "act_calibration": _STR,
+        "int8_target": _STR,
         "granularity": _STRS,
         "rounding": _STRS,
         "custom_students": "a table of student names",

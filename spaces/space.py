@@ -25,8 +25,10 @@ from spaces.config import (
     ACT_MODES,
     ALLOWED_ACT_BITS,
     ALLOWED_BITS,
+    DEFAULT_INT8_TARGET,
     FLOAT_BITS,
     GRANULARITIES,
+    INT8_TARGETS,
     ROUNDINGS,
     TEACHER,
     CompressionConfig,
@@ -56,6 +58,11 @@ def _check_choices(where: str, values: Sequence[object], allowed: Sequence[objec
             f"Got {list(values)!r} instead."
         )
     return tuple(dict.fromkeys(values))
+
+
+def _check_one(where: str, value: object, allowed: Sequence[object]) -> None:
+    if value not in allowed:
+        raise ValueError(f"'{where}' must be one of {list(allowed)}. Got {value!r} instead.")
 
 
 def _check_prune_max(where: str, value: float) -> float:
@@ -96,6 +103,8 @@ class SpaceSettings:
         act_codes: Largest codes of static 8-bit activations to search: 127 (7 of the 8
             bits) and/or 255 (the full range around layers whose weights have at most 7
             bits; see :meth:`spaces.CompressionConfig.act_codes_of`).
+        int8_target: ``"x86"`` (default) or ``"vnni"``: codes 0-255 around 8-bit weights
+            too, exact only on CPUs with VNNI (not searched; every candidate's).
         granularity: Weight-scale granularities to search (``"channel"``, ``"tensor"``).
         rounding: Weight roundings to search (``"nearest"``, ``"gptq"``, ``"gptq-onepass"``).
         custom_students: Extra student constructors, name -> ``"package.module:function"``
@@ -120,6 +129,7 @@ class SpaceSettings:
     act_mode: tuple[str, ...] = ("static",)
     act_calibration: str = "minmax"
     act_codes: tuple[int, ...] = (127,)
+    int8_target: str = DEFAULT_INT8_TARGET
     granularity: tuple[str, ...] = ("channel",)
     rounding: tuple[str, ...] = ("nearest",)
     custom_students: Mapping[str, str] = field(default_factory=dict)
@@ -152,16 +162,9 @@ class SpaceSettings:
                 for k, v in getattr(self, f"layer_{what}_max").items()
             }
             object.__setattr__(self, f"layer_{what}_max", MappingProxyType(per_layer))
-        if self.channel_importance not in IMPORTANCES:
-            raise ValueError(
-                f"'space.channel_importance' must be one of {sorted(IMPORTANCES)}. "
-                f"Got {self.channel_importance!r} instead."
-            )
-        if self.act_calibration not in ACT_CALIBRATIONS:
-            raise ValueError(
-                f"'space.act_calibration' must be one of {list(ACT_CALIBRATIONS)}. "
-                f"Got {self.act_calibration!r} instead."
-            )
+        _check_one("space.channel_importance", self.channel_importance, sorted(IMPORTANCES))
+        _check_one("space.act_calibration", self.act_calibration, ACT_CALIBRATIONS)
+        _check_one("space.int8_target", self.int8_target, INT8_TARGETS)
         act = _check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
         object.__setattr__(self, "act_bits", act)
         mode = _check_choices("space.act_mode", self.act_mode, ACT_MODES)
@@ -301,6 +304,7 @@ class SearchSpace:
             rounding=str(params.get("rounding", s.rounding[0])),
             act_mode=str(params.get("act_mode", s.act_mode[0])),
             act_codes=int(params.get("act_codes", s.act_codes[0])),
+            int8_target=s.int8_target,
         )
 
     def params_from_config(self, config: CompressionConfig) -> dict[str, Any]:
@@ -370,6 +374,7 @@ class SearchSpace:
                     rounding=rounding,
                     act_mode=mode,
                     act_codes=s.act_codes[0],
+                    int8_target=s.int8_target,
                 )
                 for name, b in uniform.items()
             },
@@ -396,4 +401,5 @@ class SearchSpace:
             "granularity": s.granularity[0],
             "rounding": s.rounding[0],
             "act_codes": s.act_codes[0],
+            "int8_target": s.int8_target,
         }

@@ -296,3 +296,24 @@ def test_full_activation_codes_use_the_uint8_range_and_reload_from_the_artifact(
     assert activations.activation_qmax(loaded.model.fc2) == QMAX
     with torch.no_grad():
         assert torch.equal(loaded.model.eval()(x), out)
+
+
+def test_the_vnni_target_gives_8_bit_layers_the_full_codes_in_the_artifact_too(
+    pool: StudentPool, tmp_path: Path
+) -> None:
+    from spaces.artifacts import load_candidate, save_candidate
+
+    bits = dict.fromkeys(LAYERS, 8)
+    config = CompressionConfig(bits=bits, act_bits=8, act_codes=255, int8_target="vnni")
+    cand = compress(pool, config, finetune=FinetuneSettings(epochs=0), seed=0)
+    assert activations.activation_qmax(cand.model.fc2) == 255
+    x86 = compress(
+        pool,
+        dataclasses.replace(config, int8_target="x86"),
+        finetune=FinetuneSettings(epochs=0),
+        seed=0,
+    )
+    assert activations.activation_qmax(x86.model.fc2) == QMAX
+    loaded = load_candidate(save_candidate(cand, tmp_path / "saved"), pool.task)
+    assert loaded.config.int8_target == "vnni"
+    assert activations.activation_qmax(loaded.model.fc2) == 255

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from spaces import CompressionConfig, SearchSpace, SpaceSettings
@@ -193,3 +195,36 @@ def test_act_codes_validate_round_trip_and_are_searched_only_with_two_choices() 
     assert params["act_codes"] == 255 and both.config_from_params(params) == full
     with pytest.raises(ValueError, match=r"'space\.act_codes' must be a non-empty list"):
         SpaceSettings(act_codes=(128,))
+
+
+def test_the_vnni_target_extends_the_full_code_range_to_8_bit_weights() -> None:
+    # on every x86 CPU (the default): codes 0-255 only around weights of at most 7 bits
+    x86 = CompressionConfig(bits={"a": 8, "b": 7, "c": 16}, act_bits=8, act_codes=255)
+    assert [x86.act_codes_of(k) for k in "abc"] == [127, 255, 127]
+    assert x86.int8_target == "x86" and "int8_target" not in x86.to_dict()
+    # on CPUs with VNNI: around 8-bit weights too (16-bit layers keep float activations)
+    vnni = dataclasses.replace(x86, int8_target="vnni")
+    assert [vnni.act_codes_of(k) for k in "abc"] == [255, 255, 127]
+    assert vnni.to_dict()["int8_target"] == "vnni" and vnni != x86
+    assert CompressionConfig.from_json(vnni.to_json()) == vnni
+    assert vnni.restricted_to(["a"]).int8_target == "vnni"
+    # the target only changes codes 0-255: one canonical form otherwise
+    assert CompressionConfig(bits={"a": 8}, act_bits=8, int8_target="vnni").int8_target == "x86"
+    assert CompressionConfig(bits={"a": 8}, act_codes=255, int8_target="vnni") == (
+        CompressionConfig(bits={"a": 8})
+    )
+    with pytest.raises(ValueError, match=r"'int8_target' must be one of \['x86', 'vnni'\]"):
+        CompressionConfig(bits={"a": 8}, act_bits=8, act_codes=255, int8_target="arm")
+    with pytest.raises(ValueError, match=r"Unknown CompressionConfig key\(s\) \['int8_target'\]"):
+        CompressionConfig.from_dict({"version": 1, "int8_target": "vnni"})
+
+    # the space's setting goes into every candidate it builds (not searched)
+    settings = SpaceSettings(act_bits=(8, 32), act_codes=(255,), int8_target="vnni")
+    space = SearchSpace(["a"], ["teacher"], settings)
+    assert "int8_target" not in space.distributions()
+    built = space.config_from_params({"bits.a": 8, "act_bits": 8})
+    assert built.int8_target == "vnni" and built.act_codes_of("a") == 255
+    assert space.baselines()["uniform-int8"].act_codes_of("a") == 255
+    assert space.contains(built)
+    with pytest.raises(ValueError, match=r"'space\.int8_target' must be one of"):
+        SpaceSettings(int8_target="avx512")
