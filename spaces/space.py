@@ -340,6 +340,8 @@ class SearchSpace:
         static = config.act_bits == 8 and config.act_mode == "static"
         if static and config.act_codes not in self.settings.act_codes:
             return False
+        if config.int8_target not in (DEFAULT_INT8_TARGET, self.settings.int8_target):
+            return False
         for name, value in self.params_from_config(config).items():
             dist = dists[name]
             if isinstance(dist, CategoricalDistribution):

@@ -226,5 +226,8 @@ def test_the_vnni_target_extends_the_full_code_range_to_8_bit_weights() -> None:
     assert built.int8_target == "vnni" and built.act_codes_of("a") == 255
     assert space.baselines()["uniform-int8"].act_codes_of("a") == 255
     assert space.contains(built)
+    x86_space = SearchSpace(["a"], ["teacher"], dataclasses.replace(settings, int8_target="x86"))
+    assert not x86_space.contains(built)  # it builds no candidate for VNNI CPUs only
+    assert x86_space.contains(dataclasses.replace(built, int8_target="x86"))
     with pytest.raises(ValueError, match=r"'space\.int8_target' must be one of"):
         SpaceSettings(int8_target="avx512")
