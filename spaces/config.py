@@ -60,6 +60,9 @@ def preferred_act_mode(modes: tuple[str, ...]) -> str:
 #: within +-63): a uint8 x int8 pair sum then stays below 2^15 (255 * 63 * 2 = 32130), so
 #: the int16 ``vpmaddubsw`` of CPUs without VNNI never saturates.
 DYNAMIC_MAX_WEIGHT_BITS = 7
+#: Widest weights the static int8 kernels run exactly: 8 (with activation codes 0-127, or 0-255
+#: on CPUs with VNNI; see :meth:`CompressionConfig.act_codes_of`).
+STATIC_MAX_WEIGHT_BITS = 8
 #: The largest code of static 8-bit activations: 127 (7 of the 8 bits: exact on every x86 CPU)
 #: or 255 (the full range, around layers whose weights have at most
 #: :data:`DYNAMIC_MAX_WEIGHT_BITS` bits; see :meth:`CompressionConfig.act_codes_of`).
@@ -246,7 +249,8 @@ class CompressionConfig:
         8-bit weights too (measured on a VNNI Xeon: EfficientNet-Lite0's uniform w8a8, nearest
         rounding, 0.956 confident agreement with codes 0-127, 0.980 with 0-255).
         """
-        widest = 8 if self.int8_target == "vnni" else DYNAMIC_MAX_WEIGHT_BITS
+        vnni = self.int8_target == "vnni"
+        widest = STATIC_MAX_WEIGHT_BITS if vnni else DYNAMIC_MAX_WEIGHT_BITS
         if self.bits_of(layer) > widest:
             return DEFAULT_ACT_CODES
         return self.act_codes

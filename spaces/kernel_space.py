@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from spaces.config import DYNAMIC_MAX_WEIGHT_BITS, preferred_act_mode
+from spaces.config import DYNAMIC_MAX_WEIGHT_BITS, STATIC_MAX_WEIGHT_BITS, preferred_act_mode
 from spaces.space import SearchSpace
 
 #: Weight-scale granularities whose scales integer kernels apply, in order of preference.
 ROW_GRANULARITIES = ("channel", "tensor")
-#: Widest weights the static int8 kernels run exactly (with activation codes 0-127).
-STATIC_MAX_WEIGHT_BITS = 8
 
 
 def int8_space(space: SearchSpace) -> SearchSpace | None:

@@ -19,12 +19,12 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
+from spaces._checks import check_bits, check_choices, check_one, check_prune_max
 from spaces.activations import ACT_CALIBRATIONS
 from spaces.config import (
     ACT_CODES,
     ACT_MODES,
     ALLOWED_ACT_BITS,
-    ALLOWED_BITS,
     DEFAULT_INT8_TARGET,
     FLOAT_BITS,
     GRANULARITIES,
@@ -37,38 +37,6 @@ from spaces.config import (
 from spaces.structured import IMPORTANCES
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 32)
-
-
-def _check_bits(where: str, bits: Sequence[int]) -> tuple[int, ...]:
-    if not bits:
-        raise ValueError(f"'{where}' must list at least one bit width.")
-    for b in bits:
-        if isinstance(b, bool) or not isinstance(b, int) or b not in ALLOWED_BITS:
-            raise ValueError(
-                f"'{where}' must hold bit widths from {list(ALLOWED_BITS)} "
-                f"(32 keeps float). Got {b!r} instead."
-            )
-    return tuple(sorted(set(bits)))
-
-
-def _check_choices(where: str, values: Sequence[object], allowed: Sequence[object]) -> tuple:
-    if not values or any(isinstance(v, bool) or v not in allowed for v in values):
-        raise ValueError(
-            f"'{where}' must be a non-empty list of values from {list(allowed)}. "
-            f"Got {list(values)!r} instead."
-        )
-    return tuple(dict.fromkeys(values))
-
-
-def _check_one(where: str, value: object, allowed: Sequence[object]) -> None:
-    if value not in allowed:
-        raise ValueError(f"'{where}' must be one of {list(allowed)}. Got {value!r} instead.")
-
-
-def _check_prune_max(where: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"'{where}' must be a float in the range [0, 1). Got {value!r} instead.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -135,22 +103,22 @@ class SpaceSettings:
     custom_students: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bits", _check_bits("space.bits", self.bits))
-        _check_prune_max("space.prune_max", self.prune_max)
+        object.__setattr__(self, "bits", check_bits("space.bits", self.bits))
+        check_prune_max("space.prune_max", self.prune_max)
         if not 0 < self.prune_step <= 0.5:
             raise ValueError(
                 f"'space.prune_step' must be a float in the range (0, 0.5]. "
                 f"Got {self.prune_step!r} instead."
             )
-        lb = {k: _check_bits(f"space.layers.{k}.bits", v) for k, v in self.layer_bits.items()}
+        lb = {k: check_bits(f"space.layers.{k}.bits", v) for k, v in self.layer_bits.items()}
         lp = {
-            k: _check_prune_max(f"space.layers.{k}.prune_max", v)
+            k: check_prune_max(f"space.layers.{k}.prune_max", v)
             for k, v in self.layer_prune_max.items()
         }
         object.__setattr__(self, "layer_bits", MappingProxyType(lb))
         object.__setattr__(self, "layer_prune_max", MappingProxyType(lp))
         for what in ("channels", "heads"):
-            _check_prune_max(f"space.{what}_max", getattr(self, f"{what}_max"))
+            check_prune_max(f"space.{what}_max", getattr(self, f"{what}_max"))
             step = getattr(self, f"{what}_step")
             if not 0 < step <= 0.5:
                 raise ValueError(
@@ -158,22 +126,22 @@ class SpaceSettings:
                     f"Got {step!r} instead."
                 )
             per_layer = {
-                k: _check_prune_max(f"space.layers.{k}.{what}_max", v)
+                k: check_prune_max(f"space.layers.{k}.{what}_max", v)
                 for k, v in getattr(self, f"layer_{what}_max").items()
             }
             object.__setattr__(self, f"layer_{what}_max", MappingProxyType(per_layer))
-        _check_one("space.channel_importance", self.channel_importance, sorted(IMPORTANCES))
-        _check_one("space.act_calibration", self.act_calibration, ACT_CALIBRATIONS)
-        _check_one("space.int8_target", self.int8_target, INT8_TARGETS)
-        act = _check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
+        check_one("space.channel_importance", self.channel_importance, sorted(IMPORTANCES))
+        check_one("space.act_calibration", self.act_calibration, ACT_CALIBRATIONS)
+        check_one("space.int8_target", self.int8_target, INT8_TARGETS)
+        act = check_choices("space.act_bits", self.act_bits, ALLOWED_ACT_BITS)
         object.__setattr__(self, "act_bits", act)
-        mode = _check_choices("space.act_mode", self.act_mode, ACT_MODES)
+        mode = check_choices("space.act_mode", self.act_mode, ACT_MODES)
         object.__setattr__(self, "act_mode", mode)
-        codes = _check_choices("space.act_codes", self.act_codes, ACT_CODES)
+        codes = check_choices("space.act_codes", self.act_codes, ACT_CODES)
         object.__setattr__(self, "act_codes", codes)
-        gran = _check_choices("space.granularity", self.granularity, GRANULARITIES)
+        gran = check_choices("space.granularity", self.granularity, GRANULARITIES)
         object.__setattr__(self, "granularity", gran)
-        rounding = _check_choices("space.rounding", self.rounding, ROUNDINGS)
+        rounding = check_choices("space.rounding", self.rounding, ROUNDINGS)
         object.__setattr__(self, "rounding", rounding)
         for name, target in self.custom_students.items():
             if not isinstance(target, str) or ":" not in target:

@@ -72,7 +72,7 @@ def run_curves(args: argparse.Namespace, study_file: Path) -> tuple[pd.DataFrame
     rows = []
     setup_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.work) if getattr(args, "work", None) else Path(tmp)
+        root = args.work or Path(tmp)
         runs_dir = root / "runs" / study_file.stem
         runs_dir.mkdir(parents=True, exist_ok=True)
         ctx = None
